@@ -1,0 +1,26 @@
+"""tinygrad_np: a small, fast, honest reverse-mode autograd framework in NumPy."""
+
+from tinygrad_np.creation import as_generator, full, manual_seed, ones, randn, uniform, zeros
+from tinygrad_np.ops import concatenate, maximum, stack, where
+from tinygrad_np.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Function",
+    "Tensor",
+    "as_generator",
+    "concatenate",
+    "enable_grad",
+    "full",
+    "is_grad_enabled",
+    "manual_seed",
+    "maximum",
+    "no_grad",
+    "ones",
+    "randn",
+    "stack",
+    "uniform",
+    "where",
+    "zeros",
+]

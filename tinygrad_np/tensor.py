@@ -1,0 +1,535 @@
+"""Tensor, the Function base class, reverse-mode backward and no_grad.
+
+A Tensor wraps an ndarray. Every differentiable op is a small `Function` subclass (in `ops.py`) whose
+instance is also the op's context: `forward` stashes what `backward` needs on `self`. Calling an op builds
+the graph backwards from its output: each output Tensor points at the Function that made it, which points
+at its inputs.
+
+`Tensor.backward` walks that graph in reverse topological order (iteratively, so graph depth is bounded by
+memory, not by Python's recursion limit). Gradients of intermediate tensors live in a local dict and are
+dropped as soon as they are consumed; only leaves (and tensors that asked with `retain_grad()`) get `.grad`.
+Broadcasting is undone here, once, so no op has to think about it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+ArrayLike = Any  # anything np.asarray accepts: ndarray, list, scalar
+Seed = int | np.random.Generator | None
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_grad_mode = _GradMode()
+
+
+class no_grad(contextlib.ContextDecorator):  # noqa: N801  (PyTorch's name)
+    """Record nothing inside: outputs don't require grad and keep no graph. Context manager or decorator."""
+
+    def __enter__(self) -> None:
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = False
+
+    def __exit__(self, *exc: object) -> None:
+        _grad_mode.enabled = self._previous
+
+
+class enable_grad(contextlib.ContextDecorator):  # noqa: N801
+    """Record again inside a `no_grad` block."""
+
+    def __enter__(self) -> None:
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = True
+
+    def __exit__(self, *exc: object) -> None:
+        _grad_mode.enabled = self._previous
+
+
+def is_grad_enabled() -> bool:
+    return _grad_mode.enabled
+
+
+class Function:
+    """One differentiable op. `forward` and `backward` work on ndarrays; the instance is the op's context.
+
+    `backward(grad_output)` returns one gradient per tensor input (or None where `needs_input_grad` is False);
+    gradients may have the broadcast shape, the engine reduces them to each input's shape.
+    """
+
+    inputs: tuple[Tensor, ...] = ()
+    needs_input_grad: tuple[bool, ...] = ()
+    released = False
+
+    def forward(self, *arrays: np.ndarray, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray | tuple[np.ndarray | None, ...] | None:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
+        ctx = cls()
+        try:
+            data = ctx.forward(*[t.data for t in inputs], **kwargs)
+        except ValueError as err:
+            shapes = ", ".join(str(t.shape) for t in inputs)
+            raise ValueError(f"{cls.__name__}: {err} (input shapes: {shapes})") from None
+        if type(data) is not np.ndarray:  # NumPy returns scalars from 0-d ufuncs and full reductions
+            data = np.asarray(data)
+        if _grad_mode.enabled:
+            for t in inputs:
+                if t.requires_grad:
+                    ctx.inputs = inputs
+                    ctx.needs_input_grad = tuple(t.requires_grad for t in inputs)
+                    return Tensor._make(data, True, ctx)
+        return Tensor._make(data, False, None)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def _release(self) -> None:
+        """Drop saved arrays and inputs so the graph's memory is freed; a second backward then fails clearly."""
+        self.__dict__.clear()
+        self.released = True
+
+
+def _sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Undo NumPy broadcasting: sum over the axes that broadcasting added or stretched from 1."""
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1
+    )
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    if lead:
+        grad = grad.reshape(shape)
+    return grad
+
+
+def _to_array(data: ArrayLike, dtype: Any = None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return np.asarray(data, dtype=dtype)
+    array = np.asarray(data)
+    kind = array.dtype.kind
+    if kind == "f":
+        # float32 by default, as in PyTorch; a float64 ndarray is kept on purpose (gradient checks need it),
+        # but Python floats and lists, which NumPy makes float64 by default, become float32.
+        keep = array.dtype == np.float32 or (
+            array.dtype == np.float64 and isinstance(data, (np.ndarray, np.generic))
+        )
+        return array if keep else array.astype(np.float32)
+    if kind in "OUS":
+        raise TypeError(f"Tensor data must be numeric, got an array of dtype {array.dtype}")
+    return array
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it, so `backward()` can differentiate them."""
+
+    __slots__ = ("__weakref__", "_ctx", "_retains_grad", "data", "grad", "requires_grad")
+    __array_ufunc__ = None  # `ndarray + Tensor` defers to Tensor.__radd__ instead of dropping the graph
+    __hash__ = object.__hash__  # `==` is elementwise, identity stays the hash (tensors as dict keys)
+
+    def __init__(self, data: ArrayLike, requires_grad: bool = False, dtype: Any = None) -> None:
+        self.data: np.ndarray = _to_array(data, dtype)
+        self.grad: np.ndarray | None = None
+        self._ctx: Function | None = None
+        self._retains_grad = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @staticmethod
+    def _make(data: np.ndarray, requires_grad: bool, ctx: Function | None) -> Tensor:
+        out = object.__new__(Tensor)  # skips __init__'s conversions: ops already produce the right arrays
+        out.data = data
+        out.grad = None
+        out.requires_grad = requires_grad
+        out._ctx = ctx
+        out._retains_grad = False
+        return out
+
+    # ---- properties -------------------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self) -> Function | None:
+        return self._ctx
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802
+        return self.transpose()
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return len(self.data)
+
+    def item(self) -> float | int | bool:
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a single-element tensor, got shape {self.shape}")
+        return self.data.item()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph (shares memory, as in PyTorch)."""
+        return Tensor._make(self.data, False, None)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise TypeError(
+                f"only floating-point tensors can require gradients, got dtype {self.data.dtype}; "
+                "create it from float data or pass dtype=np.float32 (or np.float64)"
+            )
+        if requires_grad and self.data.dtype.kind == "c":
+            raise TypeError("complex tensors can't require gradients; use float32 or float64 data")
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad can only be turned off on leaf tensors; use .detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> Tensor:
+        """Keep this intermediate tensor's gradient in `.grad` after backward (leaves always keep theirs)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that doesn't require grad")
+        self._retains_grad = True
+        return self
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="Tensor(", precision=4, threshold=50)
+        extra = f", dtype={self.data.dtype}"
+        if self._ctx is not None:
+            extra += f", grad_fn=<{self._ctx.name}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"Tensor({body}{extra})"
+
+    # ---- backward ---------------------------------------------------------------------------------------
+
+    def backward(self, grad: ArrayLike | None = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf), weighted by `grad`, into every leaf's `.grad` that requires it.
+
+        Leaves accumulate across calls until zeroed. The graph is freed afterwards; differentiating through
+        it again raises unless the first call passed `retain_graph=True`.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad: no input of the computation had "
+                "requires_grad=True (or it ran under no_grad()); create the parameters with requires_grad=True"
+            )
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() without a grad argument needs a single-element tensor, got shape {self.shape}; "
+                    "reduce it first (.sum() or .mean()) or pass grad= an array of the same shape"
+                )
+            grad_array = np.ones(self.shape, dtype=self.dtype)
+        else:
+            grad_array = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            if grad_array.shape != self.shape:
+                raise ValueError(
+                    f"backward(): grad has shape {grad_array.shape} but the tensor has shape {self.shape}"
+                )
+        _backward(self, grad_array, retain_graph)
+
+    # ---- operators (each one a Function in ops.py) ------------------------------------------------------
+
+    def _lift(self, other: ArrayLike) -> Tensor:
+        """Wrap a constant operand; Python numbers take this tensor's dtype so float32 stays float32."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float)) and not isinstance(other, bool) and self.data.dtype.kind == "f":
+            return Tensor._make(np.asarray(other, dtype=self.data.dtype), False, None)
+        return Tensor(other)
+
+    def __add__(self, other: ArrayLike) -> Tensor:
+        return ops.Add.apply(self, self._lift(other))
+
+    def __radd__(self, other: ArrayLike) -> Tensor:
+        return ops.Add.apply(self._lift(other), self)
+
+    def __sub__(self, other: ArrayLike) -> Tensor:
+        return ops.Sub.apply(self, self._lift(other))
+
+    def __rsub__(self, other: ArrayLike) -> Tensor:
+        return ops.Sub.apply(self._lift(other), self)
+
+    def __mul__(self, other: ArrayLike) -> Tensor:
+        return ops.Mul.apply(self, self._lift(other))
+
+    def __rmul__(self, other: ArrayLike) -> Tensor:
+        return ops.Mul.apply(self._lift(other), self)
+
+    def __truediv__(self, other: ArrayLike) -> Tensor:
+        return ops.Div.apply(self, self._lift(other))
+
+    def __rtruediv__(self, other: ArrayLike) -> Tensor:
+        return ops.Div.apply(self._lift(other), self)
+
+    def __pow__(self, exponent: ArrayLike) -> Tensor:
+        if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
+            return ops.PowScalar.apply(self, exponent=exponent)
+        return ops.Pow.apply(self, self._lift(exponent))
+
+    def __rpow__(self, base: ArrayLike) -> Tensor:
+        return ops.Pow.apply(self._lift(base), self)
+
+    def __neg__(self) -> Tensor:
+        return ops.Neg.apply(self)
+
+    def __matmul__(self, other: ArrayLike) -> Tensor:
+        return ops.MatMul.apply(self, self._lift(other))
+
+    def __rmatmul__(self, other: ArrayLike) -> Tensor:
+        return ops.MatMul.apply(self._lift(other), self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return ops.GetItem.apply(self, index=_unwrap_index(index))
+
+    # Comparisons are not differentiable: they give boolean tensors, e.g. for `where`.
+    def __lt__(self, other: ArrayLike) -> Tensor:
+        return Tensor(self.data < _data(other))
+
+    def __le__(self, other: ArrayLike) -> Tensor:
+        return Tensor(self.data <= _data(other))
+
+    def __gt__(self, other: ArrayLike) -> Tensor:
+        return Tensor(self.data > _data(other))
+
+    def __ge__(self, other: ArrayLike) -> Tensor:
+        return Tensor(self.data >= _data(other))
+
+    def __eq__(self, other: object) -> Tensor:  # type: ignore[override]
+        return Tensor(self.data == _data(other))
+
+    def __ne__(self, other: object) -> Tensor:  # type: ignore[override]
+        return Tensor(self.data != _data(other))
+
+    # ---- methods ----------------------------------------------------------------------------------------
+
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return ops.Max.apply(self, axis=axis, keepdims=keepdims)
+
+    def min(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return ops.Min.apply(self, axis=axis, keepdims=keepdims)
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        """Indices of the maxima (int64); not differentiable."""
+        return Tensor(np.argmax(self.data, axis=axis, keepdims=keepdims))
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        """Indices of the minima (int64); not differentiable."""
+        return Tensor(np.argmin(self.data, axis=axis, keepdims=keepdims))
+
+    def exp(self) -> Tensor:
+        return ops.Exp.apply(self)
+
+    def log(self) -> Tensor:
+        return ops.Log.apply(self)
+
+    def sqrt(self) -> Tensor:
+        return ops.Sqrt.apply(self)
+
+    def tanh(self) -> Tensor:
+        return ops.Tanh.apply(self)
+
+    def sigmoid(self) -> Tensor:
+        return ops.Sigmoid.apply(self)
+
+    def relu(self) -> Tensor:
+        return ops.ReLU.apply(self)
+
+    def abs(self) -> Tensor:
+        return ops.Abs.apply(self)
+
+    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
+        if min is None and max is None:
+            raise ValueError("clip() needs min, max or both")
+        return ops.Clip.apply(self, low=min, high=max)
+
+    def reshape(self, *shape: int | Sequence[int]) -> Tensor:
+        if len(shape) == 1 and not isinstance(shape[0], int):
+            shape = tuple(shape[0])
+        return ops.Reshape.apply(self, shape=shape)
+
+    def transpose(self, *axes: int | Sequence[int]) -> Tensor:
+        if len(axes) == 1 and not isinstance(axes[0], int):
+            axes = tuple(axes[0])
+        return ops.Transpose.apply(self, axes=axes or None)
+
+    def flatten(self, start_dim: int = 0) -> Tensor:
+        """Merge dimensions start_dim.. into one (start_dim=1 keeps the batch dimension)."""
+        return self.reshape(*self.shape[:start_dim], -1)
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        return ops.Softmax.apply(self, axis=axis)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return ops.LogSoftmax.apply(self, axis=axis)
+
+    def logsumexp(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:
+        return ops.LogSumExp.apply(self, axis=axis, keepdims=keepdims)
+
+    def maximum(self, other: ArrayLike) -> Tensor:
+        return ops.Maximum.apply(self, self._lift(other))
+
+    def astype(self, dtype: Any) -> Tensor:
+        return ops.Cast.apply(self, dtype=np.dtype(dtype))
+
+    def float(self) -> Tensor:
+        return self.astype(np.float32)
+
+    def double(self) -> Tensor:
+        return self.astype(np.float64)
+
+
+def _data(x: object) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _unwrap_index(index: Any) -> Any:
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _topological_order(root: Tensor, requiring_grad_only: bool = True) -> list[Tensor]:
+    """Tensors that lead to `root`, inputs before outputs (iterative DFS: no recursion limit on depth)."""
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None:
+            for parent in ctx.inputs:
+                if id(parent) not in visited and (parent.requires_grad or not requiring_grad_only):
+                    stack.append((parent, False))
+    return order
+
+
+def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
+    # grads[id] = [gradient, owned]: `owned` means the engine made the array and may add into it in place;
+    # an op may hand back its upstream gradient itself or a read-only broadcast view.
+    grads: dict[int, list[Any]] = {id(root): [grad, False]}
+    for node in reversed(_topological_order(root)):
+        entry = grads.pop(id(node), None)
+        if entry is None:
+            continue  # no path from root reached it with a gradient
+        ctx = node._ctx
+        if ctx is None or node._retains_grad:
+            _accumulate_into(node, entry)
+            if ctx is None:
+                continue
+        if ctx.released:
+            raise RuntimeError(
+                f"backward through a graph that was already freed (at {ctx.name}): the first backward() "
+                "frees it to save memory; pass retain_graph=True to that first call to backward twice"
+            )
+        input_grads = ctx.backward(entry[0])
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        for parent, parent_grad, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad, strict=True):
+            if not needed or parent_grad is None:
+                continue
+            if parent_grad.shape != parent.data.shape:
+                parent_grad = _reduce_broadcast(ctx, parent, parent_grad)
+            if parent_grad.dtype != parent.data.dtype:
+                parent_grad = parent_grad.astype(parent.data.dtype)
+            previous = grads.get(id(parent))
+            if previous is None:
+                grads[id(parent)] = [parent_grad, False]
+            elif previous[1]:
+                np.add(previous[0], parent_grad, out=previous[0])
+            else:
+                grads[id(parent)] = [previous[0] + parent_grad, True]
+        if not retain_graph:
+            ctx._release()
+
+
+def _reduce_broadcast(ctx: Function, parent: Tensor, grad: np.ndarray) -> np.ndarray:
+    shape = parent.data.shape
+    try:
+        reduced = _sum_to_shape(grad, shape)
+    except (ValueError, IndexError):
+        reduced = None
+    if reduced is None or reduced.shape != shape:
+        raise RuntimeError(
+            f"{ctx.name}.backward returned a gradient of shape {grad.shape} for an input of shape {shape}"
+        )
+    return reduced
+
+
+def _accumulate_into(node: Tensor, entry: list[Any]) -> None:
+    grad, owned = entry
+    if node.grad is None:
+        node.grad = grad if owned else np.array(grad, dtype=node.data.dtype, copy=True)
+    else:
+        node.grad += grad
+
+
+def iter_graph(root: Tensor) -> Iterator[Tensor]:
+    """Every tensor of `root`'s graph, inputs before outputs (also those that don't require grad)."""
+    return iter(_topological_order(root, requiring_grad_only=False))
+
+
+from tinygrad_np import ops  # noqa: E402  (ops subclass Function, defined above)
