@@ -1,5 +1,6 @@
 """tinygrad_np: a small, fast, honest reverse-mode autograd framework in NumPy."""
 
+from tinygrad_np import nn, optim
 from tinygrad_np.creation import as_generator, full, manual_seed, ones, randn, uniform, zeros
 from tinygrad_np.ops import concatenate, maximum, stack, where
 from tinygrad_np.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad
@@ -16,8 +17,10 @@ __all__ = [
     "is_grad_enabled",
     "manual_seed",
     "maximum",
+    "nn",
     "no_grad",
     "ones",
+    "optim",
     "randn",
     "stack",
     "uniform",

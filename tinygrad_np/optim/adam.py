@@ -1,0 +1,78 @@
+"""Adam and AdamW: momentum and RMS scaling, with bias correction; AdamW decouples weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from tinygrad_np.optim.optimizer import Optimizer, _check_non_negative, _check_unit_interval
+from tinygrad_np.tensor import Tensor
+
+
+class Adam(Optimizer):
+    """g = grad + wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+    p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)"""
+
+    decoupled_weight_decay = False
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(params, lr)
+        _check_unit_interval("beta1", betas[0])
+        _check_unit_interval("beta2", betas[1])
+        _check_non_negative("weight_decay", weight_decay)
+        self.betas, self.eps, self.weight_decay = (float(betas[0]), float(betas[1])), eps, weight_decay
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
+        beta1, beta2 = self.betas
+        if self.weight_decay:
+            if self.decoupled_weight_decay:
+                param *= 1 - self.lr * self.weight_decay
+            else:
+                grad = grad + self.weight_decay * param
+        state = self.state[index]
+        if "exp_avg" not in state:
+            state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(param), np.zeros_like(param)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * (grad * grad)
+        # Bias correction: m and v start at 0, so early averages underestimate; divide by (1 - beta^t).
+        t = self.step_count
+        step_size = self.lr / (1 - beta1**t)
+        denominator = np.sqrt(v)
+        denominator *= 1 / np.sqrt(1 - beta2**t)
+        denominator += self.eps
+        param -= step_size * (m / denominator)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p -= lr wd p, then the Adam step on the bare gradient."""
+
+    decoupled_weight_decay = True
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay)

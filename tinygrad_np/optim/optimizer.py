@@ -1,0 +1,85 @@
+"""The Optimizer base: a list of parameters, a learning rate, per-parameter state, zero_grad()."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from tinygrad_np.tensor import Tensor
+
+
+class Optimizer:
+    """Subclasses implement `_update(index, param, grad)`; state lives in `self.state[index]` as ndarrays."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("optimizer got an empty parameter list; pass model.parameters()")
+        for i, p in enumerate(self.params):
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(f"parameter {i} is not a Tensor that requires grad")
+        _check_non_negative("learning rate", lr)
+        self.lr = float(lr)
+        self.state: list[dict[str, np.ndarray]] = [{} for _ in self.params]
+        self.step_count = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient, in place."""
+        self.step_count += 1
+        for i, p in enumerate(self.params):
+            if p.grad is not None:
+                self._update(i, p.data, p.grad)
+
+    def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters, step count and per-parameter arrays; plain types only (no pickle needed)."""
+        return {
+            "type": type(self).__name__,
+            "hyperparameters": self.hyperparameters(),
+            "step_count": self.step_count,
+            "state": [{k: v.copy() for k, v in s.items()} for s in self.state],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("type") != type(self).__name__:
+            raise ValueError(f"optimizer state is for {state_dict.get('type')}, not {type(self).__name__}")
+        states = state_dict["state"]
+        if len(states) != len(self.params):
+            raise ValueError(f"optimizer state has {len(states)} parameters, this optimizer has {len(self.params)}")
+        for i, (p, s) in enumerate(zip(self.params, states, strict=True)):
+            for key, value in s.items():
+                if np.shape(value) != p.shape:
+                    raise ValueError(
+                        f"optimizer state {key!r} of parameter {i} has shape {np.shape(value)}, not {p.shape}"
+                    )
+        self.state = [
+            {k: np.array(v, dtype=p.dtype) for k, v in s.items()} for p, s in zip(self.params, states, strict=True)
+        ]
+        self.step_count = int(state_dict["step_count"])
+        for key, value in state_dict["hyperparameters"].items():
+            setattr(self, key, value)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({settings})"
+
+
+def _check_non_negative(name: str, value: float) -> None:
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+def _check_unit_interval(name: str, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
