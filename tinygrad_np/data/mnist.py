@@ -204,6 +204,11 @@ def read_mnist_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 def load_offline_sample() -> MNIST:
     """The bundled 5,000 real MNIST digits (4,000 train / 1,000 test, 100 test digits per class)."""
+    if not SAMPLE_PATH.is_file():
+        raise MNISTNotFoundError(
+            f"the offline sample {SAMPLE_PATH} is missing; reinstall tinygrad_np or rebuild it with "
+            "`python scripts/make_offline_sample.py`"
+        )
     with np.load(SAMPLE_PATH, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in ("train_images", "train_labels", "test_images", "test_labels")}
     for split in ("train", "test"):
@@ -251,6 +256,8 @@ def load_mnist(
 
 def _kagglehub_download(timeout: float) -> str:
     """kagglehub.dataset_download in a daemon thread, so a stalled network can never hang the caller."""
+    # kagglehub's own requests time out (5 s to connect, 15 s between bytes), but a slow download that keeps
+    # trickling has no overall limit, and a thread can be abandoned where a request cannot be cancelled.
     kagglehub = importlib.import_module("kagglehub")  # lazily: an optional dependency (the `mnist` extra)
     outcome: dict[str, object] = {}
 

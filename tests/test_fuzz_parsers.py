@@ -1,0 +1,130 @@
+"""Fuzzing the parsers: whatever the bytes, the only exception that comes out is MNISTFormatError."""
+
+import gzip
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from tinygrad_np.data import MNISTFormatError, read_idx, read_mnist_csv, read_mnist_dir, write_idx
+
+SCRATCH = Path(tempfile.mkdtemp(prefix="tinygrad_np_fuzz_"))  # Hypothesis examples reuse one file per test
+
+
+def parse_or_format_error(parser, name: str, data: bytes):
+    """Run parser on a file holding data; return its result, None on MNISTFormatError, let anything else fail."""
+    path = SCRATCH / name
+    path.write_bytes(data)
+    try:
+        return parser(path)
+    except MNISTFormatError as exc:
+        assert str(path) in str(exc)  # the message names the file
+        return None
+
+
+def valid_idx(shape: tuple[int, ...]) -> bytes:
+    array = (np.arange(int(np.prod(shape))) % 251).astype(np.uint8).reshape(shape)
+    write_idx(SCRATCH / "valid", array)
+    return (SCRATCH / "valid").read_bytes()
+
+
+def valid_csv() -> bytes:
+    rows = ["label," + ",".join(f"px{i}" for i in range(784))]
+    rows += [",".join(map(str, [digit, *((np.arange(784) * (digit + 1)) % 256)])) for digit in (3, 7)]
+    return ("\n".join(rows) + "\n").encode()
+
+
+# A mutation: flip one bit, cut the file, insert bytes or delete a run, at a position drawn as a fraction.
+mutation = st.one_of(
+    st.tuples(st.just("flip"), st.floats(0, 1), st.integers(0, 7)),
+    st.tuples(st.just("truncate"), st.floats(0, 1), st.just(0)),
+    st.tuples(st.just("insert"), st.floats(0, 1), st.binary(min_size=1, max_size=8)),
+    st.tuples(st.just("delete"), st.floats(0, 1), st.integers(1, 8)),
+)
+
+
+def mutate(data: bytes, mutations: list[tuple]) -> bytes:
+    buffer = bytearray(data)
+    for kind, where, arg in mutations:
+        at = min(int(where * len(buffer)), max(len(buffer) - 1, 0))
+        if kind == "flip" and buffer:
+            buffer[at] ^= 1 << arg
+        elif kind == "truncate":
+            del buffer[at:]
+        elif kind == "insert":
+            buffer[at:at] = arg
+        elif kind == "delete":
+            del buffer[at : at + arg]
+    return bytes(buffer)
+
+
+def check_idx_result(result) -> None:
+    if result is not None:  # a mutation can leave a valid file: then the result must be a proper array
+        assert isinstance(result, np.ndarray) and result.dtype == np.uint8 and result.ndim >= 1
+
+
+@given(st.binary(max_size=300))
+@example(b"\x00\x00\x08\x01\x00\x00\x00\x00")  # a valid, empty label file
+@example(b"\x1f\x8b")  # gzip magic and nothing else
+@example(b"\x00\x00\x08\xff")  # 255 dimensions, no sizes
+def test_read_idx_random_bytes(data):
+    check_idx_result(parse_or_format_error(read_idx, "random", data))
+
+
+@given(st.binary(max_size=300))
+def test_read_idx_random_bytes_behind_gzip_magic(data):
+    check_idx_result(parse_or_format_error(read_idx, "random.gz", b"\x1f\x8b" + data))
+
+
+@pytest.mark.parametrize("shape", [(12,), (3, 5, 4)])
+@pytest.mark.parametrize("compress", [False, True])
+@given(mutations=st.lists(mutation, min_size=1, max_size=4))
+def test_read_idx_mutated_valid_files(shape, compress, mutations):
+    data = valid_idx(shape)
+    if compress:
+        data = gzip.compress(data)
+    check_idx_result(parse_or_format_error(read_idx, "mutated", mutate(data, mutations)))
+
+
+def check_csv_result(result) -> None:
+    if result is not None:
+        images, labels = result
+        assert images.dtype == np.uint8 and images.shape[1:] == (28, 28) and len(images) == len(labels) > 0
+        assert labels.dtype == np.int64 and labels.min() >= 0 and labels.max() <= 9
+
+
+@given(st.binary(max_size=300) | st.text(alphabet="0123456789,-+. \n\r\tx", max_size=300).map(str.encode))
+@example(b"")
+@example(b"\n\n")
+@example(b"1," * 784 + b"1\n")  # a valid one-row CSV without header
+@example(b"99999999999999999999," + b"1," * 783 + b"1\n")
+def test_read_mnist_csv_random_input(data):
+    check_csv_result(parse_or_format_error(read_mnist_csv, "random.csv", data))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@given(mutations=st.lists(mutation, min_size=1, max_size=4))
+def test_read_mnist_csv_mutated_valid_files(compress, mutations):
+    data = gzip.compress(valid_csv()) if compress else valid_csv()
+    check_csv_result(parse_or_format_error(read_mnist_csv, "mutated.csv", mutate(data, mutations)))
+
+
+@given(mutations=st.lists(mutation, min_size=1, max_size=3))
+def test_read_mnist_dir_with_one_mutated_file(mutations):
+    root = SCRATCH / "dir"
+    root.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    write_idx(root / "train-images-idx3-ubyte", rng.integers(0, 256, (4, 28, 28), dtype=np.uint8))
+    write_idx(root / "train-labels-idx1-ubyte", rng.integers(0, 10, 4).astype(np.uint8))
+    write_idx(root / "t10k-images-idx3-ubyte", rng.integers(0, 256, (2, 28, 28), dtype=np.uint8))
+    labels = root / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(mutate(b"\x00\x00\x08\x01\x00\x00\x00\x02\x05\x09", mutations))
+    try:
+        mnist = read_mnist_dir(root)
+    except MNISTFormatError as exc:
+        assert str(labels) in str(exc)
+    else:
+        assert len(mnist.test_labels) == 2 and set(mnist.test_labels.tolist()) <= set(range(10))
