@@ -1,7 +1,6 @@
 """Fuzzing the parsers: whatever the bytes, the only exception that comes out is MNISTFormatError."""
 
 import gzip
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,15 @@ from hypothesis import strategies as st
 
 from tinygrad_np.data import MNISTFormatError, read_idx, read_mnist_csv, read_mnist_dir, write_idx
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="tinygrad_np_fuzz_"))  # Hypothesis examples reuse one file per test
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    """One folder per module: Hypothesis runs many examples per test, each rewriting the same file."""
+    return tmp_path_factory.mktemp("fuzz")
 
 
-def parse_or_format_error(parser, name: str, data: bytes):
+def parse_or_format_error(parser, path: Path, data: bytes):
     """Run parser on a file holding data; return its result, None on MNISTFormatError, let anything else fail."""
-    path = SCRATCH / name
     path.write_bytes(data)
     try:
         return parser(path)
@@ -25,10 +27,10 @@ def parse_or_format_error(parser, name: str, data: bytes):
         return None
 
 
-def valid_idx(shape: tuple[int, ...]) -> bytes:
+def valid_idx(folder: Path, shape: tuple[int, ...]) -> bytes:
     array = (np.arange(int(np.prod(shape))) % 251).astype(np.uint8).reshape(shape)
-    write_idx(SCRATCH / "valid", array)
-    return (SCRATCH / "valid").read_bytes()
+    write_idx(folder / "valid", array)
+    return (folder / "valid").read_bytes()
 
 
 def valid_csv() -> bytes:
@@ -70,23 +72,23 @@ def check_idx_result(result) -> None:
 @example(b"\x00\x00\x08\x01\x00\x00\x00\x00")  # a valid, empty label file
 @example(b"\x1f\x8b")  # gzip magic and nothing else
 @example(b"\x00\x00\x08\xff")  # 255 dimensions, no sizes
-def test_read_idx_random_bytes(data):
-    check_idx_result(parse_or_format_error(read_idx, "random", data))
+def test_read_idx_random_bytes(scratch, data):
+    check_idx_result(parse_or_format_error(read_idx, scratch / "random", data))
 
 
 @given(st.binary(max_size=300))
-def test_read_idx_random_bytes_behind_gzip_magic(data):
-    check_idx_result(parse_or_format_error(read_idx, "random.gz", b"\x1f\x8b" + data))
+def test_read_idx_random_bytes_behind_gzip_magic(scratch, data):
+    check_idx_result(parse_or_format_error(read_idx, scratch / "random.gz", b"\x1f\x8b" + data))
 
 
 @pytest.mark.parametrize("shape", [(12,), (3, 5, 4)])
 @pytest.mark.parametrize("compress", [False, True])
 @given(mutations=st.lists(mutation, min_size=1, max_size=4))
-def test_read_idx_mutated_valid_files(shape, compress, mutations):
-    data = valid_idx(shape)
+def test_read_idx_mutated_valid_files(scratch, shape, compress, mutations):
+    data = valid_idx(scratch, shape)
     if compress:
         data = gzip.compress(data)
-    check_idx_result(parse_or_format_error(read_idx, "mutated", mutate(data, mutations)))
+    check_idx_result(parse_or_format_error(read_idx, scratch / "mutated", mutate(data, mutations)))
 
 
 def check_csv_result(result) -> None:
@@ -101,20 +103,20 @@ def check_csv_result(result) -> None:
 @example(b"\n\n")
 @example(b"1," * 784 + b"1\n")  # a valid one-row CSV without header
 @example(b"99999999999999999999," + b"1," * 783 + b"1\n")
-def test_read_mnist_csv_random_input(data):
-    check_csv_result(parse_or_format_error(read_mnist_csv, "random.csv", data))
+def test_read_mnist_csv_random_input(scratch, data):
+    check_csv_result(parse_or_format_error(read_mnist_csv, scratch / "random.csv", data))
 
 
 @pytest.mark.parametrize("compress", [False, True])
 @given(mutations=st.lists(mutation, min_size=1, max_size=4))
-def test_read_mnist_csv_mutated_valid_files(compress, mutations):
+def test_read_mnist_csv_mutated_valid_files(scratch, compress, mutations):
     data = gzip.compress(valid_csv()) if compress else valid_csv()
-    check_csv_result(parse_or_format_error(read_mnist_csv, "mutated.csv", mutate(data, mutations)))
+    check_csv_result(parse_or_format_error(read_mnist_csv, scratch / "mutated.csv", mutate(data, mutations)))
 
 
 @given(mutations=st.lists(mutation, min_size=1, max_size=3))
-def test_read_mnist_dir_with_one_mutated_file(mutations):
-    root = SCRATCH / "dir"
+def test_read_mnist_dir_with_one_mutated_file(scratch, mutations):
+    root = scratch / "dir"
     root.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     write_idx(root / "train-images-idx3-ubyte", rng.integers(0, 256, (4, 28, 28), dtype=np.uint8))
