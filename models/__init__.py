@@ -1,1 +1,1 @@
-"""Reference networks: the tutorial\x27s 784-10-10 net and MLPs, each with hand-derived NumPy backprop."""
+"""Reference networks: the tutorial's 784-10-10 net and MLPs, each with hand-derived NumPy backprop."""
