@@ -108,18 +108,22 @@ class Module:
                 f"state dict doesn't match {type(self).__name__}: {'; '.join(problems)} "
                 "(was it saved from another architecture?)"
             )
+        # Check every entry before copying any, so a bad state dict leaves the model as it was.
+        arrays = {}
         for name, value in state_dict.items():
             if name not in own:
                 continue
             array = np.asarray(value.data if isinstance(value, Tensor) else value)
-            target = own[name]
-            if array.shape != target.shape:
+            if array.shape != own[name].shape:
                 raise ValueError(
                     f"state dict entry {name!r} has shape {array.shape}, but the model's parameter has shape "
-                    f"{target.shape} (was it saved from another architecture?)"
+                    f"{own[name].shape} (was it saved from another architecture?)"
                 )
             if array.dtype.kind != "f":
                 raise TypeError(f"state dict entry {name!r} has dtype {array.dtype}; parameters are floating point")
+            arrays[name] = array
+        for name, array in arrays.items():
+            target = own[name]
             target.data = np.array(array, dtype=target.dtype, copy=True)
             target.grad = None
 
