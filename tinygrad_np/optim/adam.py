@@ -54,7 +54,7 @@ class Adam(Optimizer):
         v *= beta2
         v += (1 - beta2) * (grad * grad)
         # Bias correction: m and v start at 0, so early averages underestimate; divide by (1 - beta^t).
-        t = self.step_count
+        t = self.param_steps[index]
         step_size = self.lr / (1 - beta1**t)
         denominator = np.sqrt(v)
         denominator *= 1 / np.sqrt(1 - beta2**t)

@@ -14,6 +14,8 @@ class Optimizer:
     """Subclasses implement `_update(index, param, grad)`; state lives in `self.state[index]` as ndarrays."""
 
     def __init__(self, params: Iterable[Tensor], lr: float) -> None:
+        if callable(getattr(params, "parameters", None)):
+            raise TypeError(f"optimizer got the {type(params).__name__} model itself; pass model.parameters()")
         self.params = list(params)
         if not self.params:
             raise ValueError("optimizer got an empty parameter list; pass model.parameters()")
@@ -24,6 +26,9 @@ class Optimizer:
         self.lr = float(lr)
         self.state: list[dict[str, np.ndarray]] = [{} for _ in self.params]
         self.step_count = 0
+        # Updates each parameter has had: one that had no gradient at some step() is behind step_count,
+        # and Adam's bias correction must use its own count (as torch keeps a "step" per parameter).
+        self.param_steps = [0 for _ in self.params]
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -34,6 +39,7 @@ class Optimizer:
         self.step_count += 1
         for i, p in enumerate(self.params):
             if p.grad is not None:
+                self.param_steps[i] += 1
                 self._update(i, p.data, p.grad)
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
@@ -48,6 +54,7 @@ class Optimizer:
             "type": type(self).__name__,
             "hyperparameters": self.hyperparameters(),
             "step_count": self.step_count,
+            "param_steps": list(self.param_steps),
             "state": [{k: v.copy() for k, v in s.items()} for s in self.state],
         }
 
@@ -67,6 +74,12 @@ class Optimizer:
             {k: np.array(v, dtype=p.dtype) for k, v in s.items()} for p, s in zip(self.params, states, strict=True)
         ]
         self.step_count = int(state_dict["step_count"])
+        # A state dict from before param_steps existed: every parameter that has state took every step.
+        default = [self.step_count if s else 0 for s in states]
+        param_steps = [int(n) for n in state_dict.get("param_steps", default)]
+        if len(param_steps) != len(self.params):
+            raise ValueError(f"optimizer state has {len(param_steps)} step counts for {len(self.params)} parameters")
+        self.param_steps = param_steps
         for key, value in state_dict["hyperparameters"].items():
             setattr(self, key, value)
 
