@@ -1,0 +1,301 @@
+"""Declarative model specs: building, the canonical round trip, validation messages, JSON and TOML files."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinygrad_np import Tensor, nn, no_grad
+from tinygrad_np.spec import (
+    LAYER_TYPES,
+    TUTORIAL_SPEC,
+    SpecError,
+    load_spec,
+    model_from_spec,
+    normalize_spec,
+    spec_from_model,
+)
+
+EXAMPLE = {
+    "input_size": 784,
+    "layers": [
+        {"type": "Linear", "out_features": 128},
+        {"type": "ReLU"},
+        {"type": "Dropout", "p": 0.1},
+        {"type": "Linear", "out_features": 10},
+    ],
+    "seed": 0,
+}
+
+EXAMPLE_TOML = """
+input_size = 784
+seed = 0
+
+[[layers]]
+type = "Linear"
+out_features = 128
+
+[[layers]]
+type = "ReLU"
+
+[[layers]]
+type = "Dropout"
+p = 0.1
+
+[[layers]]
+type = "Linear"
+out_features = 10
+"""
+
+
+def forward(model, x):
+    with no_grad():
+        return model(Tensor(x)).data
+
+
+# ---- building -------------------------------------------------------------------------------------------
+
+
+def test_example_builds_the_layers_with_inferred_sizes():
+    model = model_from_spec(EXAMPLE)
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert (model[0].in_features, model[0].out_features) == (784, 128)
+    assert (model[3].in_features, model[3].out_features) == (128, 10)
+    assert model[2].p == 0.1
+    assert model[0].weight.dtype == np.float32
+    assert forward(model.eval(), np.zeros((3, 784), np.float32)).shape == (3, 10)
+
+
+def test_the_same_seed_gives_the_same_weights_and_dropout_masks():
+    a, b, c = model_from_spec(EXAMPLE), model_from_spec(EXAMPLE), model_from_spec({**EXAMPLE, "seed": 1})
+    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
+        np.testing.assert_array_equal(pa.data, pb.data, err_msg=name)
+        if name.endswith("weight"):  # He init starts biases at zero whatever the seed
+            assert not np.array_equal(pa.data, pc.data), name
+    x = np.random.default_rng(0).random((5, 784)).astype(np.float32)
+    np.testing.assert_array_equal(forward(a, x), forward(b, x))  # training mode: Dropout draws from the seed
+
+
+def test_init_dtype_and_bias_options():
+    spec = {
+        "input_size": 6,
+        "init": "tutorial",
+        "dtype": "float64",
+        "layers": [{"type": "Linear", "out_features": 4}, {"type": "Linear", "out_features": 3, "bias": False,
+                                                          "init": "xavier"}],
+    }
+    model = model_from_spec(spec)
+    assert model[0].init == "tutorial" and model[1].init == "xavier"
+    assert model[1].bias is None
+    assert all(p.dtype == np.float64 for p in model.parameters())
+    # The tutorial draws weights and biases from U(-0.5, 0.5); He/Xavier biases start at 0.
+    assert np.all(np.abs(model[0].bias.data) < 0.5) and np.any(model[0].bias.data != 0)
+
+
+def test_flatten_takes_a_multi_dimensional_input_size():
+    spec = {"input_size": [28, 28], "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 10},
+                                               {"type": "LogSoftmax", "axis": 1}]}
+    model = model_from_spec(spec)
+    assert model[1].in_features == 784
+    out = forward(model, np.random.default_rng(0).random((2, 28, 28)).astype(np.float32))
+    np.testing.assert_allclose(np.exp(out).sum(axis=1), 1, rtol=1e-6)
+
+
+def test_linear_on_the_last_dimension_before_a_partial_flatten():
+    spec = {"input_size": [3, 4, 5], "layers": [{"type": "Linear", "out_features": 2},
+                                                {"type": "Flatten", "start_dim": 2},
+                                                {"type": "Linear", "out_features": 6}]}
+    model = model_from_spec(spec)
+    assert model[2].in_features == 8  # (3, 4, 2) -> (3, 8)
+    assert forward(model, np.zeros((7, 3, 4, 5), np.float32)).shape == (7, 3, 6)
+
+
+def test_the_tutorial_spec_is_the_784_10_10_network():
+    model = model_from_spec(TUTORIAL_SPEC)
+    assert [p.shape for p in model.parameters()] == [(10, 784), (10,), (10, 10), (10,)]
+    assert isinstance(model[1], nn.ReLU)
+
+
+# ---- the round trip -------------------------------------------------------------------------------------
+
+
+def test_spec_model_spec_round_trip_gives_the_canonical_form():
+    canonical = normalize_spec(EXAMPLE)
+    assert canonical == {
+        "input_size": 784,
+        "dtype": "float32",
+        "seed": 0,
+        "layers": [
+            {"type": "Linear", "out_features": 128, "bias": True, "init": "he"},
+            {"type": "ReLU"},
+            {"type": "Dropout", "p": 0.1},
+            {"type": "Linear", "out_features": 10, "bias": True, "init": "he"},
+        ],
+    }
+    assert spec_from_model(model_from_spec(EXAMPLE)) == canonical
+    assert normalize_spec(canonical) == canonical
+    assert json.loads(json.dumps(canonical)) == canonical  # plain JSON data
+
+
+def test_spec_from_a_model_built_in_code():
+    model = nn.Sequential(nn.Linear(784, 32, init="xavier"), nn.Tanh(), nn.Linear(32, 10), nn.Softmax(axis=1))
+    spec = spec_from_model(model)
+    assert spec["input_size"] == 784 and spec["seed"] is None
+    assert [layer["type"] for layer in spec["layers"]] == ["Linear", "Tanh", "Linear", "Softmax"]
+    rebuilt = model_from_spec(spec)
+    rebuilt.load_state_dict(model.state_dict())
+    x = np.random.default_rng(1).random((4, 784)).astype(np.float32)
+    np.testing.assert_array_equal(forward(rebuilt, x), forward(model, x))
+
+
+def test_spec_from_model_needs_the_input_size_when_a_flatten_comes_first():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(SpecError, match="input_size"):
+        spec_from_model(model)
+    assert spec_from_model(model, input_size=[28, 28])["input_size"] == [28, 28]
+
+
+@st.composite
+def specs(draw):
+    """Random valid specs: every layer type, sizes chained, sometimes a multi-dimensional input."""
+    multi = draw(st.booleans())
+    input_size = draw(st.lists(st.integers(1, 4), min_size=2, max_size=3)) if multi else draw(st.integers(1, 8))
+    rank = len(input_size) if multi else 1
+    layers = []
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(LAYER_TYPES))
+        layer = {"type": kind}
+        if kind == "Linear":
+            layer["out_features"] = draw(st.integers(1, 6))
+            if draw(st.booleans()):
+                layer["bias"] = draw(st.booleans())
+            if draw(st.booleans()):
+                layer["init"] = draw(st.sampled_from(["he", "xavier", "tutorial"]))
+        elif kind in ("Softmax", "LogSoftmax") and draw(st.booleans()):
+            layer["axis"] = draw(st.integers(-rank - 1, rank))
+        elif kind == "Dropout" and draw(st.booleans()):
+            layer["p"] = draw(st.floats(0, 0.9))
+        elif kind == "Flatten":
+            layer["start_dim"] = draw(st.integers(1, rank))
+            rank = layer["start_dim"]
+        layers.append(layer)
+    spec = {"input_size": input_size, "layers": layers}
+    for key, values in (("seed", st.integers(0, 2**32)), ("init", st.sampled_from(["he", "xavier", "tutorial"])),
+                        ("dtype", st.sampled_from(["float32", "float64"]))):
+        if draw(st.booleans()):
+            spec[key] = draw(values)
+    return spec
+
+
+@given(specs())
+def test_round_trip_holds_for_random_specs(spec):
+    canonical = normalize_spec(spec)
+    model = model_from_spec(spec)
+    assert spec_from_model(model) == canonical
+    assert normalize_spec(canonical) == canonical
+    shape = (2, *([spec["input_size"]] if isinstance(spec["input_size"], int) else spec["input_size"]))
+    x = np.random.default_rng(0).random(shape).astype(canonical["dtype"])
+    out = forward(model.eval(), x)
+    assert out.dtype == np.dtype(canonical["dtype"])
+    # The rebuilt model, given the same weights, computes the same function.
+    twin = model_from_spec(spec_from_model(model))
+    twin.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(forward(twin.eval(), x), out)
+
+
+# ---- validation -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ([], "must be a mapping"),
+        ({"layers": [{"type": "ReLU"}]}, "missing field 'input_size'"),
+        ({"input_size": 0, "layers": [{"type": "ReLU"}]}, "'input_size'"),
+        ({"input_size": True, "layers": [{"type": "ReLU"}]}, "'input_size'"),
+        ({"input_size": [28, 0], "layers": [{"type": "ReLU"}]}, "'input_size'"),
+        ({"input_size": 4, "layers": []}, "'layers' must be a non-empty list"),
+        ({"input_size": 4, "layer": []}, "unknown field 'layer' (did you mean 'layers'?)"),
+        ({"input_size": 4, "layers": [{"type": "ReLU"}], "seed": -1}, "'seed'"),
+        ({"input_size": 4, "layers": [{"type": "ReLU"}], "seed": 1.5}, "'seed'"),
+        ({"input_size": 4, "layers": [{"type": "ReLU"}], "dtype": "float16"}, "'dtype' must be one of"),
+        ({"input_size": 4, "layers": [{"type": "ReLU"}], "init": "kaiming"}, "'init' must be one of"),
+        ({"input_size": 4, "layers": ["ReLU"]}, "layers[0]: a layer must be a mapping"),
+        ({"input_size": 4, "layers": [{"type": "ReLU"}, {"type": "Relu"}]}, "layers[1]: 'type' must be one of"),
+        ({"input_size": 4, "layers": [{"type": "Relu"}]}, "did you mean 'ReLU'?"),
+        ({"input_size": 4, "layers": [{"out_features": 3}]}, "layers[0]: 'type'"),
+        ({"input_size": 4, "layers": [{"type": "Linear"}]}, "layers[0] (Linear): missing field 'out_features'"),
+        ({"input_size": 4, "layers": [{"type": "Linear", "out_features": 0}]}, "layers[0] (Linear): 'out_features'"),
+        ({"input_size": 4, "layers": [{"type": "Linear", "out_features": 2.0}]}, "layers[0] (Linear): 'out_features'"),
+        ({"input_size": 4, "layers": [{"type": "Linear", "out_features": 2, "bias": "yes"}]}, "(Linear): 'bias'"),
+        ({"input_size": 4, "layers": [{"type": "Linear", "out_features": 2, "init": "glorot"}]}, "(Linear): 'init'"),
+        ({"input_size": 4, "layers": [{"type": "ReLU"}, {"type": "Linear", "out_features": 2, "in_features": 5}]},
+         "layers[1] (Linear): 'in_features' is 5 but the previous layer gives 4"),
+        ({"input_size": 4, "layers": [{"type": "Linear", "out_feature": 2}]},
+         "layers[0] (Linear): unknown field 'out_feature' (did you mean 'out_features'?)"),
+        ({"input_size": 4, "layers": [{"type": "ReLU", "inplace": True}]}, "layers[0] (ReLU): unknown field 'inplace'"),
+        ({"input_size": 4, "layers": [{"type": "ReLU"}, {"type": "Dropout", "p": 1.0}]}, "layers[1] (Dropout): 'p'"),
+        ({"input_size": 4, "layers": [{"type": "Dropout", "p": -0.1}]}, "layers[0] (Dropout): 'p'"),
+        ({"input_size": 4, "layers": [{"type": "Dropout", "p": "0.1"}]}, "layers[0] (Dropout): 'p'"),
+        ({"input_size": 4, "layers": [{"type": "Softmax", "axis": 2}]}, "layers[0] (Softmax): 'axis'"),
+        ({"input_size": 4, "layers": [{"type": "LogSoftmax", "axis": -3}]}, "layers[0] (LogSoftmax): 'axis'"),
+        ({"input_size": [2, 3], "layers": [{"type": "Flatten", "start_dim": 0}]}, "layers[0] (Flatten): 'start_dim'"),
+        ({"input_size": [2, 3], "layers": [{"type": "Flatten", "start_dim": 3}]}, "layers[0] (Flatten): 'start_dim'"),
+    ],
+)
+def test_invalid_specs_name_the_layer_and_field(spec, expected):
+    with pytest.raises(SpecError) as info:
+        model_from_spec(spec)
+    assert expected in str(info.value)
+
+
+def test_spec_error_is_a_value_error():
+    assert issubclass(SpecError, ValueError)
+
+
+def test_models_a_spec_cannot_describe_are_refused_clearly():
+    class Custom(nn.Module):
+        def forward(self, x):
+            return x
+
+    class MyLinear(nn.Linear):
+        pass
+
+    with pytest.raises(SpecError, match=r"only nn\.Sequential"):
+        spec_from_model(nn.Linear(3, 2))
+    with pytest.raises(SpecError, match=r"layers\[1\]: Custom can't be written as a spec"):
+        spec_from_model(nn.Sequential(nn.Linear(3, 2), Custom()))
+    with pytest.raises(SpecError, match=r"layers\[0\]: MyLinear"):
+        spec_from_model(nn.Sequential(MyLinear(3, 2)))
+    mixed = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2, dtype=np.float64))
+    with pytest.raises(SpecError, match="mixes parameter dtypes"):
+        spec_from_model(mixed)
+
+
+# ---- files ----------------------------------------------------------------------------------------------
+
+
+def test_json_and_toml_files_give_the_same_canonical_spec(tmp_path):
+    (tmp_path / "net.json").write_text(json.dumps(EXAMPLE))
+    (tmp_path / "net.toml").write_text(EXAMPLE_TOML)
+    assert load_spec(tmp_path / "net.json") == load_spec(tmp_path / "net.toml") == normalize_spec(EXAMPLE)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing\.json"):
+        load_spec(tmp_path / "missing.json")
+    cases = {
+        "bad.json": ('{"input_size": 784,', "not valid JSON"),
+        "bad.toml": ("input_size = \n", "not valid TOML"),
+        "net.yaml": ("input_size: 784", "must be a .json or .toml file"),
+        "wrong.toml": ('input_size = 784\n[[layers]]\ntype = "Linear"\n', "layers[0] (Linear): missing field"),
+        "binary.json": (b"\xff\xfe\x00", "not UTF-8"),
+    }
+    for name, (content, expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(SpecError) as info:
+            load_spec(path)
+        assert str(path) in str(info.value) and expected in str(info.value), (name, str(info.value))

@@ -1,0 +1,321 @@
+"""Declarative model specs: a Sequential from plain data (JSON or TOML), and back.
+
+A spec names the input size and the layers; each layer's input size is inferred from the one before::
+
+    {"input_size": 784, "seed": 0, "init": "he",
+     "layers": [{"type": "Linear", "out_features": 128}, {"type": "ReLU"},
+                {"type": "Dropout", "p": 0.1}, {"type": "Linear", "out_features": 10}]}
+
+Top-level fields: `input_size` (int, or a list of ints for one example's shape, e.g. [28, 28] before a
+Flatten), `layers` (required), `seed` (int; every Linear's init and every Dropout mask draw from it; default
+0), `init` ("he", "xavier" or "tutorial": the default for Linear layers), `dtype` ("float32" or "float64").
+Layer fields: Linear `out_features`, `bias` (true), `init`, `in_features` (optional, checked against the
+inferred size); Softmax and LogSoftmax `axis` (-1); Dropout `p` (0.5); Flatten `start_dim` (1, counting the
+batch dimension, as in PyTorch); ReLU, Tanh and Sigmoid take none.
+
+`normalize_spec` fills in every default and drops what is inferred, giving the canonical form;
+`spec_from_model(model_from_spec(spec)) == normalize_spec(spec)`, and the canonical form is a fixed point.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinygrad_np import nn
+from tinygrad_np.creation import as_generator
+
+Spec = dict[str, Any]
+
+INITS = ("he", "xavier", "tutorial")
+DTYPES = ("float32", "float64")
+_TOP_LEVEL = ("input_size", "layers", "seed", "init", "dtype")
+_DEFAULT_SEED = 0
+
+# The tutorial's 784-10-10 network (models/two_layer.py builds the same one in code).
+TUTORIAL_SPEC: Spec = {
+    "input_size": 784,
+    "layers": [{"type": "Linear", "out_features": 10}, {"type": "ReLU"}, {"type": "Linear", "out_features": 10}],
+    "seed": 0,
+}
+
+
+class SpecError(ValueError):
+    """A model spec that can't be built; the message names the field (and layer index) at fault."""
+
+
+# ---- field checks ---------------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _positive_int(where: str, field: str, value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise SpecError(f"{where}: {field!r} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _choice(where: str, field: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SpecError(f"{where}: {field!r} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def _did_you_mean(word: Any, choices: tuple[str, ...]) -> str:
+    lowered = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(str(word).lower(), list(lowered), n=1)
+    return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
+
+
+def _unknown_fields(where: str, given: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for key in given:
+        if key not in allowed:
+            hint = _did_you_mean(key, allowed)
+            raise SpecError(f"{where}: unknown field {key!r}{hint}; allowed fields: {', '.join(allowed)}")
+
+
+# ---- layers: canonical fields, the module each builds, and the per-example shape it gives -----------------
+#
+# Each builder takes (where, layer fields, per-example input shape, spec defaults, rng) and returns
+# (canonical fields, module, output shape). Shapes leave out the batch dimension.
+
+Shape = tuple[int, ...]
+
+
+def _linear(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
+    if "out_features" not in layer:
+        raise SpecError(f"{where}: missing field 'out_features' (the layer's output size)")
+    out_features = _positive_int(where, "out_features", layer["out_features"])
+    if not shape:
+        raise SpecError(f"{where}: Linear needs an input with at least one dimension")
+    in_features = shape[-1]
+    if "in_features" in layer and layer["in_features"] != in_features:
+        raise SpecError(
+            f"{where}: 'in_features' is {layer['in_features']!r} but the previous layer gives {in_features} "
+            "features; drop 'in_features' (it is inferred) or fix the sizes"
+        )
+    bias = layer.get("bias", True)
+    if not isinstance(bias, bool):
+        raise SpecError(f"{where}: 'bias' must be true or false, got {bias!r}")
+    init = _choice(where, "init", layer.get("init", defaults["init"]), INITS)
+    fields = {"type": "Linear", "out_features": out_features, "bias": bias, "init": init}
+    module = None
+    if rng is not None:
+        module = nn.Linear(in_features, out_features, bias, init=init, generator=rng, dtype=defaults["dtype"])
+    return fields, module, (*shape[:-1], out_features)
+
+
+def _axis_layer(kind: str, cls: type) -> Callable[..., tuple[Spec, Any, Shape]]:
+    def build(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
+        axis = layer.get("axis", -1)
+        rank = len(shape) + 1  # with the batch dimension
+        if not _is_int(axis) or not -rank <= axis < rank:
+            raise SpecError(f"{where}: 'axis' must be an integer in [{-rank}, {rank - 1}] here, got {axis!r}")
+        return {"type": kind, "axis": int(axis)}, (cls(int(axis)) if rng is not None else None), shape
+
+    return build
+
+
+def _plain_layer(kind: str, cls: type) -> Callable[..., tuple[Spec, Any, Shape]]:
+    def build(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
+        return {"type": kind}, (cls() if rng is not None else None), shape
+
+    return build
+
+
+def _dropout(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
+    p = layer.get("p", 0.5)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise SpecError(f"{where}: 'p' (the probability of zeroing a unit) must be a number in [0, 1), got {p!r}")
+    return {"type": "Dropout", "p": float(p)}, (nn.Dropout(float(p), rng) if rng is not None else None), shape
+
+
+def _flatten(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
+    start_dim = layer.get("start_dim", 1)
+    if not _is_int(start_dim) or not 1 <= start_dim <= max(len(shape), 1):
+        raise SpecError(
+            f"{where}: 'start_dim' must be an integer in [1, {max(len(shape), 1)}] for an input of shape "
+            f"(batch, {', '.join(map(str, shape))}), got {start_dim!r}"
+        )
+    start_dim = int(start_dim)
+    kept = shape[: start_dim - 1]
+    flat = math.prod(shape[start_dim - 1 :])
+    module = nn.Flatten(start_dim) if rng is not None else None
+    return {"type": "Flatten", "start_dim": start_dim}, module, (*kept, flat)
+
+
+_LAYERS: dict[str, tuple[Callable[..., tuple[Spec, Any, Shape]], tuple[str, ...]]] = {
+    "Linear": (_linear, ("type", "out_features", "bias", "init", "in_features")),
+    "ReLU": (_plain_layer("ReLU", nn.ReLU), ("type",)),
+    "Tanh": (_plain_layer("Tanh", nn.Tanh), ("type",)),
+    "Sigmoid": (_plain_layer("Sigmoid", nn.Sigmoid), ("type",)),
+    "Softmax": (_axis_layer("Softmax", nn.Softmax), ("type", "axis")),
+    "LogSoftmax": (_axis_layer("LogSoftmax", nn.LogSoftmax), ("type", "axis")),
+    "Dropout": (_dropout, ("type", "p")),
+    "Flatten": (_flatten, ("type", "start_dim")),
+}
+LAYER_TYPES = tuple(_LAYERS)
+
+
+def _input_shape(value: Any) -> Shape:
+    if _is_int(value):
+        return (_positive_int("spec", "input_size", value),)
+    if isinstance(value, (list, tuple)) and value and all(_is_int(v) and v >= 1 for v in value):
+        return tuple(int(v) for v in value)
+    raise SpecError(
+        f"spec: 'input_size' must be a positive integer or a non-empty list of them (one example's shape, "
+        f"e.g. 784 or [28, 28]), got {value!r}"
+    )
+
+
+def _walk(spec: Any, build: bool) -> tuple[Spec, list[Any]]:
+    """Validate `spec`; return its canonical form and (if build) the layers' modules."""
+    if not isinstance(spec, Mapping):
+        raise SpecError(f"a model spec must be a mapping (a JSON object or TOML table), got {type(spec).__name__}")
+    _unknown_fields("spec", spec, _TOP_LEVEL)
+    if "input_size" not in spec:
+        raise SpecError("spec: missing field 'input_size' (the size of one input example, e.g. 784)")
+    shape = _input_shape(spec["input_size"])
+    input_size: int | list[int] = shape[0] if _is_int(spec["input_size"]) else list(shape)
+    seed = spec.get("seed", _DEFAULT_SEED)
+    if seed is not None and (not _is_int(seed) or seed < 0):
+        raise SpecError(f"spec: 'seed' must be a non-negative integer, got {seed!r}")
+    defaults = {
+        "init": _choice("spec", "init", spec.get("init", "he"), INITS),
+        "dtype": _choice("spec", "dtype", spec.get("dtype", "float32"), DTYPES),
+    }
+    layers = spec.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise SpecError(f"spec: 'layers' must be a non-empty list of layer tables, got {layers!r}")
+    rng = as_generator(seed) if build else None
+    canonical_layers, modules = [], []
+    for index, layer in enumerate(layers):
+        where = f"layers[{index}]"
+        if not isinstance(layer, Mapping):
+            raise SpecError(f"{where}: a layer must be a mapping with a 'type', got {layer!r}")
+        kind = layer.get("type")
+        if kind not in _LAYERS:
+            hint = _did_you_mean(kind, LAYER_TYPES)
+            raise SpecError(f"{where}: 'type' must be one of {', '.join(LAYER_TYPES)}, got {kind!r}{hint}")
+        builder, allowed = _LAYERS[kind]
+        where = f"{where} ({kind})"
+        _unknown_fields(where, layer, allowed)
+        fields, module, shape = builder(where, layer, shape, defaults, rng)
+        canonical_layers.append(fields)
+        modules.append(module)
+    canonical = {
+        "input_size": input_size,
+        "dtype": defaults["dtype"],
+        "seed": None if seed is None else int(seed),
+        "layers": canonical_layers,
+    }
+    return canonical, modules
+
+
+def normalize_spec(spec: Mapping[str, Any]) -> Spec:
+    """The canonical form: every default filled in, `init` moved into each Linear, inferred sizes dropped."""
+    return _walk(spec, build=False)[0]
+
+
+def model_from_spec(spec: Mapping[str, Any]) -> nn.Sequential:
+    """Build the Sequential a spec describes (raises SpecError naming the layer index and field at fault).
+
+    The model remembers `input_size`, `seed` and `dtype` as attributes, so `spec_from_model` can give them
+    back (its parameters' dtype wins over the attribute; it matters only for a model without parameters).
+    """
+    canonical, modules = _walk(spec, build=True)
+    model = nn.Sequential(*modules)
+    model.input_size, model.seed, model.dtype = canonical["input_size"], canonical["seed"], canonical["dtype"]
+    return model
+
+
+# ---- model -> spec --------------------------------------------------------------------------------------
+
+
+def _layer_fields(index: int, module: nn.Module) -> Spec:
+    kind = type(module).__name__
+    if type(module) is not getattr(nn, kind, None) or kind not in _LAYERS:
+        raise SpecError(
+            f"layers[{index}]: {kind} can't be written as a spec; specs hold the nn layers "
+            f"{', '.join(LAYER_TYPES)} in an nn.Sequential"
+        )
+    if isinstance(module, nn.Linear):
+        return {"type": kind, "out_features": module.out_features, "bias": module.bias is not None,
+                "init": module.init, "in_features": module.in_features}
+    if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
+        return {"type": kind, "axis": module.axis}
+    if isinstance(module, nn.Dropout):
+        return {"type": kind, "p": module.p}
+    if isinstance(module, nn.Flatten):
+        return {"type": kind, "start_dim": module.start_dim}
+    return {"type": kind}
+
+
+def spec_from_model(model: nn.Module, input_size: int | list[int] | None = None) -> Spec:
+    """The canonical spec of a Sequential of nn layers (the architecture; the weights are not part of it).
+
+    `input_size` defaults to what `model_from_spec` recorded, else the first Linear's `in_features` (which
+    only works when no Flatten comes before it: then pass `input_size`).
+    """
+    if not isinstance(model, nn.Sequential):
+        raise SpecError(f"only nn.Sequential models can be written as a spec, got {type(model).__name__}")
+    layers = [_layer_fields(i, module) for i, module in enumerate(model)]
+    if input_size is None:
+        input_size = getattr(model, "input_size", None)
+    if input_size is None:
+        for layer in layers:
+            if layer["type"] == "Flatten":
+                break
+            if layer["type"] == "Linear":
+                input_size = layer["in_features"]
+                break
+    if input_size is None:
+        raise SpecError(
+            "can't infer the model's input size (no Linear before the first Flatten); "
+            "pass input_size=, e.g. [28, 28]"
+        )
+    dtypes = {p.dtype for p in model.parameters()}
+    if len(dtypes) > 1:
+        raise SpecError(f"the model mixes parameter dtypes {sorted(map(str, dtypes))}; cast it with .astype() first")
+    dtype = str(dtypes.pop()) if dtypes else getattr(model, "dtype", "float32")
+    return normalize_spec(
+        {"input_size": input_size, "dtype": dtype, "seed": getattr(model, "seed", None), "layers": layers}
+    )
+
+
+# ---- files ----------------------------------------------------------------------------------------------
+
+
+def load_spec(path: str | os.PathLike) -> Spec:
+    """Read a spec from a .json or .toml file and return its canonical form (errors name the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model spec {path} does not exist (or is not a file)")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        elif suffix == ".toml":
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        else:
+            raise SpecError(f"{path}: a model spec must be a .json or .toml file, got {suffix or 'no suffix'!r}")
+        return normalize_spec(raw)
+    except json.JSONDecodeError as err:
+        raise SpecError(f"{path}: not valid JSON: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not UTF-8 text: {err}") from None
+    except SpecError as err:
+        message = str(err)
+        raise SpecError(message if message.startswith(str(path)) else f"{path}: {message}") from None
