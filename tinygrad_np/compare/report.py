@@ -20,10 +20,11 @@ accuracy a float64 central difference reaches (truncation ~h^2, rounding ~eps/h)
 
 The scaled error, not the elementwise relative difference, decides: an element that is zero up to rounding
 on one side and 1e-20 on the other has a relative difference of 100% and means nothing. The elementwise
-figure is still shown, ignoring differences below max(eps64, PASS threshold / 1000) * scale, because a large
-one next to a small scaled error points at a few tiny elements. Different shapes, a name on one side only, or NaN/inf on either
-side are a FAIL, never an exception. A FAIL is never hidden by a WARN: `GradientReport.passed` is True when
-no array FAILs; `assert_gradients_match` by default also refuses WARN.
+figure is still shown, ignoring differences below max(eps64, PASS threshold / 1000) * scale, because a
+large one next to a small scaled error points at a few tiny elements. Different shapes, a name on one side
+only, or NaN/inf on either side are a FAIL, never an exception. `GradientReport.passed` is True when no
+array FAILs (a WARN passes: rounding near cancellation can honestly reach it); `assert_gradients_match`
+refuses WARN too unless told `allow_warn=True`.
 
 Blame, with a reference: when a and b disagree (FAIL), the side that also disagrees with the reference while
 the other agrees with it is blamed; if both or neither agree with the reference, the blame is "unclear".
@@ -139,14 +140,15 @@ def compare_arrays(
 def _shape_hint(a: np.ndarray, b: np.ndarray, labels: Sequence[str]) -> str:
     """Name the usual hand-derivation mistakes behind a shape mismatch."""
     text = f"{labels[0]} has shape {a.shape}, {labels[1]} {b.shape}"
-    if b.shape == a.shape[::-1] and a.ndim == 2:
+    column = a.ndim == 2 and a.shape[1] == 1
+    if a.size == b.size and np.squeeze(a).shape == np.squeeze(b).shape and a.size > 1:
+        return text + ": a bias as a vector (n,) on one side and a column (n, 1) on the other? pick one layout"
+    if a.ndim == 2 and b.shape == a.shape[::-1]:
         return text + ": transposed? (dW = dZ A_prev^T has the shape of W)"
-    if a.ndim == 2 and a.shape[1] == 1 and (b.ndim == 0 or b.size == 1):
+    if column and b.size == 1:
         return text + ": summed over all axes? (db = sum(dZ, axis=1, keepdims=True) / m)"
-    if a.ndim == 2 and a.shape[1] == 1 and b.ndim >= 1 and b.shape[0] != a.shape[0]:
+    if column and b.ndim >= 1 and b.shape[0] != a.shape[0]:
         return text + ": bias summed over the wrong axis? (sum over the batch axis, keep the units)"
-    if a.ndim == 2 and a.shape[1] == 1 and b.shape == a.shape[:1]:
-        return text + ": a bias as (n,) where the other side uses a column (n, 1)? pick one convention"
     return text
 
 
