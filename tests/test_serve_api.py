@@ -6,12 +6,17 @@ given, so we can check the server hands it the MNIST-preprocessed canvas.
 
 import json
 import logging
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -323,3 +328,29 @@ def test_binds_to_localhost_by_default(model):
         assert server.url == f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
         server.server_close()
+
+
+def test_run_prints_the_url_and_stops_cleanly_on_ctrl_c():
+    """What the CLI calls: `run` binds, prints where, serves, and exits 0 on SIGINT."""
+    code = (
+        "import numpy as np\n"
+        "from tinygrad_np.serve import run\n"
+        "run(lambda x: np.full((len(x), 10), 0.1), '127.0.0.1', 0, 'banner from run')\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        line = process.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line + process.stderr.read() if process.poll() is not None else line
+        with urllib.request.urlopen(match.group(1) + "api/info", timeout=10) as response:
+            assert json.loads(response.read()) == {"banner": "banner from run"}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
