@@ -232,8 +232,9 @@ def test_content_length_is_required_and_must_be_a_number(server):
     head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     status, answer = raw_exchange(server, head + b"\r\n" + _canvas())
     assert status == 411 and "Content-Length header is required" in answer["error"]
-    status, answer = raw_exchange(server, head + b"Content-Length: lots\r\n\r\n" + _canvas())
-    assert status == 400 and "Content-Length must be a whole number" in answer["error"]
+    for bad_length in (b"lots", b"-5", b"\xb2"):  # "²" passes str.isdigit
+        status, answer = raw_exchange(server, head + b"Content-Length: " + bad_length + b"\r\n\r\n" + _canvas())
+        assert status == 400 and "Content-Length must be a whole number" in answer["error"]
     status, answer = raw_exchange(server, head + b"Content-Length: 100\r\n\r\n" + b'{"width": 1}')
     assert status == 400 and "body ended after 12 of 100 bytes" in answer["error"]
     untyped = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(_canvas()), _canvas())

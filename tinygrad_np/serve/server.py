@@ -147,7 +147,7 @@ class DigitHandler(BaseHTTPRequestHandler):
         if length_header is None:
             self._body_consumed = self.close_connection = True  # nothing says where a body would end
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length header is required")
-        if not length_header.strip().isdigit():
+        if not _is_whole_number(length_header):
             self._body_consumed = self.close_connection = True
             message = f"Content-Length must be a whole number, got {length_header!r}"
             raise RequestError(HTTPStatus.BAD_REQUEST, message)
@@ -183,7 +183,7 @@ class DigitHandler(BaseHTTPRequestHandler):
         with self.server.predict_lock:
             probabilities = np.asarray(self.server.predict_proba(image.reshape(1, -1)), dtype=np.float64)
         if probabilities.shape != (1, 10) or not np.isfinite(probabilities).all():
-            raise RuntimeError(f"predict_proba returned shape {probabilities.shape}, expected finite (1, 10)")
+            raise RuntimeError(f"predict_proba gave {probabilities!r:.200}, expected finite (1, 10) probabilities")
         return {
             "digit": int(probabilities[0].argmax()),
             "probabilities": probabilities[0].tolist(),
@@ -195,10 +195,11 @@ class DigitHandler(BaseHTTPRequestHandler):
         answer (Linux sends RST when unread data is left); bodies past twice the limit are not worth it."""
         self.close_connection = True
         length = self.headers.get("Content-Length", "").strip()
-        if length.isdigit() and int(length) <= 2 * self.server.max_body_bytes:
+        if _is_whole_number(length) and int(length) <= 2 * self.server.max_body_bytes:
             remaining = int(length)
-            while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 16))):
-                remaining -= len(chunk)
+            with contextlib.suppress(OSError):  # a client that stalls or leaves: we answer and close anyway
+                while remaining > 0 and (chunk := self.rfile.read(min(remaining, 1 << 16))):
+                    remaining -= len(chunk)
 
     def _try_send_json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):  # the client went away while we failed: nothing left to tell
@@ -241,6 +242,10 @@ def _allowed_methods(path: str) -> tuple[str, ...]:
     if path in API_POST:
         return ("POST",)
     return ()
+
+
+def _is_whole_number(text: str) -> bool:
+    return text.strip().isascii() and text.strip().isdigit()  # isdigit alone accepts "²"
 
 
 def _reject_constant(name: str) -> float:
