@@ -1,0 +1,189 @@
+"""ONNX export: the file passes the full ONNX checker, and onnxruntime computes what tinygrad_np computes."""
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+from conftest import require
+
+from tinygrad_np import Tensor, nn, no_grad
+from tinygrad_np.data import load_offline_sample, read_mnist_dir
+from tinygrad_np.onnx_export import export_onnx, to_onnx
+from tinygrad_np.spec import TUTORIAL_SPEC, model_from_spec
+
+ARCHITECTURES = {
+    "tutorial": TUTORIAL_SPEC,
+    "mlp_dropout_logsoftmax": {
+        "input_size": 784,
+        "seed": 1,
+        "layers": [
+            {"type": "Linear", "out_features": 64}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.3},
+            {"type": "Linear", "out_features": 32}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.3},
+            {"type": "Linear", "out_features": 10}, {"type": "LogSoftmax"},
+        ],
+    },
+    "tanh_sigmoid_softmax": {
+        "input_size": 784,
+        "init": "xavier",
+        "seed": 2,
+        "layers": [
+            {"type": "Linear", "out_features": 32}, {"type": "Tanh"},
+            {"type": "Linear", "out_features": 16, "bias": False}, {"type": "Sigmoid"},
+            {"type": "Linear", "out_features": 10}, {"type": "Softmax", "axis": 1},
+        ],
+    },
+    "flatten_28x28": {
+        "input_size": [28, 28],
+        "seed": 3,
+        "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 10, "init": "tutorial"},
+                   {"type": "LogSoftmax", "axis": -1}],
+    },
+    "rows_then_flatten": {  # Linear on each image row (MatMul + Add), then Flatten
+        "input_size": [28, 28],
+        "seed": 4,
+        "layers": [{"type": "Linear", "out_features": 8}, {"type": "ReLU"}, {"type": "Flatten"},
+                   {"type": "Linear", "out_features": 10}],
+    },
+    "mlp_float64": {
+        "input_size": 784,
+        "dtype": "float64",
+        "seed": 5,
+        "layers": [{"type": "Linear", "out_features": 48}, {"type": "ReLU"}, {"type": "Linear", "out_features": 10}],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def ort():
+    require(importlib.util.find_spec("onnx") is not None, "onnx is not installed (extra `onnx`)")
+    require(importlib.util.find_spec("onnxruntime") is not None, "onnxruntime is not installed (extra `onnx`)")
+    import onnxruntime
+
+    return onnxruntime
+
+
+def run_onnx(ort, path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def reference(model, x):
+    model.eval()
+    with no_grad():
+        return model(Tensor(x)).data
+
+
+def as_inputs(images, spec):
+    """MNIST rows (N, 784) in [0, 1] shaped and typed for the spec's input."""
+    shape = (spec["input_size"],) if isinstance(spec["input_size"], int) else tuple(spec["input_size"])
+    return np.ascontiguousarray(images.reshape(len(images), *shape).astype(spec.get("dtype", "float32")))
+
+
+def check_against_onnxruntime(ort, tmp_path, name, images):
+    spec = ARCHITECTURES[name]
+    model = model_from_spec(spec)
+    path = export_onnx(model, tmp_path / f"{name}.onnx")
+    x = as_inputs(images, spec)
+    ours, theirs = reference(model, x), run_onnx(ort, path, x)
+    assert theirs.dtype == ours.dtype and theirs.shape == ours.shape
+    np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_onnxruntime_matches_on_the_offline_sample(ort, tmp_path, name):
+    images, _ = load_offline_sample().arrays("test")
+    check_against_onnxruntime(ort, tmp_path, name, images)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_onnxruntime_matches_on_the_mnist_test_set(ort, tmp_path, mnist_dir, name):
+    images, _ = read_mnist_dir(mnist_dir).arrays("test")
+    assert len(images) == 10_000
+    check_against_onnxruntime(ort, tmp_path, name, images)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_the_file_passes_the_full_onnx_checker(ort, tmp_path, name):
+    import onnx
+
+    path = export_onnx(model_from_spec(ARCHITECTURES[name]), tmp_path / "m.onnx")
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version >= 13  # axis-wise Softmax semantics
+
+
+def test_layers_map_to_the_expected_onnx_ops(ort):
+    proto = to_onnx(model_from_spec(ARCHITECTURES["mlp_dropout_logsoftmax"]))
+    assert [node.op_type for node in proto.graph.node] == ["Gemm", "Relu", "Gemm", "Relu", "Gemm", "LogSoftmax"]
+    gemm = proto.graph.node[0]
+    assert {a.name: a.i for a in gemm.attribute} == {"transB": 1}
+    names = {init.name for init in proto.graph.initializer}
+    assert names == {"0.weight", "0.bias", "3.weight", "3.bias", "6.weight", "6.bias"}
+    rows = to_onnx(model_from_spec(ARCHITECTURES["rows_then_flatten"]))
+    assert [node.op_type for node in rows.graph.node] == ["MatMul", "Add", "Relu", "Flatten", "Gemm"]
+
+
+def test_the_batch_dimension_is_dynamic_unless_fixed(ort, tmp_path):
+    model = model_from_spec(TUTORIAL_SPEC)
+    images, _ = load_offline_sample().arrays("test")
+    dynamic = export_onnx(model, tmp_path / "dynamic.onnx")
+    for n in (1, 7, 64):
+        np.testing.assert_allclose(run_onnx(ort, dynamic, images[:n]), reference(model, images[:n]), rtol=1e-5,
+                                   atol=1e-5)
+    proto = to_onnx(model)
+    batch_dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param == "batch"
+    fixed = to_onnx(model, batch_size=16)
+    assert fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 16
+    assert [d.dim_value for d in fixed.graph.output[0].type.tensor_type.shape.dim] == [16, 10]
+    path = export_onnx(model, tmp_path / "fixed.onnx", batch_size=16)
+    with pytest.raises(Exception, match=r"invalid dimensions.*\n.*Got: 3 Expected: 16"):
+        run_onnx(ort, path, images[:3])
+    with pytest.raises(ValueError, match="batch_size"):
+        to_onnx(model, batch_size=0)
+
+
+def test_export_is_inference_mode_and_leaves_the_model_alone(ort, tmp_path):
+    model = model_from_spec(ARCHITECTURES["mlp_dropout_logsoftmax"]).train()
+    before = {name: p.data.copy() for name, p in model.named_parameters()}
+    path = export_onnx(model, tmp_path / "m.onnx")
+    assert model.training
+    for name, p in model.named_parameters():
+        np.testing.assert_array_equal(p.data, before[name])
+    images, _ = load_offline_sample().arrays("test")
+    np.testing.assert_allclose(run_onnx(ort, path, images[:50]), reference(model, images[:50]), rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_built_in_code_exports(ort, tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10, generator=0))
+    with pytest.raises(ValueError, match="input_size"):
+        export_onnx(model, tmp_path / "m.onnx")
+    path = export_onnx(model, tmp_path / "m.onnx", input_size=[28, 28])
+    images, _ = load_offline_sample().arrays("test")
+    x = images[:20].reshape(20, 28, 28)
+    np.testing.assert_allclose(run_onnx(ort, path, x), reference(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_unsupported_models_are_refused_before_writing(ort, tmp_path):
+    class Custom(nn.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="Custom can't be written"):
+        export_onnx(nn.Sequential(nn.Linear(4, 2), Custom()), tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_write_is_atomic(ort, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"old")
+    export_onnx(model_from_spec(TUTORIAL_SPEC), path)
+    assert os.listdir(tmp_path) == ["m.onnx"] and path.read_bytes() != b"old"
+
+
+def test_a_missing_onnx_package_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` raise ImportError
+    with pytest.raises(ImportError, match=r'pip install "tinygrad-np\[onnx\]"'):
+        to_onnx(model_from_spec(TUTORIAL_SPEC))

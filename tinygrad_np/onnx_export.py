@@ -1,0 +1,123 @@
+"""ONNX export of Sequential models, for inference anywhere ONNX runs (onnxruntime, browsers, phones).
+
+Layer by layer: Linear -> Gemm(transB=1) (or MatMul + Add when an example has more than one dimension),
+ReLU, Tanh, Sigmoid, Softmax, LogSoftmax -> the ONNX op of the same name (opset 13+ semantics: along one axis,
+as here), Flatten -> Flatten(axis=1) or Reshape, Dropout -> nothing (export is for inference). The batch
+dimension is symbolic ("batch") unless `batch_size` is given. Needs the `onnx` extra, imported lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinygrad_np import __version__, nn
+from tinygrad_np.serialization import write_atomic
+from tinygrad_np.spec import SpecError, spec_from_model
+
+# Opset 17 / IR 8 (ONNX 1.12): old enough for any onnxruntime of the last few years, new enough for
+# axis-wise Softmax and LogSoftmax.
+OPSET = 17
+IR_VERSION = 8
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+
+def _require_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError(f'ONNX export needs the onnx package: pip install "tinygrad-np[onnx]" ({err})') from err
+    return onnx
+
+
+def to_onnx(model: nn.Module, batch_size: int | None = None, input_size: int | list[int] | None = None) -> Any:
+    """The `onnx.ModelProto` computing `model` in eval mode (checked with onnx.checker, full_check=True)."""
+    onnx = _require_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None (a symbolic batch), got {batch_size!r}")
+    try:
+        spec = spec_from_model(model, input_size)
+    except SpecError as err:
+        raise ValueError(f"export_onnx can't export this model: {err}") from None
+    elem_type = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[spec["dtype"]]
+    example_shape = [spec["input_size"]] if isinstance(spec["input_size"], int) else list(spec["input_size"])
+
+    nodes, initializers = [], []
+    current, shape = INPUT_NAME, list(example_shape)  # shape: one example's, without the batch dimension
+
+    def add(op: str, inputs: list[str], **attributes: Any) -> None:
+        nonlocal current
+        name = f"{len(nodes)}_{op}"
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
+        current = name
+
+    def constant(name: str, array: np.ndarray) -> str:
+        initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    for index, layer in enumerate(model):
+        if isinstance(layer, nn.Linear):
+            bias = [constant(f"{index}.bias", layer.bias.data)] if layer.bias is not None else []
+            if len(shape) == 1:
+                add("Gemm", [current, constant(f"{index}.weight", layer.weight.data), *bias], transB=1)
+            else:  # Gemm is 2-D only; MatMul broadcasts over the leading dimensions as x @ W^T does
+                add("MatMul", [current, constant(f"{index}.weight_transposed", layer.weight.data.T)])
+                if bias:
+                    add("Add", [current, *bias])
+            shape[-1] = layer.out_features
+        elif isinstance(layer, (nn.ReLU, nn.Tanh, nn.Sigmoid)):
+            add({nn.ReLU: "Relu", nn.Tanh: "Tanh", nn.Sigmoid: "Sigmoid"}[type(layer)], [current])
+        elif isinstance(layer, (nn.Softmax, nn.LogSoftmax)):
+            add(type(layer).__name__, [current], axis=layer.axis)
+        elif isinstance(layer, nn.Flatten):
+            if layer.start_dim == 1:
+                add("Flatten", [current], axis=1)
+            else:  # Reshape's 0 copies a dimension: keep the first start_dim, merge the rest
+                target = np.array([0] * layer.start_dim + [-1], dtype=np.int64)
+                add("Reshape", [current, constant(f"{index}.shape", target)])
+            kept = layer.start_dim - 1
+            shape = [*shape[:kept], int(np.prod(shape[kept:]))]
+        # Dropout is the identity at inference: no node.
+    if not nodes:
+        add("Identity", [current])
+    nodes[-1].output[0] = OUTPUT_NAME
+
+    batch: int | str = batch_size if batch_size is not None else "batch"
+    graph = helper.make_graph(
+        nodes,
+        "tinygrad_np",
+        [helper.make_tensor_value_info(INPUT_NAME, elem_type, [batch, *example_shape])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, elem_type, [batch, *shape])],
+        initializer=initializers,
+    )
+    proto = helper.make_model(
+        graph,
+        producer_name="tinygrad-np",
+        producer_version=__version__,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+    )
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    batch_size: int | None = None,
+    input_size: int | list[int] | None = None,
+) -> Path:
+    """Write `model` as an ONNX file at `path` (atomically); input "input" (batch, *example), output "output".
+
+    `input_size` is needed only when a Flatten comes before the first Linear and the model wasn't built
+    from a spec (then e.g. [28, 28]).
+    """
+    proto = to_onnx(model, batch_size, input_size)
+    return write_atomic(path, lambda file: file.write(proto.SerializeToString()))
