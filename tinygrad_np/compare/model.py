@@ -13,7 +13,7 @@ use the given keep-masks M as ``A * M / (1 - p)`` (inverted dropout); without ma
 
 With ``numerical=True`` a third source judges: central differences of that loss on a float64 copy of the
 model, evaluated through the model's forward ops only, so it shares no code with either backward. For
-large parameters only ``numerical_entries`` entries are differenced: half where the two sides disagree
+large parameters only ``numerical_entries`` entries are differenced: up to half where the two sides disagree
 most, the rest at random (from ``seed``); the report says how many.
 """
 
@@ -37,6 +37,7 @@ from tinygrad_np.compare.convention import (
     to_convention,
 )
 from tinygrad_np.compare.report import FAIL, GradientReport, compare_gradients
+from tinygrad_np.creation import as_generator
 from tinygrad_np.gradcheck import numerical_grad
 from tinygrad_np.tensor import Tensor, no_grad
 
@@ -152,15 +153,6 @@ def _manual_mapping(result: Any, expected: list[str], what: str) -> dict[str, np
                     f"{type(result).__name__}{length}")
 
 
-def _as_float64(model: nn.Sequential) -> nn.Sequential:
-    """A deep copy whose parameters are float64 (the same values: float32 -> float64 is exact)."""
-    model64 = copy.deepcopy(model)
-    for _, parameter in model64.named_parameters():
-        parameter.data = parameter.data.astype(np.float64)
-        parameter.grad = None
-    return model64
-
-
 def _select_entries(
     size: int, limit: int | None, disagreement: np.ndarray | None, rng: np.random.Generator
 ) -> np.ndarray:
@@ -169,7 +161,8 @@ def _select_entries(
         return np.arange(size)
     chosen = np.array([], dtype=np.int64)
     if disagreement is not None:
-        chosen = np.argsort(disagreement.ravel(), kind="stable")[::-1][: limit // 2]
+        order = np.argsort(disagreement.ravel(), kind="stable")[::-1]
+        chosen = order[disagreement.ravel()[order] > 0][: limit // 2]  # ties at 0 say nothing: sample those
     rest = np.setdiff1d(np.arange(size), chosen)
     return np.sort(np.concatenate([chosen, rng.choice(rest, size=limit - chosen.size, replace=False)]))
 
@@ -186,10 +179,15 @@ def numerical_gradients(
     disagreement: Mapping[str, np.ndarray] | None = None,
     seed: int | np.random.Generator = 0,
 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Central differences of the loss on a float64 copy: {state name: grad (a masked array if sampled)}."""
-    plan = layer_plan(model64 := _as_float64(model))
+    """Central differences of the loss on a float64 copy: {state name: grad (a masked array if sampled)}.
+
+    Same loss as compare_model; `dropout_masks` here are in the row layout (m, units), one per Dropout layer.
+    Also returns {state name: number of entries differenced}.
+    """
+    model64 = copy.deepcopy(model).double()  # float32 -> float64 is exact: the same function, finer steps
+    plan = layer_plan(model64)
     x64, masks = Tensor(np.asarray(x, dtype=np.float64)), dropout_masks
-    rng = np.random.default_rng(seed)
+    rng = as_generator(seed)
     grads, counts = {}, {}
     for name, parameter in model64.named_parameters():
         worst = None if disagreement is None else disagreement.get(name)
@@ -275,7 +273,8 @@ def compare_model(
                 gap = np.abs(a.astype(np.float64) - b.astype(np.float64))
                 gap = np.where(np.isfinite(gap), gap, np.inf)  # NaN on one side is the worst disagreement
                 disagreement[state_name] = gap.reshape(state_grads[state_name].shape)
-        grads, counts = numerical_gradients(model, x, y, dropout_masks=masks, weight_decay=weight_decay,
+        # The float64 copy sees exactly the inputs autograd saw (x rounded to the model's dtype, then widened).
+        grads, counts = numerical_gradients(model, x.astype(dtype), y, dropout_masks=masks, weight_decay=weight_decay,
                                             reduction=reduction, entries=numerical_entries,
                                             disagreement=disagreement, seed=seed)
         reference = {manual_name: to_convention(state_name, grads[state_name], convention)
@@ -283,8 +282,8 @@ def compare_model(
         sampled = [f"{manual_name} {counts[state_name]} of {grads[state_name].size}"
                    for manual_name, state_name in to_state.items() if counts[state_name] < grads[state_name].size]
         if sampled:
-            notes.append(f"numerical gradients on a sample of entries (half where {names[0]} and {names[1]} "
-                         f"differ most, half at random, seed {seed}): {', '.join(sampled)}")
+            notes.append(f"numerical gradients on a sample of entries (up to half where {names[0]} and "
+                         f"{names[1]} differ most, the rest at random): {', '.join(sampled)}")
         closest = min((float(np.min(np.abs(z.data))) for key, z in activations.items()
                        if key.startswith("Z") and key != f"Z{num_linear}"), default=np.inf)
         if closest < KINK_DISTANCE:
