@@ -1,0 +1,272 @@
+"""Pictures of a computation graph: DOT (Graphviz) and Mermaid text, and SVG through Graphviz's `dot`.
+
+One node per tensor (leaves: parameters and inputs; the rest: the op that made them), one edge per op input,
+pointing the way data flows. Nodes show op or parameter name, shape, dtype and, once known, the gradient norm.
+
+`backward()` frees the graph, so take the snapshot before it; `retain_grads=True` asks every intermediate
+tensor to keep its gradient, and the norms are read when the picture is drawn, so they appear after
+backward::
+
+    loss = F.cross_entropy(model(x), y)
+    graph = capture(loss, names=model.named_parameters(), retain_grads=True)
+    loss.backward()
+    print(graph.to_dot())  # now with |grad| on every node
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinygrad_np.tensor import Tensor, iter_graph
+
+DOT_TIMEOUT_S = 30.0
+FORMATS = ("dot", "mermaid", "svg")
+
+
+class GraphvizNotFoundError(RuntimeError):
+    """Graphviz's `dot` program is not installed, so no SVG."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One tensor of the graph: `op` is the Function that made it (None for a leaf), `name` a label for leaves."""
+
+    id: str
+    tensor: Tensor
+    op: str | None
+    name: str | None
+
+    @property
+    def kind(self) -> str:
+        """"op", "parameter" (a leaf that requires grad) or "input" (a leaf that doesn't)."""
+        if self.op is not None:
+            return "op"
+        return "parameter" if self.tensor.requires_grad else "input"
+
+    def lines(self) -> list[str]:
+        """The label, line by line: what it is, shape and dtype, gradient norm if there is a gradient."""
+        tensor = self.tensor
+        title = self.op or self.name or ("parameter" if tensor.requires_grad else "input")
+        lines = [title if self.op is None or self.name is None else f"{self.name} = {self.op}"]
+        lines.append(f"{tuple(tensor.shape)} {tensor.dtype}")
+        if tensor.grad is not None:
+            lines.append(f"grad norm {float(np.linalg.norm(tensor.grad)):.3g}")
+        return lines
+
+
+@dataclass(frozen=True)
+class ComputationGraph:
+    """A snapshot of a graph's structure; gradient norms are read from the tensors when it is drawn."""
+
+    nodes: tuple[Node, ...]  # inputs before outputs
+    edges: tuple[tuple[str, str], ...]  # (input node id, output node id), once per op input (a + a gives two)
+    root: str
+
+    def to_dot(self) -> str:
+        """Graphviz DOT text (`dot -Tsvg` draws it)."""
+        styles = {
+            "op": 'shape=box, style="rounded"',
+            "parameter": 'shape=box, style="filled", fillcolor="#cfe2f3"',
+            "input": 'shape=box, style="filled", fillcolor="#eeeeee"',
+        }
+        out = ["digraph computation {", "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=10];']
+        for node in self.nodes:
+            label = "\\n".join(_dot_escape(line) for line in node.lines())
+            extra = ", peripheries=2" if node.id == self.root else ""
+            out.append(f'  {node.id} [label="{label}", {styles[node.kind]}{extra}];')
+        out += [f"  {a} -> {b};" for a, b in self.edges]
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    def to_mermaid(self) -> str:
+        """Mermaid flowchart text (renders in GitHub markdown, mermaid.live, ...)."""
+        shapes = {"op": ('("', '")'), "parameter": ('["', '"]'), "input": ('["', '"]')}
+        out = ["flowchart TB"]
+        for node in self.nodes:
+            left, right = shapes[node.kind]
+            label = "<br/>".join(_mermaid_escape(line) for line in node.lines())
+            out.append(f"  {node.id}{left}{label}{right}")
+        out += [f"  {a} --> {b}" for a, b in self.edges]
+        out += [
+            "  classDef parameter fill:#cfe2f3,stroke:#333",
+            "  classDef input fill:#eeeeee,stroke:#333",
+            "  classDef root stroke-width:3px",
+        ]
+        for kind in ("parameter", "input"):
+            ids = [node.id for node in self.nodes if node.kind == kind]
+            if ids:
+                out.append(f"  class {','.join(ids)} {kind}")
+        out.append(f"  class {self.root} root")
+        return "\n".join(out) + "\n"
+
+    def to_svg(self, timeout: float = DOT_TIMEOUT_S) -> str:
+        """SVG drawn by Graphviz's `dot` (raises GraphvizNotFoundError if it is not installed)."""
+        return render_svg(self.to_dot(), timeout)
+
+
+def _dot_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _mermaid_escape(text: str) -> str:
+    # Inside a quoted Mermaid label only the quote itself and HTML's < > & need entity codes.
+    return text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
+
+
+def capture(
+    root: Tensor,
+    names: Mapping[str, Tensor] | Iterable[tuple[str, Tensor]] | None = None,
+    retain_grads: bool = False,
+) -> ComputationGraph:
+    """Snapshot `root`'s graph (before backward frees it). `names` labels tensors, e.g.
+    `model.named_parameters()`; `retain_grads` makes every intermediate keep its gradient for the picture."""
+    if not isinstance(root, Tensor):
+        raise TypeError(f"capture() takes a Tensor, got {type(root).__name__}")
+    pairs = names.items() if isinstance(names, Mapping) else (names or ())
+    label_of = {id(tensor): name for name, tensor in pairs}
+    tensors = _reading_order(list(iter_graph(root)))
+    ids = {id(t): f"n{i}" for i, t in enumerate(tensors)}
+    nodes, edges = [], []
+    for tensor in tensors:
+        ctx = tensor._ctx
+        if ctx is not None and ctx.released:
+            raise RuntimeError(
+                f"the graph was already freed by backward() (at {ctx.name}); capture it before calling "
+                "backward(), or call backward(retain_graph=True)"
+            )
+        nodes.append(Node(ids[id(tensor)], tensor, ctx.name if ctx is not None else None, label_of.get(id(tensor))))
+        if ctx is not None:
+            edges += [(ids[id(parent)], ids[id(tensor)]) for parent in ctx.inputs]
+            if retain_grads and tensor.requires_grad:
+                tensor.retain_grad()
+    return ComputationGraph(tuple(nodes), tuple(edges), ids[id(root)])
+
+
+def _reading_order(tensors: list[Tensor]) -> list[Tensor]:
+    """Still inputs before outputs, but each leaf just before its first op, in argument order, so the
+    picture lays out x, W, b left to right as in the code."""
+    placed: dict[int, Tensor] = {}
+    for tensor in tensors:
+        if tensor._ctx is None:
+            continue  # placed with its first consumer
+        for parent in tensor._ctx.inputs:
+            if parent._ctx is None:
+                placed.setdefault(id(parent), parent)
+        placed[id(tensor)] = tensor
+    return list(placed.values()) or tensors  # a lone leaf is its own graph
+
+
+def render_svg(dot_text: str, timeout: float = DOT_TIMEOUT_S) -> str:
+    """Run Graphviz's `dot -Tsvg` on DOT text, with a time limit."""
+    program = shutil.which("dot")
+    if program is None:
+        raise GraphvizNotFoundError(
+            "Graphviz's `dot` program is not installed, so no SVG (apt-get install graphviz, brew install "
+            "graphviz, or https://graphviz.org/download/); --format dot or mermaid needs nothing extra"
+        )
+    try:
+        result = subprocess.run(
+            [program, "-Tsvg"], input=dot_text, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"Graphviz's dot took longer than {timeout:g} s (is the graph huge?)") from None
+    if result.returncode != 0:
+        raise RuntimeError(f"Graphviz's dot failed (exit {result.returncode}): {result.stderr.strip()}")
+    return result.stdout
+
+
+# ---- `tinygrad-np graph` --------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The `graph` subcommand's flags."""
+    parser.add_argument("--format", choices=FORMATS, help="dot, mermaid or svg (default: --output's suffix, else dot)")
+    parser.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model-spec", type=Path, help="draw the model a .json/.toml spec describes")
+    source.add_argument("--model", type=Path, help="draw a model saved with save_model (.npz)")
+    parser.add_argument("--data-dir", type=Path, help="MNIST folder for the batch (default: the offline sample)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images in the batch (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="picks the batch (default 0)")
+    parser.add_argument("--no-grad", action="store_true", help="draw before backward: no gradient norms")
+    return parser
+
+
+def _format(args: argparse.Namespace) -> str:
+    if args.format:
+        return args.format
+    suffix = args.output.suffix.lower() if args.output else ""
+    return {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid"}.get(suffix, "dot")
+
+
+def loss_graph(args: argparse.Namespace) -> ComputationGraph:
+    """The graph of one batch's cross-entropy loss through the chosen model (the tutorial's 784-10-10 by default)."""
+    from tinygrad_np.data import load_offline_sample, read_mnist_dir
+    from tinygrad_np.nn import functional as F
+    from tinygrad_np.serialization import load_model
+    from tinygrad_np.spec import TUTORIAL_SPEC, load_spec, model_from_spec
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.model is not None:
+        model, _ = load_model(args.model)
+    else:
+        spec = load_spec(args.model_spec) if args.model_spec is not None else TUTORIAL_SPEC
+        model = model_from_spec(spec)
+    model.train()  # the training graph, Dropout included
+    images, labels = (read_mnist_dir(args.data_dir) if args.data_dir else load_offline_sample()).arrays("train")
+    batch = np.random.default_rng(args.seed).choice(len(labels), size=min(args.batch_size, len(labels)), replace=False)
+    input_size = model.input_size
+    shape = (input_size,) if isinstance(input_size, int) else tuple(input_size)
+    if int(np.prod(shape)) != images.shape[1]:
+        raise ValueError(f"the model takes inputs of shape {shape}, but MNIST images have {images.shape[1]} pixels")
+    x = Tensor(images[batch].reshape(len(batch), *shape))
+    logits = model(x)
+    if logits.ndim != 2:
+        raise ValueError(f"the model's output has shape {logits.shape}; a loss graph needs (batch, classes)")
+    loss = F.cross_entropy(logits, labels[batch])
+    graph = capture(loss, names=[("images", x), *model.named_parameters()], retain_grads=not args.no_grad)
+    if not args.no_grad:
+        loss.backward()
+    return graph
+
+
+def run(args: argparse.Namespace) -> int:
+    """Draw the loss graph as the flags ask; write it to --output (atomically) or standard output."""
+    from tinygrad_np.serialization import write_atomic
+
+    fmt = _format(args)
+    graph = loss_graph(args)
+    text = {"dot": graph.to_dot, "mermaid": graph.to_mermaid, "svg": graph.to_svg}[fmt]()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(args.output, lambda file: file.write(text.encode("utf-8")))
+        print(f"wrote {fmt} of the loss graph ({len(graph.nodes)} nodes, {len(graph.edges)} edges) to {args.output}",
+              file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`tinygrad-np graph`: the loss graph of one batch as DOT, Mermaid or SVG."""
+    from tinygrad_np.serialization import ModelFileError
+
+    parser = add_arguments(argparse.ArgumentParser(prog="tinygrad-np graph", description=main.__doc__))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (FileNotFoundError, ModelFileError, GraphvizNotFoundError, ValueError, RuntimeError) as err:
+        print(f"tinygrad-np graph: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
