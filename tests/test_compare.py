@@ -484,6 +484,9 @@ def test_dropout_mask_shapes_are_checked_in_the_conventions_layout():
     x, y = digits(4, 0, 6, classes=3)
     with pytest.raises(ValueError, match=r"\(5, 4\) in the 'tutorial' layout"):
         compare_model(model, reference.manual_backward, x, y, dropout_masks=[np.ones((4, 5))])
+    everything_dropped = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Dropout(1.0), nn.Linear(5, 3))
+    with pytest.raises(ValueError, match="nothing is kept"):
+        compare_model(everything_dropped, reference.manual_backward, x, y, dropout_masks=[np.zeros((5, 4))])
 
 
 # ---------------------------------------------------------------------------------------------- the CLI

@@ -95,6 +95,9 @@ def _row_masks(
         raise ValueError(f"dropout_masks needs one mask per Dropout layer ({len(dropouts)}), got {len(masks)}")
     row = []
     for number, (index, mask) in enumerate(zip(dropouts, masks, strict=True), start=1):
+        if plan[index][1].p >= 1:
+            raise ValueError(f"Dropout layer {index} has p = {plan[index][1].p}: nothing is kept and the "
+                             "1 / (1 - p) scale is infinite; use p < 1")
         units = next(layer.weight.shape[0] for kind, layer in reversed(plan[:index]) if kind == "linear")
         mask = np.asarray(mask, dtype=np.float64)
         mask = mask.T if convention == "tutorial" else mask
