@@ -1,6 +1,7 @@
 """tinygrad_np: a small, fast, honest reverse-mode autograd framework in NumPy."""
 
 from tinygrad_np import nn, optim
+from tinygrad_np.anomaly import AnomalyError, detect_anomaly
 from tinygrad_np.creation import as_generator, full, manual_seed, ones, randn, uniform, zeros
 from tinygrad_np.ops import concatenate, maximum, stack, where
 from tinygrad_np.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad
@@ -8,10 +9,12 @@ from tinygrad_np.tensor import Function, Tensor, enable_grad, is_grad_enabled, n
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnomalyError",
     "Function",
     "Tensor",
     "as_generator",
     "concatenate",
+    "detect_anomaly",
     "enable_grad",
     "full",
     "is_grad_enabled",

@@ -30,6 +30,10 @@ class _GradMode(threading.local):
 
 _grad_mode = _GradMode()
 
+# The anomaly detector (anomaly._Detector) while `detect_anomaly()` is on, else None: the engine's only cost
+# when it is off is this one check per op and per backward node.
+_anomaly: Any = None
+
 
 class no_grad(contextlib.ContextDecorator):  # noqa: N801  (PyTorch's name)
     """Record nothing inside: outputs don't require grad and keep no graph. Context manager or decorator."""
@@ -84,6 +88,8 @@ class Function:
             raise ValueError(f"{cls.__name__}: {err} (input shapes: {shapes})") from None
         if type(data) is not np.ndarray:  # NumPy returns scalars from 0-d ufuncs and full reductions
             data = np.asarray(data)
+        if _anomaly is not None:
+            _anomaly.forward(ctx, inputs, data)  # records the creating line; raises AnomalyError on NaN/Inf
         if _grad_mode.enabled:
             for t in inputs:
                 if t.requires_grad:
@@ -488,6 +494,8 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
         input_grads = ctx.backward(entry[0])
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
+        if _anomaly is not None:
+            _anomaly.backward(ctx, input_grads, entry[0])
         for parent, parent_grad, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad, strict=True):
             if not needed or parent_grad is None:
                 continue
