@@ -115,6 +115,11 @@ def test_the_file_is_a_plain_npz_readable_without_pickle(tmp_path):
 # ---- atomic writes --------------------------------------------------------------------------------------
 
 
+def test_saving_creates_missing_folders(tmp_path):
+    path = save_model(model_from_spec(TUTORIAL_SPEC), tmp_path / "runs" / "today" / "m.npz")
+    assert path == tmp_path / "runs" / "today" / "m.npz" and path.is_file()
+
+
 def test_saving_leaves_no_temp_files_and_replaces_the_old_file(tmp_path):
     path = tmp_path / "m.npz"
     save_model(model_from_spec(TUTORIAL_SPEC), path, {"version": 1})

@@ -35,8 +35,10 @@ class ModelFileError(ValueError):
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call `write(file)` on a temp file beside `path`, then os.replace it: readers never see half a file."""
+    """Call `write(file)` on a temp file beside `path`, then os.replace it: readers never see half a file.
+    Missing parent folders are created."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
@@ -139,7 +141,9 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Sequential, dict[str, Any]]:
     """Rebuild a model saved by `save_model`: (model in eval mode, metadata dict). Never unpickles."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist (save one with tinygrad_np.save_model)")
+        raise FileNotFoundError(
+            f"model file {path} does not exist (save one with tinygrad_np.serialization.save_model)"
+        )
     header, weights = _read(path)
     try:
         model = model_from_spec(header.get("spec"))
