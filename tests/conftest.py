@@ -1,11 +1,17 @@
 """Shared test configuration: Hypothesis profiles and the data every slow test reads."""
 
 import os
-from pathlib import Path
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# One BLAS thread: the suite's matrices are small, and on a shared 2-core machine competing BLAS threads made
+# training tests up to 25x slower. Set before NumPy loads its BLAS; benchmarks choose their own threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 # A quick default for the edit-test loop; CI runs more examples; `thorough` is for hunting bugs.
 settings.register_profile("dev", max_examples=25, deadline=None)

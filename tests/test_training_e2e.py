@@ -1,0 +1,102 @@
+"""End to end: `tinygrad-np train` on MNIST, the recipes' accuracy, and seeds that reproduce weights."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tinygrad_np.cli import main
+from tinygrad_np.serialization import load_model
+from tinygrad_np.train import RECIPES, TrainConfig, Trainer, build_model, build_optimizer, build_scheduler
+
+
+def train(tmp_path, *args):
+    out = tmp_path / "run"
+    status = main(["train", "--no-progress", "--output-dir", str(out), *args])
+    assert status == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    model, _ = load_model(out / "model.npz")
+    return metrics, model
+
+
+def test_train_on_the_offline_sample_writes_model_and_metrics(tmp_path, capsys):
+    metrics, model = train(tmp_path, "--offline", "--epochs", "3")
+    for key in (
+        "data_source",
+        "train_size",
+        "test_size",
+        "final_train_loss",
+        "test_accuracy",
+        "epochs",
+        "seconds",
+        "seed",
+        "history",
+    ):
+        assert key in metrics
+    assert metrics["data_source_kind"] == "offline" and metrics["train_size"] == 4000
+    assert len(metrics["history"]) == 3 and metrics["history"][-1]["test_accuracy"] == metrics["test_accuracy"]
+    assert metrics["test_accuracy"] > 0.8  # 3 epochs of Adam on 4,000 digits; chance is 0.1
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert "offline sample" in capsys.readouterr().err
+
+
+def test_the_tutorial_recipe_is_the_tutorials_setup():
+    config = TrainConfig(**RECIPES["tutorial"])
+    assert (config.model, config.init, config.optimizer, config.lr, config.batch_size) == (
+        "two_layer",
+        "tutorial",
+        "sgd",
+        0.10,
+        None,
+    )
+    model = build_model(config)
+    assert [p.shape for p in model.parameters()] == [(10, 784), (10,), (10, 10), (10,)]
+    assert all(p.data.min() >= -0.5 and p.data.max() < 0.5 for p in model.parameters())
+
+
+def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(tmp_path):
+    runs = [
+        train(tmp_path / str(i), "--offline", "--recipe", "mlp", "--epochs", "2", "--seed", str(seed))[1]
+        for i, seed in enumerate([3, 3, 4])
+    ]
+    first, again, other = (r.state_dict() for r in runs)
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name])
+    assert any(not np.array_equal(first[name], other[name]) for name in first)
+
+
+@pytest.mark.slow
+def test_tutorial_network_reaches_92_percent_on_full_mnist(tmp_path, mnist_dir):
+    metrics, _ = train(tmp_path, "--data-dir", str(mnist_dir), "--recipe", "two_layer")
+    assert metrics["data_source_kind"] == "directory" and metrics["train_size"] == 60000
+    assert metrics["test_size"] == 10000
+    assert metrics["test_accuracy"] >= 0.92, metrics["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_mlp_reaches_98_percent_on_full_mnist(tmp_path, mnist_dir):
+    metrics, _ = train(tmp_path, "--data-dir", str(mnist_dir), "--recipe", "mlp")
+    assert metrics["test_accuracy"] >= 0.98, metrics["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_same_seed_gives_bit_identical_weights_on_full_mnist(mnist_dir):
+    from tinygrad_np.data import load_mnist
+
+    mnist = load_mnist(mnist_dir, verbose=False)
+    weights = []
+    for _ in range(2):
+        config = TrainConfig(**{**RECIPES["mlp"], "epochs": 1})
+        model = build_model(config)
+        optimizer = build_optimizer(config, model.parameters())
+        Trainer(
+            model,
+            optimizer,
+            mnist.arrays("train"),
+            batch_size=config.batch_size,
+            scheduler=build_scheduler(config, optimizer),
+            seed=config.seed,
+        ).fit(config.epochs)
+        weights.append(model.state_dict())
+    for name in weights[0]:
+        np.testing.assert_array_equal(weights[0][name], weights[1][name])
