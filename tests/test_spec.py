@@ -78,6 +78,14 @@ def test_the_same_seed_gives_the_same_weights_and_dropout_masks():
     np.testing.assert_array_equal(forward(a, x), forward(b, x))  # training mode: Dropout draws from the seed
 
 
+def test_a_seed_argument_replaces_the_specs_own():
+    overridden = model_from_spec(EXAMPLE, seed=7)
+    assert overridden.seed == 7 and spec_from_model(overridden)["seed"] == 7
+    np.testing.assert_array_equal(overridden[0].weight.data, model_from_spec({**EXAMPLE, "seed": 7})[0].weight.data)
+    with pytest.raises(SpecError, match="'seed'"):
+        model_from_spec(EXAMPLE, seed=-1)
+
+
 def test_init_dtype_and_bias_options():
     spec = {
         "input_size": 6,

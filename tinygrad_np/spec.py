@@ -227,12 +227,15 @@ def normalize_spec(spec: Mapping[str, Any]) -> Spec:
     return _walk(spec, build=False)[0]
 
 
-def model_from_spec(spec: Mapping[str, Any]) -> nn.Sequential:
+def model_from_spec(spec: Mapping[str, Any], seed: int | None = None) -> nn.Sequential:
     """Build the Sequential a spec describes (raises SpecError naming the layer index and field at fault).
 
-    The model remembers `input_size`, `seed` and `dtype` as attributes, so `spec_from_model` can give them
-    back (its parameters' dtype wins over the attribute; it matters only for a model without parameters).
+    `seed`, when given, replaces the spec's own (e.g. a command line's --seed). The model remembers
+    `input_size`, `seed` and `dtype` as attributes, so `spec_from_model` can give them back (its parameters'
+    dtype wins over the attribute; that one matters only for a model without parameters).
     """
+    if seed is not None:
+        spec = {**spec, "seed": seed} if isinstance(spec, Mapping) else spec
     canonical, modules = _walk(spec, build=True)
     model = nn.Sequential(*modules)
     model.input_size, model.seed, model.dtype = canonical["input_size"], canonical["seed"], canonical["dtype"]
