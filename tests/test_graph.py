@@ -230,12 +230,25 @@ def test_main_svg_from_a_spec_and_from_a_saved_model(tmp_path, dot_program):
     # dropout mask, Mul, W, b, Linear, CrossEntropy
     assert (nodes, edges) == (11, 10)
     save_model(model_from_spec(spec), tmp_path / "net.npz")
-    assert main(["--model", str(tmp_path / "net.npz"), "-o", str(tmp_path / "saved.svg")]) == 0
+    assert main(["--model-file", str(tmp_path / "net.npz"), "-o", str(tmp_path / "saved.svg")]) == 0
     assert svg_counts((tmp_path / "saved.svg").read_text()) == (11, 10)
 
 
+def test_main_takes_the_namespace_of_a_mounting_parser(capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tinygrad-np")
+    sub = parser.add_subparsers(dest="command").add_parser("graph")
+    graph_module.add_arguments(sub)
+    sub.set_defaults(handler=main)
+    args = parser.parse_args(["graph", "--format", "mermaid", "--batch-size", "3"])
+    assert args.handler(args) == 0
+    nodes, _ = parse_mermaid(capsys.readouterr().out)
+    assert "(3, 784) float32" in " ".join(nodes.values())
+
+
 def test_main_reports_errors_without_a_traceback(tmp_path, capsys, monkeypatch):
-    assert main(["--model", str(tmp_path / "absent.npz")]) == 1
+    assert main(["--model-file", str(tmp_path / "absent.npz")]) == 1
     assert "absent.npz does not exist" in capsys.readouterr().err
     (tmp_path / "bad.toml").write_text('input_size = 784\n[[layers]]\ntype = "Conv2d"\n')
     assert main(["--model-spec", str(tmp_path / "bad.toml")]) == 1

@@ -28,6 +28,7 @@ import numpy as np
 from tinygrad_np.tensor import Tensor, iter_graph
 
 DOT_TIMEOUT_S = 30.0
+DESCRIPTION = "Draw the loss graph of one MNIST batch (the tutorial's 784-10-10 network unless told otherwise)."
 FORMATS = ("dot", "mermaid", "svg")
 
 
@@ -192,7 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model-spec", type=Path, help="draw the model a .json/.toml spec describes")
-    source.add_argument("--model", type=Path, help="draw a model saved with save_model (.npz)")
+    source.add_argument("--model-file", type=Path, help="draw a model saved by `tinygrad-np train` (.npz)")
     parser.add_argument("--data-dir", type=Path, help="MNIST folder for the batch (default: the offline sample)")
     parser.add_argument("--batch-size", type=int, default=4, help="images in the batch (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="picks the batch (default 0)")
@@ -216,8 +217,8 @@ def loss_graph(args: argparse.Namespace) -> ComputationGraph:
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.model is not None:
-        model, _ = load_model(args.model)
+    if args.model_file is not None:
+        model, _ = load_model(args.model_file)
     else:
         spec = load_spec(args.model_spec) if args.model_spec is not None else TUTORIAL_SPEC
         model = model_from_spec(spec)
@@ -255,12 +256,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`tinygrad-np graph`: the loss graph of one batch as DOT, Mermaid or SVG."""
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> int:
+    """`tinygrad-np graph`: the loss graph of one batch as DOT, Mermaid or SVG. Takes argv, or the
+    Namespace of a parser that `add_arguments` filled (the `tinygrad-np` command mounts it so)."""
     from tinygrad_np.serialization import ModelFileError
 
-    parser = add_arguments(argparse.ArgumentParser(prog="tinygrad-np graph", description=main.__doc__))
-    args = parser.parse_args(argv)
+    if isinstance(argv, argparse.Namespace):
+        args = argv
+    else:
+        parser = argparse.ArgumentParser(prog="tinygrad-np graph", description=DESCRIPTION)
+        args = add_arguments(parser).parse_args(argv)
     try:
         return run(args)
     except (FileNotFoundError, ModelFileError, GraphvizNotFoundError, ValueError, RuntimeError) as err:
