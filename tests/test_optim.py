@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from conftest import require
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tinygrad_np import Tensor, nn, optim
 
@@ -151,6 +153,32 @@ def test_updates_equal_torch_optim(torch, name, make, reference, make_torch):
         param.grad = torch.tensor(g)
         optimizer.step()
         np.testing.assert_allclose(got, param.detach().numpy(), rtol=1e-13, atol=1e-15, err_msg=f"step {step + 1}")
+
+
+rates = st.floats(1e-4, 0.5)
+unit = st.floats(0.0, 0.99)
+decays = st.sampled_from([0.0, 1e-3, 0.1])
+
+
+@given(lr=rates, momentum=unit, nesterov=st.booleans(), weight_decay=decays)
+def test_sgd_equals_the_formula_for_any_settings(lr, momentum, nesterov, weight_decay):
+    nesterov = nesterov and momentum > 0
+    history = run_ours(lambda p: optim.SGD(p, lr, momentum, nesterov, weight_decay))
+    np.testing.assert_allclose(history, sgd_reference(lr, momentum, nesterov, weight_decay), rtol=1e-12, atol=1e-14)
+
+
+@given(lr=rates, alpha=unit, eps=st.sampled_from([1e-8, 1e-3]), weight_decay=decays)
+def test_rmsprop_equals_the_formula_for_any_settings(lr, alpha, eps, weight_decay):
+    history = run_ours(lambda p: optim.RMSprop(p, lr, alpha, eps, weight_decay))
+    np.testing.assert_allclose(history, rmsprop_reference(lr, alpha, eps, weight_decay), rtol=1e-12, atol=1e-14)
+
+
+@given(lr=rates, beta1=unit, beta2=unit, weight_decay=decays, decoupled=st.booleans())
+def test_adam_and_adamw_equal_the_formula_for_any_settings(lr, beta1, beta2, weight_decay, decoupled):
+    kind = optim.AdamW if decoupled else optim.Adam
+    history = run_ours(lambda p: kind(p, lr, (beta1, beta2), 1e-8, weight_decay))
+    expected = adam_reference(lr, (beta1, beta2), 1e-8, weight_decay, decoupled)
+    np.testing.assert_allclose(history, expected, rtol=1e-12, atol=1e-14)
 
 
 def test_plain_sgd_is_the_tutorials_update_bit_for_bit():
