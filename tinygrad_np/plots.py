@@ -59,16 +59,19 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]]) -> Any:
         axes.set_ylabel(metric)
         axes.set_title(metric.capitalize())
         axes.grid(alpha=0.3)
-        if axes.lines:
-            axes.legend()
+        axes.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
     if not drawn:
         raise ValueError(
             "history has none of train_loss, test_loss, train_accuracy, test_accuracy; nothing to plot"
         )
+    extra = []
     if "lr" in history[0]:  # the schedule, faintly, on the loss plot's second axis
         lr_axes = loss_axes.twinx()
-        lr_axes.plot(epochs, [h.get("lr", np.nan) for h in history], ":", color="gray", label="lr")
+        extra = lr_axes.plot(epochs, [h.get("lr", np.nan) for h in history], ":", color="gray", label="lr (right)")
         lr_axes.set_ylabel("learning rate", color="gray")
+    for axes, more in ((loss_axes, extra), (accuracy_axes, [])):
+        if axes.lines:
+            axes.legend(handles=[*axes.lines, *more])
     return figure
 
 
