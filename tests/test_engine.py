@@ -144,6 +144,12 @@ def test_max_ties_share_the_gradient_evenly():
     np.testing.assert_array_equal(b.grad, [0.5, 0.0])
 
 
+def test_power_zero_has_zero_gradient_even_at_zero():
+    x = Tensor(np.array([0.0, 2.0]), requires_grad=True)
+    (x**0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0.0, 0.0])
+
+
 def test_repeated_integer_indices_accumulate():
     x = Tensor(np.arange(4.0), requires_grad=True)
     x[np.array([0, 0, 3, 0])].sum().backward()

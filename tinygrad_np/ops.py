@@ -123,6 +123,8 @@ class PowScalar(Function):
         return a**exponent
 
     def backward(self, g: np.ndarray) -> np.ndarray:
+        if self.p == 0:  # a^0 is constant 1, even at a = 0 where p * a^(p-1) would be 0 * inf
+            return np.zeros_like(g)
         if self.p == 2:
             return g * 2 * self.a
         with np.errstate(divide="ignore", invalid="ignore"):
