@@ -1,0 +1,138 @@
+"""`python -m benchmarks` and `tinygrad-np bench`: run the benchmarks, write JSON, Markdown and a PNG chart.
+
+The `tinygrad-np` command mounts this as a subcommand through `add_arguments(parser)` and `main(args)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import convergence, full_batch, minibatch, overhead, report, scaling
+from benchmarks.harness import environment, import_torch, progress
+from tinygrad_np.data import MNISTNotFoundError, load_mnist
+from tinygrad_np.data.idx import MNISTFormatError
+
+BENCHMARKS = ("full_batch", "minibatch", "overhead", "convergence", "scaling")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How much work each benchmark does. `None` rows means the whole training set."""
+
+    name: str
+    train_rows: int | None
+    full_batch_rounds: int
+    minibatch_rows: int | None
+    minibatch_rounds: int
+    overhead_links: int
+    overhead_chains: int  # chains per timed call
+    overhead_rounds: int
+    scaling_batch_sizes: tuple[int, ...]
+    scaling_hidden_sizes: tuple[int, ...]
+    scaling_rounds: int
+    convergence_epochs: int  # 0: not run
+    settle: float  # seconds of idle between timed calls (see harness.interleaved)
+
+
+# Quick: seconds, on the offline sample; checks that everything runs and writes its files, not speed.
+QUICK = Mode("quick", 1024, 3, 512, 2, 20, 2, 5, (16, 64), (16, 64), 2, 0, 0.0)
+FULL = Mode("full", None, 11, None, 5, 100, 20, 30, (32, 128, 512, 2048, 8192), (32, 128, 512, 2048), 5, 15, 0.2)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds instead of minutes: a slice of the data, few rounds, no time-to-accuracy run")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the MNIST files (default: $TINYGRAD_NP_MNIST_DIR, else kagglehub, else the "
+                             "bundled offline sample; --quick never downloads)")
+    parser.add_argument("--out", default="benchmark-results", type=Path,
+                        help="folder for results.json, results.md and scaling.png (default: %(default)s)")
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all)")
+
+
+def _selected(only: str) -> list[str]:
+    chosen = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown or not chosen:
+        raise ValueError(f"--only takes names from {', '.join(BENCHMARKS)}; got {only!r}")
+    return chosen
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the chosen benchmarks and write the results; 2 on bad arguments or missing data."""
+    mode = QUICK if args.quick else FULL
+    try:
+        selected = _selected(args.only)
+        mnist = load_mnist(args.data_dir, offline=args.quick, verbose=False)
+    except (ValueError, MNISTNotFoundError, MNISTFormatError) as err:
+        print(f"tinygrad-np bench: {err}")
+        return 2
+    x, y = mnist.arrays("train")
+    x_test, y_test = mnist.arrays("test")
+    x, y = x[: mode.train_rows], y[: mode.train_rows]
+    torch, torch_note = import_torch()
+    env = environment(torch, torch_note) | {"mode": mode.name, "data": f"{mnist.source}, {len(x):,} training images"}
+    progress(f"{mode.name} mode on {env['data']}; PyTorch {torch_note}")
+
+    sections: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    if "full_batch" in selected:
+        sections["full_batch"] = full_batch.run(x, y, torch, mode.full_batch_rounds, mode.settle)
+    if "minibatch" in selected:
+        rows = mode.minibatch_rows
+        sections["minibatch"] = minibatch.run(
+            x[:rows], y[:rows], torch, mode.minibatch_rounds, settle=mode.settle
+        )
+    if "overhead" in selected:
+        sections["overhead"] = overhead.run(
+            torch, mode.overhead_links, mode.overhead_rounds, mode.overhead_chains, mode.settle
+        )
+    if "convergence" in selected:
+        if mode.convergence_epochs:
+            sections |= convergence.run(x, y, x_test, y_test, torch, mode.convergence_epochs, mode.settle)
+        else:
+            skipped["convergence"] = "full mode only (time to 97% accuracy needs full MNIST and minutes)"
+    if "scaling" in selected:
+        sections["scaling"] = scaling.run(
+            x, y, torch, mode.scaling_rounds, mode.scaling_batch_sizes, mode.scaling_hidden_sizes, settle=mode.settle
+        )
+    if torch is None:
+        skipped["pytorch"] = torch_note
+
+    env["load_average_end"] = environment(torch, torch_note)["machine"]["load_average"]
+    results = {
+        "environment": env,
+        "mode": asdict(mode),
+        "targets": report.check_targets(sections),
+        "sections": sections,
+        "skipped": skipped,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = [
+        report.write_json(results, args.out / "results.json"),
+        report.write_markdown(results, args.out / "results.md"),
+    ]
+    if "scaling" in sections:
+        try:
+            written.append(report.scaling_chart(sections["scaling"], args.out / "scaling.png",
+                                                f"tinygrad_np vs NumPy vs PyTorch, {env['machine']['cpu']}"))
+        except ImportError as err:
+            progress(f"no chart: matplotlib is not importable ({err}); pip install 'tinygrad-np[plot]'")
+    for target in results["targets"]:
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
+        measured = "n/a" if target["measured"] is None else f"{target['measured']:.2f}x"
+        print(f"{target['target']}: {measured} (limit {target['limit']:.2f}x) {verdict}")
+    print("wrote " + ", ".join(os.fspath(path) for path in written))
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return main(parser.parse_args(argv))

@@ -1,0 +1,155 @@
+"""The results as JSON (everything), Markdown (the tables, for the README) and a PNG chart (the scaling sweep).
+
+All three are written atomically: a temp file beside the target, then os.replace.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tinygrad_np.serialization import write_atomic
+
+# (section, ratio column, limit, what it means): the issue's targets, all "at most".
+TARGETS = (
+    ("full_batch", "tinygrad_np / numpy", 1.10, "full-batch step vs hand-written NumPy backprop"),
+    ("minibatch", "tinygrad_np / pytorch", 1.0, "mini-batch epoch vs PyTorch"),
+    ("overhead", "tinygrad_np / pytorch", 1.0, "per-op overhead vs PyTorch"),
+    ("peak_memory", "tinygrad_np / pytorch", 1.5, "peak training memory vs PyTorch"),
+)
+
+
+def check_targets(sections: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per target and table row: the measured ratio, the limit, and whether it was met."""
+    checked = []
+    for name, column, limit, meaning in TARGETS:
+        if name not in sections:
+            continue
+        for entry in sections[name]["rows"]:
+            measured = entry["cells"].get(column)
+            ok = isinstance(measured, float)
+            checked.append({
+                "target": f"{meaning} ({entry['label']})",
+                "ratio": column,
+                "measured": measured if ok else None,
+                "limit": limit,
+                "met": (measured <= limit) if ok else None,
+            })
+    return checked
+
+
+# ---- JSON -----------------------------------------------------------------------------------------------
+
+
+def write_json(results: dict[str, Any], path: Path) -> Path:
+    text = json.dumps(results, indent=2, allow_nan=False)
+    return write_atomic(path, lambda file: file.write(text.encode("utf-8") + b"\n"))
+
+
+# ---- Markdown -------------------------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:,.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}" if magnitude >= 0.1 else f"{value:.3g}"
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, dict) and "median" in value:
+        return f"{_number(value['median'])} ({_number(value['q1'])}-{_number(value['q3'])})"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}x" if " / " in column else _number(value)
+    return str(value).replace("|", "\\|")
+
+
+def _table(section: dict[str, Any]) -> list[str]:
+    columns = section["columns"]
+    lines = ["| | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for entry in section["rows"]:
+        cells = [_cell(entry["cells"].get(column), column) for column in columns]
+        lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _environment_lines(env: dict[str, Any]) -> list[str]:
+    machine = env["machine"]
+    blas = env["blas"]
+    if blas.get("source") == "threadpoolctl":
+        blas_text = "; ".join(f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)" for p in blas["pools"])
+    else:
+        blas_text = f"{blas.get('name')} {blas.get('version')} ({blas.get('configuration')})"
+    variables = ", ".join(f"{k}={v}" for k, v in env["thread_variables"].items() if v is not None) or "none set"
+    return [
+        f"- date: {env['date']}; mode: {env['mode']}; data: {env['data']}",
+        f"- machine: {machine['cpu']}, {machine['usable_cores']} usable cores ({machine['platform']})",
+        f"- load average (1/5/15 min) at start: {machine['load_average']}, at end: {env.get('load_average_end')}",
+        f"- Python {env['python']}, NumPy {env['numpy']}, tinygrad_np {env['tinygrad_np']}, PyTorch {env['torch']}"
+        f" ({env['torch_threads']} threads)",
+        f"- BLAS: {blas_text}; thread variables: {variables}",
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["# tinygrad_np benchmarks", "", *_environment_lines(results["environment"]), ""]
+    lines += ["Cells: median over interleaved rounds (interquartile range). Ratios compare medians.", ""]
+    if results["targets"]:
+        lines += ["## Targets", "", "| target | measured | limit | met |", "|---|---:|---:|---|"]
+        for target in results["targets"]:
+            measured = "n/a" if target["measured"] is None else f"{target['measured']:.2f}x"
+            met = {True: "yes", False: "**no**", None: "not measured"}[target["met"]]
+            lines.append(f"| {target['target']} | {measured} | ≤ {target['limit']:.2f}x | {met} |")
+        lines.append("")
+    for section in results["sections"].values():
+        lines += [f"## {section['title']}", "", f"Unit: {section['unit']}.", "", *_table(section), ""]
+        lines += [f"- {note}" for note in section["notes"]]
+        lines.append("")
+    if results.get("skipped"):
+        lines += ["## Not run", ""] + [f"- {name}: {why}" for name, why in results["skipped"].items()] + [""]
+    return "\n".join(lines)
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> Path:
+    text = markdown(results)
+    return write_atomic(path, lambda file: file.write(text.encode("utf-8")))
+
+
+# ---- the chart ------------------------------------------------------------------------------------------
+
+COLORS = {"tinygrad_np": "#1f77b4", "numpy": "#2ca02c", "pytorch": "#d62728"}
+
+
+def scaling_chart(scaling: dict[str, Any], path: Path, title: str) -> Path:
+    """Two log-log panels: ms per step against batch size, and against hidden width. Matplotlib's Agg only."""
+    from matplotlib.figure import Figure  # the `plot` extra; Figure + Agg: no pyplot state, no display
+
+    figure = Figure(figsize=(11, 4.5), dpi=100, layout="constrained")
+    panels = figure.subplots(1, 2)
+    for axes, sweep, key, label in (
+        (panels[0], "batch", "batch_size", "batch size"),
+        (panels[1], "hidden", "hidden_size", "hidden width"),
+    ):
+        rows = [entry for entry in scaling["rows"] if entry.get("sweep") == sweep]
+        for contender, color in COLORS.items():
+            measured = [entry for entry in rows if contender in entry["cells"]]
+            points = [(entry[key], entry["cells"][contender]["median"]) for entry in measured]
+            if points:
+                axes.plot(*zip(*points, strict=True), "-o", color=color, label=contender, markersize=4)
+        axes.set_xscale("log", base=2)
+        axes.set_yscale("log")
+        axes.set_xlabel(label)
+        axes.set_ylabel("ms per step")
+        fixed = rows[0]["hidden_size" if sweep == "batch" else "batch_size"] if rows else "?"
+        axes.set_title(f"784-h-10 MLP, Adam: {label} ({'hidden' if sweep == 'batch' else 'batch'} {fixed})")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+    figure.suptitle(title)
+    return write_atomic(path, lambda file: figure.savefig(file, format="png"))

@@ -1,0 +1,191 @@
+"""The benchmarks run end to end and write valid files; their contenders compute the same thing.
+
+No timing assertions: machines are noisy. What is checked is that every number is there and well formed, and
+that the hand-written NumPy and PyTorch contenders train the very network tinygrad_np trains.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import cli, contenders, convergence, handwritten, harness, memory, report
+from models import mlp as mlp_reference
+from models import two_layer
+from tinygrad_np import Tensor, optim
+from tinygrad_np.data import load_offline_sample
+
+torch, _ = harness.import_torch()
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _timing_cells(results: dict) -> list[dict]:
+    return [
+        cell
+        for section in results["sections"].values()
+        for entry in section["rows"]
+        for cell in entry["cells"].values()
+        if isinstance(cell, dict)
+    ]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    return cli.run(["--quick", "--out", str(out)]), out
+
+
+def test_quick_mode_writes_json_markdown_and_png(quick_run: tuple[int, Path]) -> None:
+    code, out = quick_run
+    assert code == 0
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert set(results["sections"]) == {"full_batch", "minibatch", "overhead", "scaling"}
+    assert "convergence" in results["skipped"]  # full mode only
+    env = results["environment"]
+    assert env["mode"] == "quick" and env["machine"]["usable_cores"] >= 1 and env["numpy"] == np.__version__
+    assert env["blas"]["source"] and env["date"]
+    cells = _timing_cells(results)
+    assert cells and all(math.isfinite(c["median"]) and 0 < c["q1"] <= c["median"] <= c["q3"] for c in cells)
+    for entry in results["sections"]["full_batch"]["rows"] + results["sections"]["minibatch"]["rows"]:
+        assert {"tinygrad_np", "numpy"} <= set(entry["cells"])
+        assert ("pytorch" in entry["cells"]) == (torch is not None)
+    assert [t["met"] is None for t in results["targets"]] == [t["measured"] is None for t in results["targets"]]
+
+    text = (out / "results.md").read_text(encoding="utf-8")
+    for section in results["sections"].values():
+        assert f"## {section['title']}" in text
+    assert "| target | measured | limit | met |" in text
+
+    png = (out / "scaling.png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE)
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1100, 450)
+
+
+def test_unknown_benchmark_name_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.run(["--quick", "--only", "full_batch,speed", "--out", str(tmp_path)]) == 2
+    assert "--only takes names from" in capsys.readouterr().out
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_interleaved_rotates_the_order_and_drops_warmup_rounds() -> None:
+    calls: list[str] = []
+    timings = harness.interleaved({name: (lambda n=name: calls.append(n)) for name in "abc"}, repeats=3, warmup=1)
+    assert calls == list("abc" "bca" "cab" "abc")
+    assert {name: len(t.samples) for name, t in timings.items()} == {"a": 3, "b": 3, "c": 3}
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        harness.interleaved({"a": lambda: None}, repeats=0)
+
+
+def test_targets_report_met_missed_and_unmeasured() -> None:
+    sections = {
+        "full_batch": {"rows": [{"label": "all", "cells": {"tinygrad_np / numpy": 1.05}}]},
+        "minibatch": {"rows": [{"label": "b32", "cells": {"tinygrad_np / pytorch": 1.2}},
+                               {"label": "b128", "cells": {}}]},
+    }
+    checked = {t["target"]: (t["measured"], t["met"]) for t in report.check_targets(sections)}
+    assert checked == {
+        "full-batch step vs hand-written NumPy backprop (all)": (1.05, True),
+        "mini-batch epoch vs PyTorch (b32)": (1.2, False),
+        "mini-batch epoch vs PyTorch (b128)": (None, None),
+    }
+
+
+# ---- the contenders compute the same thing ----------------------------------------------------------------
+
+
+def _tutorial_batch(rng: np.random.Generator, dtype: type, m: int = 37):
+    W1, b1, W2, b2 = (a.astype(dtype) for a in two_layer.init_params(rng))
+    X = rng.random((784, m)).astype(dtype)
+    Y = rng.integers(0, 10, m)
+    return W1, b1, W2, b2, X, Y
+
+
+def test_tutorial_backward_matches_the_models_reference_in_float64(rng: np.random.Generator) -> None:
+    W1, b1, W2, b2, X, Y = _tutorial_batch(rng, np.float64)
+    Z1, A1, Z2, A2 = two_layer.forward_prop(W1, b1, W2, b2, X)
+    expected = two_layer.backward_prop(Z1, A1, Z2, A2, W1, W2, X, Y)
+    for ours, theirs in zip(handwritten.tutorial_backward(Z1, A1, A2, W2, X, Y), expected, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+
+
+def test_tutorial_backward_stays_float32(rng: np.random.Generator) -> None:
+    W1, b1, W2, b2, X, Y = _tutorial_batch(rng, np.float32)
+    Z1, A1, _, A2 = two_layer.forward_prop(W1, b1, W2, b2, X)
+    assert all(g.dtype == np.float32 for g in handwritten.tutorial_backward(Z1, A1, A2, W2, X, Y))
+
+
+def test_mlp_backward_matches_the_models_reference(rng: np.random.Generator) -> None:
+    params = mlp_reference.init_params([784, 32, 16, 10], rng)
+    X, Y = rng.random((784, 21)), rng.integers(0, 10, 21)
+    cache = mlp_reference.forward(params, X)
+    expected = mlp_reference.backward(params, cache, X, Y)
+    ours = handwritten.mlp_backward(params, cache, X, Y)
+    assert set(ours) == {name[1:] for name in expected}
+    for name, grad in ours.items():
+        np.testing.assert_allclose(grad, expected[f"d{name}"], rtol=1e-12, atol=1e-15)
+
+
+def test_numpy_adam_matches_tinygrad_adam(rng: np.random.Generator) -> None:
+    start = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal((3, 1))}
+    params = {name: value.copy() for name, value in start.items()}
+    tensors = {name: Tensor(value.copy(), requires_grad=True) for name, value in start.items()}
+    ours, theirs = handwritten.NumpyAdam(params, lr=0.01), optim.Adam(list(tensors.values()), lr=0.01)
+    for _ in range(5):
+        grads = {name: rng.standard_normal(value.shape) for name, value in start.items()}
+        ours.step(params, grads)
+        for name, tensor in tensors.items():
+            tensor.grad = grads[name].copy()
+        theirs.step()
+    for name, tensor in tensors.items():
+        np.testing.assert_allclose(params[name], tensor.data, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(("hidden_sizes", "optimizer", "lr"), [((10,), "sgd", 0.1), ((32,), "adam", 1e-3)])
+def test_contenders_start_equal_and_take_the_same_steps(hidden_sizes, optimizer, lr, rng) -> None:
+    x = rng.random((64, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 64)
+    chosen = contenders.contenders(torch, hidden_sizes, optimizer, lr, seed=3)
+    for contender in chosen.values():
+        contender.load(x, y)
+        contenders.epoch(contender, len(x), 16)
+    model = chosen["tinygrad_np"].model
+    expected = mlp_reference.params_from_model(model)
+    numpy_params = chosen["numpy"].params
+    if optimizer == "sgd":  # the tutorial's tuple (W1, b1, W2, b2)
+        numpy_params = dict(zip(("W1", "b1", "W2", "b2"), numpy_params, strict=True))
+    for name, value in expected.items():
+        assert numpy_params[name].dtype == np.float32
+        np.testing.assert_allclose(numpy_params[name], value, rtol=1e-4, atol=1e-5)
+    if torch is not None:
+        torch_params = [p.detach().numpy() for p in chosen["pytorch"].model.parameters()]
+        for ours, theirs in zip([p.data for p in model.parameters()], torch_params, strict=True):
+            np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-5)
+
+
+# ---- full mode's pieces, on small data -------------------------------------------------------------------
+
+
+def test_time_to_accuracy_stops_each_framework_once_it_reaches_the_target() -> None:
+    mnist = load_offline_sample()
+    (x, y), (x_test, y_test) = mnist.arrays("train"), mnist.arrays("test")
+    status = convergence.time_to_accuracy(x[:1024], y[:1024], x_test, y_test, torch, max_epochs=3, target=0.5)
+    for result in status.values():
+        assert result["reached"] and result["epochs"] >= 1 and result["accuracy"] >= 0.5 and result["seconds"] > 0
+    assert set(status) == {"tinygrad_np"} | ({"pytorch"} if torch is not None else set())
+
+
+def test_memory_worker_reports_the_training_peak(tmp_path: Path, rng: np.random.Generator) -> None:
+    if memory.supported() is not None:
+        pytest.skip(memory.supported())
+    np.save(tmp_path / "x.npy", rng.random((256, 784), dtype=np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 10, 256))
+    for framework in ["tinygrad_np"] + (["pytorch"] if torch is not None else []):
+        result = memory.measure(tmp_path, framework, "full_batch_mlp", timeout=120)
+        assert "error" not in result, result
+        assert result["framework"] == framework and result["peak_mib"] >= result["start_mib"] > 0
+        assert result["training_peak_mib"] == pytest.approx(result["peak_mib"] - result["start_mib"])
