@@ -185,13 +185,23 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from tinygrad_np.train import Trainer, build_model, build_optimizer, build_scheduler
+    from tinygrad_np.checkpoint import CheckpointManager
+    from tinygrad_np.train import (
+        Trainer,
+        TrainingInterrupted,
+        build_model,
+        build_optimizer,
+        build_scheduler,
+        stop_on_sigint,
+    )
 
     config = train_config_from_args(args)
+    if args.resume and args.checkpoint_dir is None:
+        raise CLIError("--resume needs --checkpoint-dir (the folder the interrupted run wrote to)")
     mnist = load_data(args)
+    limit = args.limit_train or len(mnist.train_labels)
     train_images, train_labels = mnist.arrays("train")
-    if args.limit_train:
-        train_images, train_labels = train_images[: args.limit_train], train_labels[: args.limit_train]
+    train_images, train_labels = train_images[:limit], train_labels[:limit]
     test_data = mnist.arrays("test")
 
     if args.model_spec is not None:
@@ -210,16 +220,25 @@ def run_train(args: argparse.Namespace) -> int:
         scheduler=build_scheduler(config, optimizer),
         seed=config.seed,
     )
-    checkpoints = None
-    if args.checkpoint_dir is not None:
-        from tinygrad_np.checkpoint import CheckpointManager
-
-        checkpoints = CheckpointManager(args.checkpoint_dir)
-        if args.resume:
-            checkpoints.restore(trainer)
-            print(f"tinygrad-np: resumed from {checkpoints.path} after epoch {trainer.epoch}", file=sys.stderr)
-    elif args.resume:
-        raise CLIError("--resume needs --checkpoint-dir (the folder the interrupted run wrote to)")
+    save_path = args.save or args.output_dir / "model.npz"
+    metrics_path = args.metrics or args.output_dir / "metrics.json"
+    # Without --checkpoint-dir nothing is written per epoch, but Ctrl-C still saves a checkpoint, here.
+    checkpoints = CheckpointManager(
+        args.checkpoint_dir or args.output_dir / "checkpoint",
+        _run_fingerprint(config, model, mnist.train_images[:limit], mnist.train_labels[:limit]),
+    )
+    if args.resume:
+        checkpoints.restore(trainer)
+        if trainer.epoch > config.epochs:
+            raise CLIError(
+                f"the checkpoint in {checkpoints.path} is after epoch {trainer.epoch}, past --epochs {config.epochs}"
+            )
+        where = _position(trainer)
+        print(f"tinygrad-np: resumed from {checkpoints.path} ({where})", file=sys.stderr)
+    # An unwritable output should fail now, not after an hour of training.
+    for folder in {save_path.parent, metrics_path.parent, checkpoints.directory, args.plots}:
+        if folder is not None:
+            _ensure_writable(folder)
 
     print(
         f"tinygrad-np: training {config.model} {_describe(model)} on {len(train_labels)} images from {mnist.source}; "
@@ -229,26 +248,29 @@ def run_train(args: argparse.Namespace) -> int:
     )
     evaluate_every = 1 if config.batch_size is not None else max(1, config.epochs // 20)
     progress = not args.no_progress and sys.stderr.isatty()
+    newline = "\n" if progress else ""  # below the progress bar
     start = time.perf_counter()
-    context = _anomaly_context(args.detect_anomaly)
     try:
-        with context:
+        # Ctrl-C sets a flag that the trainer checks between batches, so the state it saves is consistent.
+        with _anomaly_context(args.detect_anomaly), stop_on_sigint(trainer):
             trainer.fit(
                 config.epochs,
                 progress=progress,
                 evaluate_every=evaluate_every,
-                on_epoch_end=checkpoints.save if checkpoints else None,
+                on_epoch_end=checkpoints.save if args.checkpoint_dir is not None else None,
             )
+    except TrainingInterrupted:
+        path = checkpoints.save(trainer)
+        print(
+            f"{newline}tinygrad-np: interrupted {_position(trainer)}; checkpoint saved to {path}; continue with the "
+            f"same options plus --checkpoint-dir {checkpoints.directory} --resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        if checkpoints is not None:
-            checkpoints.save(trainer)
-            print(
-                f"\ntinygrad-np: interrupted; checkpoint after epoch {trainer.epoch} in {checkpoints.path}; "
-                "continue with --resume",
-                file=sys.stderr,
-            )
-        else:
-            print("\ntinygrad-np: interrupted (no --checkpoint-dir, nothing saved)", file=sys.stderr)
+        # A second Ctrl-C lands mid-step, where the weights may be half updated: saving them would be wrong.
+        kept = f"; the checkpoint in {checkpoints.path} is intact" if checkpoints.path.is_file() else ""
+        print(f"{newline}tinygrad-np: interrupted twice; stopped at once without saving{kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
     seconds = time.perf_counter() - start
 
@@ -268,11 +290,8 @@ def run_train(args: argparse.Namespace) -> int:
         "config": _jsonable(vars(config)),
         "history": trainer.history,
     }
-    save_path = args.save or args.output_dir / "model.npz"
-    metrics_path = args.metrics or args.output_dir / "metrics.json"
     from tinygrad_np.serialization import save_model
 
-    save_path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, save_path, metadata={k: v for k, v in metrics.items() if k != "history"})
     _write_json_atomically(metrics_path, metrics)
     if args.plots is not None:
@@ -282,6 +301,37 @@ def run_train(args: argparse.Namespace) -> int:
         f"model {save_path}, metrics {metrics_path}"
     )
     return 0
+
+
+def _position(trainer: Any) -> str:
+    """Where training stands, for messages: 'after epoch 3' or 'in epoch 4 after batch 17 of 32'."""
+    if trainer.epoch_position is None:
+        return f"after epoch {trainer.epoch}"
+    return f"in epoch {trainer.epoch + 1} after batch {trainer.epoch_position['batches_done']} of {len(trainer.loader)}"
+
+
+def _run_fingerprint(config: Any, model: Any, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """What a checkpoint must share with the run that resumes it: settings, architecture and training data."""
+    import zlib
+
+    settings = _jsonable(vars(config))
+    if not config.cosine:  # more epochs simply continue a run; with cosine annealing they change its schedule
+        del settings["epochs"]
+    checksum = zlib.crc32(np.ascontiguousarray(labels).tobytes(), zlib.crc32(np.ascontiguousarray(images)))
+    return {
+        **settings,
+        "architecture": " ".join(repr(model).split()),
+        "train_data": f"{len(labels)} images, crc32 {checksum:08x}",
+    }
+
+
+def _ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(f"can't create the output folder {folder}: {err.strerror or err}") from None
+    if not os.access(folder, os.W_OK):
+        raise CLIError(f"the output folder {folder} is not writable; choose another with --output-dir")
 
 
 def _describe(model: Any) -> str:
@@ -489,7 +539,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The failures a user can cause; anything else is a bug and keeps its traceback."""
-    errors: list[type[BaseException]] = [CLIError, ValueError, TypeError, KeyError, OSError, FloatingPointError]
+    # MemoryError: a model or file that asks for more memory than there is ("Unable to allocate 75 GiB ...").
+    errors: list[type[BaseException]] = [
+        CLIError,
+        ValueError,
+        TypeError,
+        KeyError,
+        OSError,
+        FloatingPointError,
+        MemoryError,
+    ]
     return tuple(errors)
 
 

@@ -6,9 +6,15 @@ and the Trainer's state (`state_dict`) holds all of them, so a resumed run conti
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
+import math
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -58,6 +64,7 @@ class TrainConfig:
         _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
         _require(all(h >= 1 for h in self.hidden_sizes), f"hidden sizes must be positive, got {self.hidden_sizes}")
         _require(self.model in ("two_layer", "mlp"), f"model must be two_layer or mlp, got {self.model!r}")
+        _require(self.seed >= 0, f"seed must be a non-negative integer, got {self.seed}")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -181,9 +188,31 @@ def predict_proba(model: nn.Module, images: np.ndarray) -> np.ndarray:
     return probabilities
 
 
+# A mean cross-entropy of 100 nats gives the true class e^-100 of the probability: far past chance (ln 10 = 2.3
+# nats on MNIST), where no run that is learning goes, and where a diverging one (lr 1e6) arrives within its
+# first epoch while every number is still finite.
+DIVERGENCE_THRESHOLD = 100.0
+
+
+class DivergenceError(FloatingPointError):
+    """Training diverged: a non-finite loss or weight, or a mean epoch loss above the divergence threshold."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """`fit` stopped at a batch boundary because `request_stop()` was called (Ctrl-C under `stop_on_sigint`).
+
+    The trainer's state is consistent there, so `state_dict()` resumes exactly, even in the middle of an epoch.
+    """
+
+
 @dataclass
 class Trainer:
-    """Runs epochs of mini-batch training; `state_dict()` captures everything needed to resume exactly."""
+    """Runs epochs of mini-batch training; `state_dict()` captures everything needed to resume exactly.
+
+    Resuming is exact at any batch boundary: an unfinished epoch is stored as the data-order generator's state
+    before the epoch drew its permutation, the number of batches done and the running sums, so a resumed epoch
+    redraws the same permutation and skips the batches already trained on.
+    """
 
     model: nn.Module
     optimizer: optim.Optimizer
@@ -193,6 +222,7 @@ class Trainer:
     scheduler: optim.LRScheduler | None = None
     seed: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    divergence_threshold: float | None = DIVERGENCE_THRESHOLD
 
     def __post_init__(self) -> None:
         # The data order has its own stream, spawned from the seed, apart from the weights' and dropout's.
@@ -203,16 +233,40 @@ class Trainer:
             shuffle=self.batch_size is not None,
             generator=np.random.default_rng(order_seed),
         )
+        # Where an unfinished epoch stands (None between epochs); see the class docstring.
+        self.epoch_position: dict[str, Any] | None = None
+        self.stop_requested = False
 
     @property
     def epoch(self) -> int:
+        """Epochs completed."""
         return len(self.history)
 
-    def train_epoch(self, progress: Any = None) -> tuple[float, float]:
-        """One pass over the training data; returns mean loss and accuracy over its batches."""
+    def request_stop(self) -> None:
+        """Ask `fit` to raise TrainingInterrupted after the current batch (safe to call from a signal handler)."""
+        self.stop_requested = True
+
+    def _check_stop(self) -> None:
+        if self.stop_requested:
+            raise TrainingInterrupted()
+
+    def train_epoch(
+        self, progress: Any = None, on_batch_end: Callable[[Trainer], None] | None = None
+    ) -> tuple[float, float]:
+        """One pass over the training data (or the rest of an unfinished one); mean loss and accuracy."""
         self.model.train()
-        total_loss, correct, seen = 0.0, 0, 0
-        for images, labels in self.loader:
+        if self.epoch_position is None:
+            self.epoch_position = {
+                "loader_rng": copy.deepcopy(self.loader.generator.bit_generator.state),
+                "batches_done": 0,
+                "loss_sum": 0.0,
+                "correct": 0,
+                "seen": 0,
+            }
+        position = self.epoch_position
+        # Replay the permutation this epoch drew (a no-op for a fresh epoch) and skip what is already trained.
+        self.loader.generator.bit_generator.state = copy.deepcopy(position["loader_rng"])
+        for images, labels in _skip(iter(self.loader), position["batches_done"]):
             self.optimizer.zero_grad()
             logits = self.model(Tensor(images))
             loss = F.cross_entropy(logits, labels)
@@ -220,17 +274,44 @@ class Trainer:
             self.optimizer.step()
             batch_loss = loss.item()
             if not np.isfinite(batch_loss):
-                raise FloatingPointError(
+                raise DivergenceError(
                     f"the training loss became {batch_loss} in epoch {self.epoch + 1}; lower the learning rate "
-                    "(or run with --detect-anomaly to find the op)"
+                    f"(now {self.optimizer.lr:g}), or run with --detect-anomaly to find the op"
                 )
-            total_loss += batch_loss * len(labels)
-            correct += int((logits.data.argmax(axis=1) == labels).sum())
-            seen += len(labels)
+            position["batches_done"] += 1
+            position["loss_sum"] += batch_loss * len(labels)
+            position["correct"] += int((logits.data.argmax(axis=1) == labels).sum())
+            position["seen"] += len(labels)
             if progress is not None:
+                seen = position["seen"]
                 progress.update(1)
-                progress.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
-        return total_loss / seen, correct / seen
+                progress.set_postfix(
+                    loss=f"{position['loss_sum'] / seen:.4f}", acc=f"{position['correct'] / seen:.4f}", refresh=False
+                )
+            if on_batch_end is not None:
+                on_batch_end(self)
+            self._check_stop()
+        mean_loss, accuracy = position["loss_sum"] / position["seen"], position["correct"] / position["seen"]
+        self._check_divergence(mean_loss)
+        self.epoch_position = None
+        return mean_loss, accuracy
+
+    def _check_divergence(self, mean_loss: float) -> None:
+        """Refuse to go on from an epoch whose mean loss or final weights say training has blown up."""
+        epoch = self.epoch + 1
+        for name, parameter in self.model.named_parameters():
+            if not np.isfinite(parameter.data).all():
+                raise DivergenceError(
+                    f"parameter {name!r} became NaN or inf in epoch {epoch}; lower the learning rate "
+                    f"(now {self.optimizer.lr:g}), or run with --detect-anomaly to find the op"
+                )
+        if self.divergence_threshold is not None and mean_loss > self.divergence_threshold:
+            num_classes = int(self.train_data[1].max()) + 1
+            raise DivergenceError(
+                f"training diverged: the mean training loss in epoch {epoch} was {mean_loss:.3g} "
+                f"(guessing uniformly scores ln {num_classes} = {math.log(num_classes):.2f}); "
+                f"lower the learning rate (now {self.optimizer.lr:g})"
+            )
 
     def fit(
         self,
@@ -238,43 +319,65 @@ class Trainer:
         progress: bool = False,
         on_epoch_end: Callable[[Trainer], None] | None = None,
         evaluate_every: int = 1,
+        on_batch_end: Callable[[Trainer], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Train until `epochs` epochs are done in total (a resumed trainer continues where it stopped)."""
+        """Train until `epochs` epochs are done in total (a resumed trainer continues where it stopped).
+
+        After `request_stop()`, raises TrainingInterrupted at the next batch or epoch boundary, with the state
+        consistent for `state_dict()`.
+        """
+        self.stop_requested = False
         bar = _progress_bar(epochs, self.epoch, len(self.loader), progress)
+        if bar is not None and self.epoch_position is not None:
+            bar.update(self.epoch_position["batches_done"] if bar.per_batch else 0)
         try:
-            while self.epoch < epochs:
-                start = time.perf_counter()
-                lr = self.optimizer.lr
-                train_loss, train_accuracy = self.train_epoch(bar if bar is not None and bar.per_batch else None)
-                test_loss = test_accuracy = None
-                last = self.epoch + 1 == epochs
-                if self.test_data is not None and (last or (self.epoch + 1) % evaluate_every == 0):
-                    test_loss, test_accuracy = evaluate(self.model, *self.test_data)
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                stats = EpochStats(
-                    self.epoch + 1,
-                    train_loss,
-                    train_accuracy,
-                    test_loss,
-                    test_accuracy,
-                    lr,
-                    time.perf_counter() - start,
-                )
-                self.history.append(asdict(stats))
-                if bar is not None:
-                    if not bar.per_batch:
-                        bar.update(1)
-                    shown = {"loss": f"{train_loss:.4f}", "acc": f"{train_accuracy:.4f}"}
-                    if test_accuracy is not None:
-                        shown["test_acc"] = f"{test_accuracy:.4f}"
-                    bar.set_postfix(shown)
-                if on_epoch_end is not None:
-                    on_epoch_end(self)
+            # Overflow in a diverging run is reported once, by the checks above, not as NumPy warnings per op.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self._fit(epochs, bar, on_epoch_end, on_batch_end, evaluate_every)
         finally:
             if bar is not None:
                 bar.close()
         return self.history
+
+    def _fit(
+        self,
+        epochs: int,
+        bar: Any,
+        on_epoch_end: Callable[[Trainer], None] | None,
+        on_batch_end: Callable[[Trainer], None] | None,
+        every: int,
+    ) -> None:
+        while self.epoch < epochs:
+            start = time.perf_counter() - (self.epoch_position or {}).get("seconds", 0.0)
+            lr = self.optimizer.lr
+            try:
+                train_loss, train_accuracy = self.train_epoch(
+                    bar if bar is not None and bar.per_batch else None, on_batch_end
+                )
+            finally:
+                if self.epoch_position is not None:  # stopped mid-epoch: keep the time spent for the history
+                    self.epoch_position["seconds"] = time.perf_counter() - start
+            test_loss = test_accuracy = None
+            last = self.epoch + 1 == epochs
+            if self.test_data is not None and (last or (self.epoch + 1) % every == 0):
+                test_loss, test_accuracy = evaluate(self.model, *self.test_data)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            stats = EpochStats(
+                self.epoch + 1, train_loss, train_accuracy, test_loss, test_accuracy, lr, time.perf_counter() - start
+            )
+            self.history.append(asdict(stats))
+            if bar is not None:
+                if not bar.per_batch:
+                    bar.update(1)
+                shown = {"loss": f"{train_loss:.4f}", "acc": f"{train_accuracy:.4f}"}
+                if test_accuracy is not None:
+                    shown["test_acc"] = f"{test_accuracy:.4f}"
+                bar.set_postfix(shown)
+            if on_epoch_end is not None:
+                on_epoch_end(self)
+            if self.epoch < epochs:
+                self._check_stop()
 
     # ---- checkpointing ------------------------------------------------------------------------------------
 
@@ -287,25 +390,85 @@ class Trainer:
         return streams
 
     def state_dict(self) -> dict[str, Any]:
+        """Model, optimizer, schedule, every generator, history and the position in an unfinished epoch."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "rng": {name: g.bit_generator.state for name, g in self.generators().items()},
-            "history": list(self.history),
+            "rng": {name: copy.deepcopy(g.bit_generator.state) for name, g in self.generators().items()},
+            "history": copy.deepcopy(self.history),
+            "epoch_position": copy.deepcopy(self.epoch_position),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned; a state for another model or optimizer raises ValueError/KeyError."""
+        streams = self.generators()
+        if set(state["rng"]) != set(streams):
+            raise ValueError(
+                f"the checkpoint's random streams {sorted(state['rng'])} are not this model's {sorted(streams)}"
+            )
+        history, position = state["history"], state.get("epoch_position")
+        fields = {f.name for f in dataclasses.fields(EpochStats)}
+        if not isinstance(history, list) or not all(isinstance(h, dict) and fields <= set(h) for h in history):
+            raise ValueError(f"the history must be a list of per-epoch records with {sorted(fields)}")
+        if position is not None:
+            _check_position(position, len(self.loader))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        streams = self.generators()
         for name, rng_state in state["rng"].items():
-            if name not in streams:
-                raise ValueError(f"checkpoint has a random stream {name!r} this model doesn't have")
             streams[name].bit_generator.state = rng_state
-        self.history = list(state["history"])
+        self.history = list(history)
+        self.epoch_position = position
+        if position is not None:
+            self.loader.generator.bit_generator.state = position["loader_rng"]  # a bad state fails here, not later
+
+
+def _check_position(position: Any, batches: int) -> None:
+    """An unfinished epoch's record must be what train_epoch writes: counts within the epoch, a number for the sum."""
+    counts = ("batches_done", "correct", "seen")
+    if not (
+        isinstance(position, dict)
+        and all(type(position.get(key)) is int and position[key] >= 0 for key in counts)
+        and position["batches_done"] <= batches
+        and type(position.get("loss_sum")) in (int, float)
+        and isinstance(position.get("loader_rng"), dict)
+    ):
+        raise ValueError(
+            f"the position in the unfinished epoch is malformed (expected {', '.join(counts)} <= {batches} batches, "
+            "loss_sum and loader_rng)"
+        )
+
+
+def _skip(batches: Iterator[Any], count: int) -> Iterator[Any]:
+    """The batches after the first `count` (which are drawn but not trained on)."""
+    for _ in range(count):
+        next(batches, None)
+    yield from batches
+
+
+@contextlib.contextmanager
+def stop_on_sigint(trainer: Trainer) -> Iterator[None]:
+    """Within the block, Ctrl-C asks `trainer` to stop at the next batch boundary; a second Ctrl-C interrupts at once.
+
+    A KeyboardInterrupt raised mid-step could leave half the parameters updated; a flag checked between batches
+    cannot. Outside the main thread (where signals can't be handled) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_requested:  # asked twice: the user wants out now
+            raise KeyboardInterrupt
+        trainer.request_stop()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _progress_bar(epochs: int, done: int, batches: int, enabled: bool) -> Any:
