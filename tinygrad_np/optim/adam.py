@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,17 +50,24 @@ class Adam(Optimizer):
         if "exp_avg" not in state:
             state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(param), np.zeros_like(param)
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        work = self._scratch(param)
         m *= beta1
-        m += (1 - beta1) * grad
+        np.multiply(grad, 1 - beta1, out=work)
+        m += work
         v *= beta2
-        v += (1 - beta2) * (grad * grad)
-        # Bias correction: m and v start at 0, so early averages underestimate; divide by (1 - beta^t).
+        np.multiply(grad, grad, out=work)
+        work *= 1 - beta2
+        v += work
+        # Bias correction: m and v start at 0, so early averages underestimate; m_hat = m / c1, v_hat = v / c2
+        # with c = 1 - beta^t. lr m_hat / (sqrt(v_hat) + eps) = lr sqrt(c2) / c1 * m / (sqrt(v) + eps sqrt(c2)):
+        # the corrections fold into two scalars, one pass fewer over the parameter.
         t = self.param_steps[index]
-        step_size = self.lr / (1 - beta1**t)
-        denominator = np.sqrt(v)
-        denominator *= 1 / np.sqrt(1 - beta2**t)
-        denominator += self.eps
-        param -= step_size * (m / denominator)
+        root_c2 = math.sqrt(1 - beta2**t)
+        np.sqrt(v, out=work)
+        work += self.eps * root_c2
+        np.divide(m, work, out=work)
+        work *= self.lr * root_c2 / (1 - beta1**t)
+        param -= work
 
 
 class AdamW(Adam):

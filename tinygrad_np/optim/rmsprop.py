@@ -37,6 +37,13 @@ class RMSprop(Optimizer):
         square_avg = state.get("square_avg")
         if square_avg is None:
             square_avg = state["square_avg"] = np.zeros_like(param)
+        work = self._scratch(param)  # every temporary lives here: no allocation per step
         square_avg *= self.alpha
-        square_avg += (1 - self.alpha) * grad * grad
-        param -= self.lr * grad / (np.sqrt(square_avg) + self.eps)
+        np.multiply(grad, grad, out=work)
+        work *= 1 - self.alpha
+        square_avg += work
+        np.sqrt(square_avg, out=work)
+        work += self.eps
+        np.divide(grad, work, out=work)
+        work *= self.lr
+        param -= work

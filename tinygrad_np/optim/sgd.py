@@ -47,4 +47,4 @@ class SGD(Optimizer):
                 velocity *= self.momentum
                 velocity += grad
             grad = grad + self.momentum * velocity if self.nesterov else velocity
-        param -= self.lr * grad
+        param -= np.multiply(grad, self.lr, out=self._scratch(param))
