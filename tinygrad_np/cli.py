@@ -549,6 +549,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         FloatingPointError,
         MemoryError,
     ]
+    image = sys.modules.get("PIL.Image")  # only loaded if a picture was read, so only then can it be the cause
+    if image is not None:
+        errors.append(image.DecompressionBombError)  # a picture too big to decode safely ("Image size (...)")
     return tuple(errors)
 
 

@@ -1,0 +1,568 @@
+"""Bad input through the real command: one clear line on stderr, a non-zero exit, never a traceback.
+
+Each case runs `tinygrad-np` (in process through `main`, and a few through `python -m tinygrad_np`) and checks
+that stderr holds exactly one error line, `tinygrad-np <command>: error: ...`, naming what is wrong; the only
+other lines allowed are the informational ones the loader and trainer print before it ("tinygrad_np: MNIST
+from ...", "tinygrad-np: training ...").
+"""
+
+import gzip
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinygrad_np.cli import main
+from tinygrad_np.data import load_offline_sample, write_idx
+from tinygrad_np.serialization import HEADER_KEY, save_model
+from tinygrad_np.spec import TUTORIAL_SPEC, model_from_spec
+
+REPO = Path(__file__).resolve().parents[1]
+# What the loader and the trainer say before the work starts.
+INFO = ("tinygrad_np: MNIST from ", "tinygrad-np: training ", "tinygrad-np: resumed from ")
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        status = main(list(argv))
+    except SystemExit as exit_:  # argparse's own errors
+        status = exit_.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def run_subprocess(*argv: str, cwd: Path) -> tuple[int, str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "tinygrad_np", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def assert_one_line_error(status: int, err: str, command: str, *words: str) -> str:
+    """Exit 2, no traceback, and exactly one line that isn't informational: the last, with all `words`."""
+    assert "Traceback" not in err, err
+    assert status == 2, (status, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if not line.startswith(INFO)]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    line = errors[0]
+    assert line.startswith(f"{command}: error: "), line
+    for word in words:
+        assert word in line, (word, line)
+    return line
+
+
+# ---- impossible option values ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--lr", "-1"], ["--lr", "positive", "-1"]),
+        (["--lr", "0"], ["--lr", "positive"]),
+        (["--lr", "nan"], ["--lr", "nan"]),
+        (["--lr", "fast"], ["--lr", "expected a number", "'fast'"]),
+        (["--batch-size", "0"], ["--batch-size", "'full'", "'0'"]),
+        (["--batch-size", "-8"], ["--batch-size"]),
+        (["--epochs", "0"], ["--epochs", "positive whole number", "0"]),
+        (["--epochs", "2.5"], ["--epochs", "whole number"]),
+        (["--dropout", "1.5"], ["--dropout", "[0, 1)", "1.5"]),
+        (["--dropout", "-0.1"], ["--dropout", ">= 0"]),
+        (["--optimizer", "adagrad"], ["--optimizer", "invalid choice: 'adagrad'", "adam"]),
+        (["--model", "cnn"], ["--model", "invalid choice"]),
+        (["--momentum", "1"], ["--momentum", "[0, 1)"]),
+        (["--weight-decay", "-1"], ["--weight-decay", ">= 0"]),
+        (["--hidden-sizes", "0"], ["--hidden-sizes", "positive"]),
+        (["--limit-train", "0"], ["--limit-train", "positive"]),
+        (["--gamma", "2"], ["gamma must be in (0, 1]", "2"]),
+        (["--seed", "-1"], ["seed must be a non-negative integer", "-1"]),
+        (["--recipe", "fancy"], ["--recipe", "invalid choice"]),
+        (["--resume"], ["--resume needs --checkpoint-dir"]),
+    ],
+)
+def test_impossible_training_options(capsys, options, words):
+    status, _, err = run_main(capsys, "train", "--offline", "--no-progress", *options)
+    assert_one_line_error(status, err, "tinygrad-np train", *words)
+    assert "training" not in err  # refused before any work
+
+
+def test_an_unknown_option(capsys):
+    status, _, err = run_main(capsys, "train", "--offline", "--frobnicate")
+    assert_one_line_error(status, err, "tinygrad-np", "unrecognized arguments: --frobnicate", "--help")
+
+
+def test_a_missing_data_dir(capsys, tmp_path):
+    status, _, err = run_main(capsys, "train", "--data-dir", str(tmp_path / "nowhere"))
+    assert_one_line_error(status, err, "tinygrad-np train", "data directory", "nowhere", "does not exist")
+
+
+def test_a_data_dir_without_mnist_files(capsys, tmp_path):
+    status, _, err = run_main(capsys, "train", "--data-dir", str(tmp_path))
+    assert_one_line_error(
+        status, err, "tinygrad-np train", "found no MNIST files", "train-images-idx3-ubyte", "mnist_train.csv"
+    )
+
+
+def test_nothing_to_resume(capsys, tmp_path):
+    status, _, err = run_main(capsys, "train", "--offline", "--checkpoint-dir", str(tmp_path), "--resume")
+    assert_one_line_error(status, err, "tinygrad-np train", "nothing to resume", str(tmp_path / "checkpoint.npz"))
+
+
+@pytest.mark.parametrize(("contents", "words"), [(None, ["does not exist"]), ("{not json", ["JSON"])])
+def test_a_bad_model_spec(capsys, tmp_path, contents, words):
+    spec = tmp_path / "spec.json"
+    if contents is not None:
+        spec.write_text(contents)
+    status, _, err = run_main(capsys, "train", "--offline", "--model-spec", str(spec))
+    assert_one_line_error(status, err, "tinygrad-np train", str(spec), *words)
+
+
+def test_an_output_dir_that_cannot_be_created_fails_before_training(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    status, _, err = run_main(capsys, "train", "--offline", "--output-dir", str(blocker / "run"))
+    assert_one_line_error(status, err, "tinygrad-np train", "can't create the output folder", str(blocker))
+    assert "tinygrad-np: training" not in err
+
+
+# ---- corrupt data files (--data-dir) -----------------------------------------------------------------------
+
+IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@pytest.fixture(scope="module")
+def sample():
+    mnist = load_offline_sample()
+    return {
+        "train_images": mnist.train_images[:300],
+        "train_labels": mnist.train_labels[:300].astype(np.uint8),
+        "test_images": mnist.test_images[:100],
+        "test_labels": mnist.test_labels[:100].astype(np.uint8),
+    }
+
+
+def idx_folder(folder: Path, sample: dict, **replace: np.ndarray) -> Path:
+    folder.mkdir()
+    for key, name in IDX_NAMES.items():
+        write_idx(folder / name, replace.get(key, sample[key]))
+    return folder
+
+
+def csv_text(images: np.ndarray, labels: np.ndarray) -> str:
+    rows = [",".join(map(str, [int(label), *image.reshape(-1)])) for image, label in zip(images, labels, strict=True)]
+    return "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29)) + "\n" + "\n".join(rows) + "\n"
+
+
+def csv_folder(folder: Path, sample: dict, train_text: str | None = None) -> Path:
+    folder.mkdir()
+    (folder / "mnist_train.csv").write_text(
+        csv_text(sample["train_images"], sample["train_labels"]) if train_text is None else train_text
+    )
+    (folder / "mnist_test.csv").write_text(csv_text(sample["test_images"], sample["test_labels"]))
+    return folder
+
+
+def train_on(capsys, folder: Path, tmp_path: Path) -> tuple[int, str, str]:
+    return run_main(
+        capsys,
+        "train",
+        "--data-dir",
+        str(folder),
+        "--epochs",
+        "1",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--no-progress",
+    )
+
+
+def test_the_valid_folders_used_below_do_train(capsys, tmp_path, sample):
+    """The control: the folders the corruptions start from are good, so each error below is the corruption's."""
+    for folder in (idx_folder(tmp_path / "idx", sample), csv_folder(tmp_path / "csv", sample)):
+        status, out, err = train_on(capsys, folder, tmp_path)
+        assert status == 0, err
+        assert "test accuracy" in out
+
+
+def corrupt_idx(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[:-100])
+    elif how == "bad magic":
+        path.write_bytes(b"\x12\x34" + data[2:])
+    elif how == "trailing bytes":
+        path.write_bytes(data + b"\0" * 10)
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "corrupt gzip":
+        packed = bytearray(gzip.compress(data))
+        packed[len(packed) // 2] ^= 0xFF
+        path.write_bytes(bytes(packed))
+    elif how == "cut-off gzip":
+        path.write_bytes(gzip.compress(data)[:-20])
+
+
+@pytest.mark.parametrize(
+    ("how", "words"),
+    [
+        ("truncated", ["truncated", "download it again"]),
+        ("bad magic", ["bad magic number", "not an IDX file"]),
+        ("trailing bytes", ["trailing bytes"]),
+        ("empty", ["too short for an IDX header"]),
+        ("corrupt gzip", ["corrupt gzip data"]),
+        ("cut-off gzip", ["corrupt gzip data"]),
+    ],
+)
+def test_corrupt_idx_files(capsys, tmp_path, sample, how, words):
+    folder = idx_folder(tmp_path / "data", sample)
+    corrupt_idx(folder / IDX_NAMES["train_images"], how)
+    status, _, err = train_on(capsys, folder, tmp_path)
+    assert_one_line_error(status, err, "tinygrad-np train", str(folder / IDX_NAMES["train_images"]), *words)
+
+
+@pytest.mark.parametrize(
+    ("replace", "words"),
+    [
+        ({"train_labels": np.full(300, 12, np.uint8)}, ["label 12", "outside 0..9"]),
+        ({"train_labels": np.zeros(299, np.uint8)}, ["300 images", "299 labels"]),
+        ({"train_images": np.zeros((300, 27, 27), np.uint8)}, ["(27, 27)", "28x28"]),
+        ({"train_images": np.zeros(300, np.uint8)}, ["expected an image file", "label file?"]),
+    ],
+    ids=["label out of range", "count mismatch", "wrong image size", "labels where images belong"],
+)
+def test_idx_files_that_are_not_mnist(capsys, tmp_path, sample, replace, words):
+    folder = idx_folder(tmp_path / "data", sample, **replace)
+    status, _, err = train_on(capsys, folder, tmp_path)
+    assert_one_line_error(status, err, "tinygrad-np train", *words)
+
+
+def test_a_missing_idx_file(capsys, tmp_path, sample):
+    folder = idx_folder(tmp_path / "data", sample)
+    (folder / IDX_NAMES["test_labels"]).unlink()
+    status, _, err = train_on(capsys, folder, tmp_path)
+    assert_one_line_error(status, err, "tinygrad-np train", "missing", "t10k-labels-idx1-ubyte")
+
+
+def with_first_row(sample: dict, change) -> str:
+    """The training CSV with its first data row's fields passed through `change` (a list of strings)."""
+    header, first, *rest = csv_text(sample["train_images"], sample["train_labels"]).splitlines()
+    return "\n".join([header, ",".join(change(first.split(","))), *rest]) + "\n"
+
+
+def set_field(index: int, value: str):
+    def change(fields: list[str]) -> list[str]:
+        fields[index] = value
+        return fields
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (set_field(400, "nan"), ["not an MNIST CSV", "'nan'", "integers"]),
+        (set_field(400, "inf"), ["not an MNIST CSV", "'inf'", "integers"]),
+        (set_field(400, "0.5"), ["not an MNIST CSV", "integers"]),
+        (set_field(400, ""), ["not an MNIST CSV"]),
+        (set_field(400, "300"), ["pixel 300", "outside 0..255"]),
+        (set_field(400, "-1"), ["pixel -1", "outside 0..255"]),
+        (set_field(0, "10"), ["label 10", "outside 0..9"]),
+        (lambda fields: fields[:-1], ["not an MNIST CSV"]),
+        (lambda fields: [*fields, "0"], ["not an MNIST CSV"]),
+    ],
+    ids=[
+        "NaN pixel",
+        "inf pixel",
+        "fractional pixel",
+        "empty field",
+        "pixel 300",
+        "negative pixel",
+        "label 10",
+        "short row",
+        "long row",
+    ],
+)
+def test_csv_files_with_bad_values(capsys, tmp_path, sample, change, words):
+    """A NaN (or any non-integer) pixel is refused: MNIST pixels are integers 0..255, and a NaN would only
+    surface later as a NaN loss far from its cause."""
+    folder = csv_folder(tmp_path / "data", sample, with_first_row(sample, change))
+    status, _, err = train_on(capsys, folder, tmp_path)
+    assert_one_line_error(status, err, "tinygrad-np train", str(folder / "mnist_train.csv"), *words)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("", ["not an MNIST CSV"]), ("1,2,3\n4,5,6\n", ["rows have 3 fields", "785"])],
+    ids=["empty", "too few columns"],
+)
+def test_csv_files_of_the_wrong_shape(capsys, tmp_path, sample, text, words):
+    folder = csv_folder(tmp_path / "data", sample, text)
+    status, _, err = train_on(capsys, folder, tmp_path)
+    assert_one_line_error(status, err, "tinygrad-np train", *words)
+
+
+def test_a_binary_file_named_like_a_csv(capsys, tmp_path, sample):
+    folder = csv_folder(tmp_path / "data", sample)
+    (folder / "mnist_train.csv").write_bytes(bytes(range(256)) * 4)
+    status, _, err = train_on(capsys, folder, tmp_path)
+    assert_one_line_error(status, err, "tinygrad-np train", "not a text CSV")
+
+
+# ---- training that goes wrong ------------------------------------------------------------------------------
+
+
+def test_a_diverging_run_exits_non_zero_with_a_clear_message(capsys, tmp_path):
+    status, out, err = run_main(capsys, "train", "--offline", "--lr", "1e6", "--output-dir", str(tmp_path))
+    line = assert_one_line_error(
+        status, err, "tinygrad-np train", "training diverged", "epoch 1", "lower the learning rate"
+    )
+    assert "lr" not in out and not (tmp_path / "model.npz").exists()
+    assert "1e+06" in line
+
+
+def test_an_overflowing_run_names_the_nan_without_numpy_warnings(capsys, tmp_path):
+    status, _, err = run_main(
+        capsys, "train", "--offline", "--optimizer", "sgd", "--lr", "1e30", "--output-dir", str(tmp_path)
+    )
+    assert_one_line_error(status, err, "tinygrad-np train", "the training loss became nan", "--detect-anomaly")
+    assert "RuntimeWarning" not in err
+
+
+def test_detect_anomaly_names_the_op_and_the_line_end_to_end(capsys, tmp_path):
+    status, _, err = run_main(
+        capsys,
+        "train",
+        "--offline",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--detect-anomaly",
+        "--output-dir",
+        str(tmp_path),
+    )
+    line = assert_one_line_error(status, err, "tinygrad-np train", "Linear produced inf", "in forward", "input shapes")
+    assert "train.py" in line and "self.model(Tensor(images))" in line
+
+
+def test_detect_anomaly_leaves_a_healthy_run_alone(capsys, tmp_path):
+    status, out, err = run_main(
+        capsys,
+        "train",
+        "--offline",
+        "--detect-anomaly",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "500",
+        "--output-dir",
+        str(tmp_path),
+    )
+    assert status == 0, err
+    assert "test accuracy" in out and (tmp_path / "model.npz").is_file()
+
+
+# ---- model files (eval --model-file) -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    good = save_model(model_from_spec(TUTORIAL_SPEC), folder / "good.npz")
+    files = {"good": good}
+    data = good.read_bytes()
+    (files := {**files, "truncated": folder / "truncated.npz"})["truncated"].write_bytes(data[: len(data) // 2])
+    files["empty"] = folder / "empty.npz"
+    files["empty"].write_bytes(b"")
+    files["random bytes"] = folder / "random.npz"
+    files["random bytes"].write_bytes(np.random.default_rng(0).bytes(5000))
+    files["flipped byte"] = folder / "flipped.npz"
+    flipped = bytearray(data)
+    flipped[len(flipped) // 2] ^= 0xFF
+    files["flipped byte"].write_bytes(bytes(flipped))
+    # A real model file whose weight entry holds a pickled object instead of numbers.
+    with np.load(good, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    arrays["0.weight"] = np.array([{"__reduce__": "os.system"}], dtype=object)
+    files["pickled object"] = folder / "pickled.npz"
+    np.savez(files["pickled object"], **arrays)
+    files["pickle"] = folder / "model.pkl"
+    files["pickle"].write_bytes(b"\x80\x04\x95" + b"\0" * 40)
+    files["npy"] = folder / "weights.npy"
+    np.save(files["npy"], np.zeros((10, 784), np.float32))
+    files["plain npz"] = folder / "plain.npz"
+    np.savez(files["plain npz"], weight=np.zeros((10, 784), np.float32))
+    files["100 inputs"] = save_model(
+        model_from_spec({"input_size": 100, "layers": [{"type": "Linear", "out_features": 10}]}), folder / "in100.npz"
+    )
+    files["5 classes"] = save_model(
+        model_from_spec({"input_size": 784, "layers": [{"type": "Linear", "out_features": 5}]}), folder / "out5.npz"
+    )
+    # The header promises 784-10-10 but the weights are of a 784-32-10 net.
+    header = json.dumps({"format": "tinygrad-np-model", "version": 1, "spec": TUTORIAL_SPEC, "metadata": {}})
+    rng = np.random.default_rng(0)
+    other = {
+        "0.weight": rng.random((32, 784), np.float32),
+        "0.bias": np.zeros(32, np.float32),
+        "2.weight": rng.random((10, 32), np.float32),
+        "2.bias": np.zeros(10, np.float32),
+    }
+    files["weights of another net"] = folder / "mismatch.npz"
+    np.savez(files["weights of another net"], **{HEADER_KEY: np.frombuffer(header.encode(), np.uint8)}, **other)
+    return files
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("truncated", ["truncated or corrupt"]),
+        ("empty", ["truncated or corrupt"]),
+        ("random bytes", ["not an .npz archive"]),
+        ("flipped byte", ["truncated or corrupt", "CRC"]),
+        ("pickled object", ["pickled Python objects", "refusing"]),
+        ("pickle", ["not an .npz archive"]),
+        ("npy", ["single .npy array"]),
+        ("plain npz", ["not a tinygrad_np model file", "save_model"]),
+        ("weights of another net", ["'0.weight' has shape (32, 784)", "needs (10, 784)"]),
+        ("100 inputs", ["784 features", "expects 100"]),
+        ("5 classes", ["label 5 is out of range for 5 classes"]),
+    ],
+)
+def test_bad_model_files_for_eval(capsys, model_files, name, words):
+    status, _, err = run_main(capsys, "eval", "--offline", "--model-file", str(model_files[name]))
+    assert_one_line_error(status, err, "tinygrad-np eval", *words)
+
+
+def test_a_missing_model_file_says_how_to_make_one(capsys, tmp_path):
+    status, _, err = run_main(capsys, "eval", "--offline", "--model-file", str(tmp_path / "model.npz"))
+    assert_one_line_error(status, err, "tinygrad-np eval", "not found", "tinygrad-np train --save")
+
+
+def test_the_good_model_file_evaluates(capsys, model_files):
+    status, out, err = run_main(capsys, "eval", "--offline", "--model-file", str(model_files["good"]))
+    assert status == 0, err
+    assert "test accuracy" in out
+
+
+# ---- pictures (predict --image) ------------------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory) -> dict[str, Path]:
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("pictures")
+    digit = np.zeros((60, 40), np.uint8)
+    digit[10:50, 18:24] = 255  # a "1"
+    paths = {}
+
+    def save(name: str, array: np.ndarray) -> None:
+        paths[name] = folder / f"{name}.png"
+        Image.fromarray(array).save(paths[name])
+
+    save("digit", digit)
+    save("blank", np.zeros((60, 40), np.uint8))
+    save("one pixel", np.zeros((1, 1), np.uint8))
+    data = paths["digit"].read_bytes()
+    paths["truncated"] = folder / "truncated.png"
+    paths["truncated"].write_bytes(data[: len(data) // 2])
+    paths["text"] = folder / "notes.png"
+    paths["text"].write_text("this is not a picture\n")
+    paths["empty"] = folder / "empty.png"
+    paths["empty"].write_bytes(b"")
+    # A PNG header declaring 30,000 x 30,000 pixels: decoding it would take ~900 MB.
+    header = struct.pack(">IIBBBBB", 30_000, 30_000, 8, 0, 0, 0, 0)
+    paths["huge"] = folder / "huge.png"
+    paths["huge"].write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + png_chunk(b"IEND", b"")
+    )
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("blank", ["no ink found", "draw or load a digit"]),
+        ("one pixel", ["no ink found"]),
+        ("truncated", ["truncated or corrupt"]),
+        ("text", ["not an image file Pillow can read"]),
+        ("empty", ["the file is empty, not an image"]),
+        ("huge", ["900000000 pixels", "exceeds limit"]),
+    ],
+)
+def test_bad_pictures_for_predict(capsys, model_files, pictures, name, words):
+    status, _, err = run_main(
+        capsys, "predict", "--model-file", str(model_files["good"]), "--image", str(pictures[name])
+    )
+    assert_one_line_error(status, err, "tinygrad-np predict", *words)
+
+
+def test_a_missing_or_folder_image(capsys, model_files, tmp_path):
+    for path, words in ((tmp_path / "digit.png", ["No such file", "digit.png"]), (tmp_path, ["Is a directory"])):
+        status, _, err = run_main(capsys, "predict", "--model-file", str(model_files["good"]), "--image", str(path))
+        assert_one_line_error(status, err, "tinygrad-np predict", *words)
+
+
+def test_a_picture_for_a_model_of_another_input_size(capsys, model_files, pictures):
+    status, _, err = run_main(
+        capsys, "predict", "--model-file", str(model_files["100 inputs"]), "--image", str(pictures["digit"])
+    )
+    assert_one_line_error(status, err, "tinygrad-np predict", "784 features", "expects 100")
+
+
+def test_the_good_picture_is_classified(capsys, model_files, pictures):
+    status, out, err = run_main(
+        capsys, "predict", "--model-file", str(model_files["good"]), "--image", str(pictures["digit"])
+    )
+    assert status == 0, err
+    assert "predicted" in out
+
+
+@pytest.mark.parametrize("index", ["-1", "1000"])
+def test_a_test_set_index_out_of_range(capsys, model_files, index):
+    status, _, err = run_main(
+        capsys, "predict", "--offline", "--model-file", str(model_files["good"]), "--index", index
+    )
+    assert_one_line_error(status, err, "tinygrad-np predict", "--index must be in 0..999", index)
+
+
+# ---- the same through the installed entry point, as a user runs it -------------------------------------------
+
+
+def test_through_python_dash_m(tmp_path, sample, model_files, pictures):
+    folder = csv_folder(tmp_path / "data", sample, with_first_row(sample, set_field(400, "nan")))
+    cases = [
+        (["train", "--data-dir", str(folder)], "train", ["'nan'"]),
+        (["train", "--offline", "--lr", "1e6", "--output-dir", str(tmp_path / "out")], "train", ["diverged"]),
+        (["train", "--offline", "--batch-size", "0"], "train", ["--batch-size"]),
+        (["eval", "--offline", "--model-file", str(model_files["truncated"])], "eval", ["truncated"]),
+        (
+            ["predict", "--model-file", str(model_files["good"]), "--image", str(pictures["text"])],
+            "predict",
+            ["not an image"],
+        ),
+    ]
+    for argv, command, words in cases:
+        status, _, err = run_subprocess(*argv, cwd=tmp_path)
+        assert_one_line_error(status, err, f"tinygrad-np {command}", *words)
+    shutil.rmtree(folder)
