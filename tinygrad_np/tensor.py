@@ -91,11 +91,11 @@ class Function:
         if _anomaly is not None:
             _anomaly.forward(ctx, inputs, data)  # records the creating line; raises AnomalyError on NaN/Inf
         if _grad_mode.enabled:
-            for t in inputs:
-                if t.requires_grad:
-                    ctx.inputs = inputs
-                    ctx.needs_input_grad = tuple(t.requires_grad for t in inputs)
-                    return Tensor._make(data, True, ctx)
+            needs_input_grad = tuple([t.requires_grad for t in inputs])
+            if True in needs_input_grad:
+                ctx.inputs = inputs
+                ctx.needs_input_grad = needs_input_grad
+                return Tensor._make(data, True, ctx)
         return Tensor._make(data, False, None)
 
     @property
@@ -499,10 +499,11 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
         for parent, parent_grad, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad, strict=True):
             if not needed or parent_grad is None:
                 continue
-            if parent_grad.shape != parent.data.shape:
+            data = parent.data
+            if parent_grad.shape != data.shape:
                 parent_grad = _reduce_broadcast(ctx, parent, parent_grad)
-            if parent_grad.dtype != parent.data.dtype:
-                parent_grad = parent_grad.astype(parent.data.dtype)
+            if parent_grad.dtype is not data.dtype and parent_grad.dtype != data.dtype:  # `is`: the common case, fast
+                parent_grad = parent_grad.astype(data.dtype)
             previous = grads.get(id(parent))
             if previous is None:
                 grads[id(parent)] = [parent_grad, False]
