@@ -16,8 +16,9 @@ import pytest
 from benchmarks import cli, contenders, convergence, handwritten, harness, memory, report
 from models import mlp as mlp_reference
 from models import two_layer
-from tinygrad_np import Tensor, optim
+from tinygrad_np import Tensor, nn, ops, optim
 from tinygrad_np.data import load_offline_sample
+from tinygrad_np.nn import functional as F
 
 torch, _ = harness.import_torch()
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -189,3 +190,44 @@ def test_memory_worker_reports_the_training_peak(tmp_path: Path, rng: np.random.
         assert "error" not in result, result
         assert result["framework"] == framework and result["peak_mib"] >= result["start_mib"] > 0
         assert result["training_peak_mib"] == pytest.approx(result["peak_mib"] - result["start_mib"])
+
+
+# ---- the engine's fast paths that profiling these benchmarks led to ------------------------------------------
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(2000, 10), (1024, 16), (1024, 17), (3000, 2), (100, 10)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_row_and_column_reductions_equal_numpys(rows, columns, dtype, rng) -> None:
+    a = rng.standard_normal((rows, columns)).astype(dtype)
+    a[3, 0], a[5, :], a[7, 1] = np.nan, -np.inf, np.inf  # max must propagate NaN and handle infinities as max does
+    np.testing.assert_array_equal(ops._row_max(a), a.max(axis=1, keepdims=True))
+    b = rng.standard_normal((rows, columns)).astype(dtype)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(ops._row_sum(b), b.sum(axis=1, keepdims=True), rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(ops._column_sum(b), b.sum(axis=0), rtol=tolerance, atol=tolerance)
+
+
+def test_cross_entropy_on_a_full_size_batch_equals_the_textbook_formula(rng) -> None:
+    rows = 3000  # long enough to take the column-by-column max
+    logits, labels = 5 * rng.standard_normal((rows, 10)), rng.integers(0, 10, rows)
+    z = Tensor(logits, requires_grad=True)
+    loss = F.cross_entropy(z, labels)
+    loss.backward()
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(loss.item(), -log_probs[np.arange(rows), labels].mean(), rtol=1e-13)
+    expected = np.exp(log_probs)
+    expected[np.arange(rows), labels] -= 1
+    np.testing.assert_allclose(z.grad, expected / rows, rtol=1e-12, atol=1e-18)
+
+
+@pytest.mark.parametrize("in_features", [3, 4])
+def test_linear_takes_a_single_unbatched_example(in_features, rng) -> None:
+    # Found while profiling Linear's backward: a 1-D input made dW = g^T @ x an inner product (a scalar when
+    # in_features == out_features, a shape error otherwise) instead of the outer product g x^T.
+    layer = nn.Linear(in_features, 4, dtype=np.float64)
+    x = rng.standard_normal(in_features)
+    g = rng.standard_normal(4)
+    layer(Tensor(x)).backward(g)
+    np.testing.assert_allclose(layer.weight.grad, np.outer(g, x), rtol=1e-14)
+    np.testing.assert_allclose(layer.bias.grad, g, rtol=1e-14)

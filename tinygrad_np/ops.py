@@ -42,6 +42,33 @@ def _expand_reduced(grad: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> 
     return grad if keepdims else np.expand_dims(grad, axes)
 
 
+# NumPy reduces a short contiguous axis one row at a time: on 60,000 x 10 logits, max(axis=1) takes 2.7 ms and
+# sum(axis=1) 1.2 ms, more than the exp itself; and sum(axis=0) of 60,000 x 10 gradients takes 0.9 ms. einsum's
+# sums, and a max taken one column at a time, are a few vectorised passes (0.24-0.38 ms). Classifiers have many
+# rows and few classes, so the fused layers and losses reduce with these.
+
+
+def _row_max(a: np.ndarray) -> np.ndarray:
+    """a.max(axis=1, keepdims=True) of a 2-D array; column by column when it is long and narrow."""
+    rows, columns = a.shape
+    if rows < 1024 or not 0 < columns <= 16:
+        return a.max(axis=1, keepdims=True)
+    out = a[:, :1].copy()
+    for j in range(1, columns):
+        np.maximum(out, a[:, j : j + 1], out=out)
+    return out
+
+
+def _row_sum(a: np.ndarray) -> np.ndarray:
+    """a.sum(axis=1, keepdims=True) of a 2-D array."""
+    return np.einsum("ij->i", a)[:, None]
+
+
+def _column_sum(a: np.ndarray) -> np.ndarray:
+    """a.sum(axis=0) of a 2-D array."""
+    return np.einsum("ij->j", a)
+
+
 # ---- elementwise: binary ------------------------------------------------------------------------------
 
 
@@ -508,13 +535,13 @@ class Linear(Function):
     def backward(self, g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         need_x, need_w, *need_b = self.needs_input_grad
         x, g2 = self.x, g
-        if g.ndim > 2:  # fold leading batch dimensions into one
+        if g.ndim != 2:  # one row per example: fold leading batch dimensions, or make a single example a row
             x, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
         dx = g @ self.weight if need_x else None
         dw = g2.T @ x if need_w else None
         if not need_b:
             return dx, dw
-        return dx, dw, (g2.sum(axis=0) if need_b[0] else None)
+        return dx, dw, (_column_sum(g2) if need_b[0] else None)
 
 
 # ---- losses (fused: numerically delicate, and their gradients are the textbook ones) -------------------
@@ -525,17 +552,18 @@ class CrossEntropy(Function):
 
     def forward(self, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
         rows = np.arange(logits.shape[0])
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        total = exp.sum(axis=1, keepdims=True)
-        self.labels, self.rows = labels, rows
-        self.probs = exp / total
-        return -(shifted[rows, labels] - np.log(total[:, 0])).mean()
+        shifted = logits - _row_max(logits)
+        picked = shifted[rows, labels]
+        probs = np.exp(shifted, out=shifted)  # `shifted` isn't needed any more: reuse its memory
+        total = _row_sum(probs)
+        probs /= total
+        self.labels, self.rows, self.probs = labels, rows, probs
+        return -(picked - np.log(total[:, 0])).mean()
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        grad = self.probs.copy()
-        grad[self.rows, self.labels] -= 1
-        grad *= g / len(self.labels)
+        scale = g / len(self.labels)
+        grad = self.probs * scale  # one pass, where copy-then-scale made two
+        grad[self.rows, self.labels] -= scale
         return grad
 
 
