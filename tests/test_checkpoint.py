@@ -236,6 +236,74 @@ def test_a_checkpoint_for_another_optimizer_is_refused_even_without_a_config(tmp
         manager.restore(small_trainer(optimizer="sgd"))
 
 
+def damage(trainer: dict, where: str) -> None:
+    """Break one thing in a Trainer.state_dict() that training itself would trip over later."""
+    if where == "optimizer moment shape":
+        trainer["optimizer"]["state"][0]["exp_avg"] = np.zeros((2, 2), np.float32)
+    elif where == "optimizer moment NaN":
+        trainer["optimizer"]["state"][1]["exp_avg_sq"] = trainer["optimizer"]["state"][1]["exp_avg_sq"] * np.nan
+    elif where == "optimizer lr text":
+        trainer["optimizer"]["hyperparameters"]["lr"] = "fast"
+    elif where == "negative step count":
+        trainer["optimizer"]["step_count"] = -1
+    elif where == "weights of int":
+        trainer["model"]["0.weight"] = trainer["model"]["0.weight"].astype(np.int64)
+    elif where == "random state":
+        trainer["rng"]["loader"]["state"]["state"] = "not a number"
+    elif where == "position past the epoch":
+        trainer["epoch_position"]["batches_done"] = 99
+    elif where == "seen inconsistent":
+        trainer["epoch_position"]["seen"] = 0
+    elif where == "history of text":
+        trainer["history"][0]["train_loss"] = "low"
+
+
+DAMAGES = [
+    "optimizer moment shape",
+    "optimizer moment NaN",
+    "optimizer lr text",
+    "negative step count",
+    "weights of int",
+    "random state",
+    "position past the epoch",
+    "seen inconsistent",
+    "history of text",
+]
+
+
+@pytest.mark.parametrize("where", DAMAGES)
+def test_a_damaged_state_is_refused_before_anything_changes(where):
+    source = small_trainer()
+    with pytest.raises(TrainingInterrupted):
+        source.fit(EPOCHS, on_batch_end=lambda t: t.request_stop() if t.epoch == 1 else None)
+    state = source.state_dict()
+    damage(state, where)
+    target = small_trainer()
+    target.fit(1)
+    before = target.state_dict()
+    with pytest.raises((ValueError, TypeError, KeyError)):
+        target.load_state_dict(state)
+    after = target.state_dict()
+    assert json.dumps(after["rng"]) == json.dumps(before["rng"]) and after["history"] == before["history"]
+    for name, array in before["model"].items():
+        np.testing.assert_array_equal(after["model"][name], array)
+    for moments_after, moments_before in zip(after["optimizer"]["state"], before["optimizer"]["state"], strict=True):
+        for key, array in moments_before.items():
+            np.testing.assert_array_equal(moments_after[key], array)
+
+
+@pytest.mark.parametrize("where", DAMAGES)
+def test_a_damaged_checkpoint_file_is_a_checkpoint_error(tmp_path, where):
+    source = small_trainer()
+    with pytest.raises(TrainingInterrupted):
+        source.fit(EPOCHS, on_batch_end=lambda t: t.request_stop() if t.epoch == 1 else None)
+    state = {"config": {}, "trainer": source.state_dict()}
+    damage(state["trainer"], where)
+    save_state(state, tmp_path / "checkpoint.npz")
+    with pytest.raises(CheckpointError, match="doesn't fit this model and optimizer"):
+        CheckpointManager(tmp_path).restore(small_trainer())
+
+
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5, 0.9, 0.999])
 def test_a_truncated_checkpoint_gives_a_clear_error(tmp_path, fraction):
     manager = saved_checkpoint(tmp_path, {})

@@ -186,7 +186,7 @@ class CheckpointManager:
             )
         try:
             trainer.load_state_dict(state["trainer"])
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise CheckpointError(
                 f"checkpoint {self.path} doesn't fit this model and optimizer ({_brief(err)})"
             ) from None

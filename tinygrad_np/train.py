@@ -401,7 +401,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned; a state for another model or optimizer raises ValueError/KeyError."""
+        """Restore what `state_dict` returned. Everything is checked before anything is changed: a state for
+        another model or optimizer, or one that was tampered with, raises ValueError/KeyError/TypeError."""
         streams = self.generators()
         if set(state["rng"]) != set(streams):
             raise ValueError(
@@ -409,14 +410,29 @@ class Trainer:
             )
         history, position = state["history"], state.get("epoch_position")
         fields = {f.name for f in dataclasses.fields(EpochStats)}
-        if not isinstance(history, list) or not all(isinstance(h, dict) and fields <= set(h) for h in history):
-            raise ValueError(f"the history must be a list of per-epoch records with {sorted(fields)}")
+        if not isinstance(history, list) or not all(
+            isinstance(h, dict) and set(h) == fields and all(v is None or _is_number(v) for v in h.values())
+            for h in history
+        ):
+            raise ValueError(f"the history must be a list of per-epoch records of numbers with {sorted(fields)}")
         if position is not None:
-            _check_position(position, len(self.loader))
+            _check_position(position, self.loader)
+        # A bit generator checks a state when it is set: try each on a throwaway one of the same kind first.
+        for name, rng_state in [*state["rng"].items(), *([("loader", position["loader_rng"])] if position else [])]:
+            type(streams[name].bit_generator)().state = rng_state
+        _check_real_finite("model", state["model"])
+        _check_optimizer_state(state["optimizer"], self.optimizer)
+        scheduler = state.get("scheduler")
+        if scheduler is not None and not (
+            _is_number(scheduler.get("base_lr"))
+            and type(scheduler.get("last_epoch")) is int
+            and scheduler["last_epoch"] >= 0
+        ):
+            raise ValueError("the schedule's state must hold a finite base_lr and a whole last_epoch >= 0")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scheduler is not None and scheduler is not None:
+            self.scheduler.load_state_dict(scheduler)
         for name, rng_state in state["rng"].items():
             streams[name].bit_generator.state = rng_state
         self.history = list(history)
@@ -425,19 +441,79 @@ class Trainer:
             self.loader.generator.bit_generator.state = position["loader_rng"]  # a bad state fails here, not later
 
 
-def _check_position(position: Any, batches: int) -> None:
-    """An unfinished epoch's record must be what train_epoch writes: counts within the epoch, a number for the sum."""
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _check_real_finite(what: str, arrays: Any) -> None:
+    for name, array in dict(arrays).items():
+        array = np.asarray(array)
+        if array.dtype.kind != "f" or not np.isfinite(array).all():
+            raise ValueError(f"{what} entry {name!r} must hold finite real numbers, got {array.dtype} {array.shape}")
+
+
+def _check_optimizer_state(state: Any, optimizer: optim.Optimizer) -> None:
+    """An optimizer state must look like the one this optimizer writes: the same hyperparameters (finite
+    numbers), whole step counts, and per parameter either nothing or the arrays its update keeps."""
+    # What the optimizer keeps after one step, learnt from a copy, so no list of optimizers lives here.
+    probe = copy.deepcopy(optimizer)
+    for p in probe.params:
+        p.grad = np.zeros_like(p.data)
+    probe.step()
+    expected = probe.state_dict()
+
+    def same_kind(value: Any, like: Any) -> bool:
+        if isinstance(like, bool):
+            return isinstance(value, bool)
+        if isinstance(like, (int, float)):
+            return _is_number(value)
+        return isinstance(value, list) and len(value) == len(like) and all(map(same_kind, value, like))
+
+    if state["type"] != expected["type"]:
+        raise ValueError(f"the optimizer state is for {state['type']}, not {expected['type']}")
+    hyperparameters = state["hyperparameters"]
+    if set(hyperparameters) != set(expected["hyperparameters"]) or not all(
+        same_kind(hyperparameters[key], like) for key, like in expected["hyperparameters"].items()
+    ):
+        raise ValueError(
+            f"the optimizer's hyperparameters must be finite numbers named {sorted(expected['hyperparameters'])}"
+        )
+    step_count, param_steps = state["step_count"], state["param_steps"]
+    if not (
+        type(step_count) is int
+        and 0 <= step_count < 2**53
+        and isinstance(param_steps, list)
+        and len(param_steps) == len(optimizer.params)
+        and all(type(n) is int and 0 <= n <= step_count for n in param_steps)
+    ):
+        raise ValueError("the optimizer's step counts must be whole numbers, 0 <= param_steps <= step_count")
+    if len(state["state"]) != len(expected["state"]):
+        raise ValueError(f"the optimizer state has {len(state['state'])} parameters, not {len(expected['state'])}")
+    for index, (arrays, reference) in enumerate(zip(state["state"], expected["state"], strict=True)):
+        if not isinstance(arrays, dict) or (arrays and set(arrays) != set(reference)):
+            raise ValueError(f"the optimizer state of parameter {index} must be empty or hold {sorted(reference)}")
+        _check_real_finite(f"optimizer state of parameter {index}:", arrays)
+        for key, array in arrays.items():
+            if np.shape(array) != reference[key].shape:
+                raise ValueError(f"optimizer state {key!r} of parameter {index} has shape {np.shape(array)}")
+
+
+def _check_position(position: Any, loader: DataLoader) -> None:
+    """An unfinished epoch's record must be what train_epoch writes for this data and batch size."""
     counts = ("batches_done", "correct", "seen")
     if not (
         isinstance(position, dict)
         and all(type(position.get(key)) is int and position[key] >= 0 for key in counts)
-        and position["batches_done"] <= batches
-        and type(position.get("loss_sum")) in (int, float)
+        and position["batches_done"] <= len(loader)
+        and position["seen"] == min(position["batches_done"] * loader.batch_size, len(loader.dataset[0]))
+        and position["correct"] <= position["seen"]
+        and _is_number(position.get("loss_sum"))
+        and _is_number(position.get("seconds", 0.0))
         and isinstance(position.get("loader_rng"), dict)
     ):
         raise ValueError(
-            f"the position in the unfinished epoch is malformed (expected {', '.join(counts)} <= {batches} batches, "
-            "loss_sum and loader_rng)"
+            f"the position in the unfinished epoch is malformed (expected {', '.join(counts)} that fit "
+            f"{len(loader)} batches of {loader.batch_size}, a finite loss_sum and loader_rng)"
         )
 
 
