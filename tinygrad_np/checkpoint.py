@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tinygrad_np.files import write_atomic
 
 FORMAT = "tinygrad_np-checkpoint"
 FORMAT_VERSION = 1
@@ -59,23 +60,12 @@ def _join(value: Any, arrays: dict[str, np.ndarray], path: Path) -> Any:
 
 def save_state(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write a nested dict of arrays and JSON values to `path` atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
     document = _split(state, arrays)
     # allow_nan=False: a NaN would be written as the non-JSON token NaN; refuse it here rather than on load.
     meta = json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "state": document}, allow_nan=False)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            np.savez(handle, **{META_KEY: np.frombuffer(meta.encode(), dtype=np.uint8)}, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    header = {META_KEY: np.frombuffer(meta.encode(), dtype=np.uint8)}
+    return write_atomic(path, lambda handle: np.savez(handle, **header, **arrays))
 
 
 # What NumPy and zipfile raise on a damaged archive: a bad CRC or header (BadZipFile, zlib.error, ValueError,

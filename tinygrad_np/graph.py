@@ -242,7 +242,7 @@ def loss_graph(args: argparse.Namespace) -> ComputationGraph:
 
 def run(args: argparse.Namespace) -> int:
     """Draw the loss graph as the flags ask; write it to --output (atomically) or standard output."""
-    from tinygrad_np.serialization import write_atomic
+    from tinygrad_np.files import write_atomic
 
     fmt = _format(args)
     graph = loss_graph(args)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_np import __version__, nn
-from tinygrad_np.serialization import write_atomic
+from tinygrad_np.files import write_atomic
 from tinygrad_np.spec import SpecError, spec_from_model
 
 # Opset 17 / IR 8 (ONNX 1.12): old enough for any onnxruntime of the last few years, new enough for

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_np.serialization import write_atomic
+from tinygrad_np.files import write_atomic
 
 DPI = 100
 CURVES_SIZE = (10.0, 4.0)  # inches; with DPI fixed, a saved PNG is exactly 1000 x 400 pixels

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from tinygrad_np import nn
-from tinygrad_np.spec import SpecError, model_from_spec, spec_from_model
+from tinygrad_np.files import write_atomic
+from tinygrad_np.spec import SpecError, model_from_spec, normalize_spec, parameter_shapes, spec_from_model
 
 FORMAT = "tinygrad-np-model"
 VERSION = 1
@@ -32,24 +32,6 @@ HEADER_KEY = "__tinygrad_np__"
 
 class ModelFileError(ValueError):
     """A model file that can't be loaded: corrupt, not ours, or weights that don't fit its architecture."""
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call `write(file)` on a temp file beside `path`, then os.replace it: readers never see half a file.
-    Missing parent folders are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _json_default(value: Any) -> Any:
@@ -146,10 +128,11 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Sequential, dict[str, Any]]:
         )
     header, weights = _read(path)
     try:
-        model = model_from_spec(header.get("spec"))
+        expected = parameter_shapes(header.get("spec"))
     except SpecError as err:
         raise ModelFileError(f"{path}: the saved architecture is invalid: {err}") from None
-    expected = model.state_dict()
+    # Check the stored arrays against the declared architecture before building it: a corrupt header must not
+    # make us allocate whatever it declares.
     missing = [name for name in expected if name not in weights]
     unexpected = [name for name in weights if name not in expected]
     if missing or unexpected:
@@ -157,17 +140,17 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Sequential, dict[str, Any]]:
             [f"unexpected {', '.join(unexpected)}"] if unexpected else []
         )
         raise ModelFileError(f"{path}: the weights don't belong to the saved architecture ({'; '.join(problems)})")
-    for name, target in expected.items():
+    dtype = np.dtype(normalize_spec(header["spec"])["dtype"])
+    for name, shape in expected.items():
         array = weights[name]
-        if array.shape != target.shape:
+        if array.shape != shape:
             raise ModelFileError(
-                f"{path}: weight {name!r} has shape {array.shape}, but the saved architecture needs {target.shape}"
+                f"{path}: weight {name!r} has shape {array.shape}, but the saved architecture needs {shape}"
             )
-        if array.dtype != target.dtype:
-            raise ModelFileError(
-                f"{path}: weight {name!r} is {array.dtype}, but the saved architecture says {target.dtype}"
-            )
+        if array.dtype != dtype:
+            raise ModelFileError(f"{path}: weight {name!r} is {array.dtype}, but the saved architecture says {dtype}")
         if not np.isfinite(array).all():
             raise ModelFileError(f"{path}: weight {name!r} holds NaN or inf values")
+    model = model_from_spec(header["spec"])
     model.load_state_dict(weights)
     return model.eval(), header.get("metadata", {})

@@ -178,8 +178,10 @@ def _input_shape(value: Any) -> Shape:
     )
 
 
-def _walk(spec: Any, build: bool) -> tuple[Spec, list[Any]]:
-    """Validate `spec`; return its canonical form and (if build) the layers' modules."""
+def _walk(spec: Any, build: bool, input_shapes: list[Shape] | None = None) -> tuple[Spec, list[Any]]:
+    """Validate `spec`; return its canonical form and (if build) the layers' modules.
+
+    `input_shapes`, if given, receives each layer's input shape (without the batch dimension)."""
     if not isinstance(spec, Mapping):
         raise SpecError(f"a model spec must be a mapping (a JSON object or TOML table), got {type(spec).__name__}")
     _unknown_fields("spec", spec, _TOP_LEVEL)
@@ -204,12 +206,14 @@ def _walk(spec: Any, build: bool) -> tuple[Spec, list[Any]]:
         if not isinstance(layer, Mapping):
             raise SpecError(f"{where}: a layer must be a mapping with a 'type', got {layer!r}")
         kind = layer.get("type")
-        if kind not in _LAYERS:
+        if not isinstance(kind, str) or kind not in _LAYERS:
             hint = _did_you_mean(kind, LAYER_TYPES)
             raise SpecError(f"{where}: 'type' must be one of {', '.join(LAYER_TYPES)}, got {kind!r}{hint}")
         builder, allowed = _LAYERS[kind]
         where = f"{where} ({kind})"
         _unknown_fields(where, layer, allowed)
+        if input_shapes is not None:
+            input_shapes.append(shape)
         fields, module, shape = builder(where, layer, shape, defaults, rng)
         canonical_layers.append(fields)
         modules.append(module)
@@ -225,6 +229,19 @@ def _walk(spec: Any, build: bool) -> tuple[Spec, list[Any]]:
 def normalize_spec(spec: Mapping[str, Any]) -> Spec:
     """The canonical form: every default filled in, `init` moved into each Linear, inferred sizes dropped."""
     return _walk(spec, build=False)[0]
+
+
+def parameter_shapes(spec: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Every parameter's shape by state-dict name ("0.weight"), without allocating the model."""
+    inputs: list[Shape] = []
+    canonical, _ = _walk(spec, build=False, input_shapes=inputs)
+    shapes = {}
+    for index, (layer, shape) in enumerate(zip(canonical["layers"], inputs, strict=True)):
+        if layer["type"] == "Linear":
+            shapes[f"{index}.weight"] = (layer["out_features"], shape[-1])
+            if layer["bias"]:
+                shapes[f"{index}.bias"] = (layer["out_features"],)
+    return shapes
 
 
 def model_from_spec(spec: Mapping[str, Any], seed: int | None = None) -> nn.Sequential:

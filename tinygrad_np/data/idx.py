@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gzip
 import os
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from tinygrad_np.files import write_bytes_atomic
 
 __all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "MNISTFormatError", "read_bytes", "read_idx", "write_idx"]
 
@@ -98,16 +99,6 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     path = Path(path)
     if path.name.endswith(".gz"):
         payload = gzip.compress(payload, mtime=0)  # mtime=0: the same array always gives the same bytes
-    _write_atomic(path, payload)
+    write_bytes_atomic(path, payload)
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write to a temp file in the same folder, then os.replace, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
