@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tinygrad_np.serialization import write_atomic
+from tinygrad_np.files import write_atomic
 
 # (section, ratio column, limit, what it means): the targets, all "at most".
 TARGETS = (
