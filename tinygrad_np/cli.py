@@ -198,6 +198,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume and args.checkpoint_dir is None:
         raise CLIError("--resume needs --checkpoint-dir (the folder the interrupted run wrote to)")
     mnist = load_data(args)
+    if args.limit_train and args.limit_train > len(mnist.train_labels):
+        raise CLIError(f"--limit-train {args.limit_train} is more than the {len(mnist.train_labels)} training images")
     limit = args.limit_train or len(mnist.train_labels)
     train_images, train_labels = mnist.arrays("train")
     train_images, train_labels = train_images[:limit], train_labels[:limit]
@@ -239,8 +241,9 @@ def run_train(args: argparse.Namespace) -> int:
         if folder is not None:
             _ensure_writable(folder)
 
+    model_name = f"the model of {args.model_spec}" if args.model_spec is not None else config.model
     print(
-        f"tinygrad-np: training {config.model} {_describe(model)} on {len(train_labels)} images from {mnist.source}; "
+        f"tinygrad-np: training {model_name} {_describe(model)} on {len(train_labels)} images from {mnist.source}; "
         f"{config.optimizer} lr={config.lr:g}, batch={config.batch_size or 'full'}, epochs={config.epochs}, "
         f"seed={config.seed}",
         file=sys.stderr,
@@ -287,6 +290,7 @@ def run_train(args: argparse.Namespace) -> int:
         "seconds": seconds,
         "seed": config.seed,
         "config": _jsonable(vars(config)),
+        "model_spec": None if args.model_spec is None else str(args.model_spec),
         "history": trainer.history,
     }
     from tinygrad_np.serialization import save_model
@@ -364,7 +368,7 @@ def _write_plots(directory: Path, trainer: Any, model: Any, test_data: Any, mnis
     images, labels = test_data
     predictions = predict_proba(model, images).argmax(axis=1)
     paths = save_training_plots(trainer.history, mnist.test_images, labels, predictions, directory)
-    print(f"tinygrad-np: plots in {directory}: {', '.join(Path(p).name for p in paths)}", file=sys.stderr)
+    print(f"tinygrad-np: plots in {directory}: {', '.join(Path(p).name for p in paths.values())}", file=sys.stderr)
 
 
 # ---- eval and predict -----------------------------------------------------------------------------------
