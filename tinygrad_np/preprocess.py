@@ -53,6 +53,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             return _to_gray(img)
     except UnidentifiedImageError as exc:
         raise ValueError(f"{path}: not an image file Pillow can read (PNG, JPEG, BMP, GIF, ...)") from exc
+    except Image.DecompressionBombError as exc:  # Pillow's guard against pictures that would fill memory
+        raise ValueError(f"{path}: the picture is too large to read safely ({exc})") from exc
     except (OSError, SyntaxError) as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise

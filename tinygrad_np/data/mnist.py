@@ -167,6 +167,8 @@ def read_mnist_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         text = read_bytes(path).decode("ascii")
     except UnicodeDecodeError as exc:
         raise MNISTFormatError(f"{path}: not a text CSV (byte {exc.start} is not ASCII)") from None
+    if not text.strip():
+        raise MNISTFormatError(f"{path}: the file is empty; an MNIST CSV has one row per image (label, 784 pixels)")
     first_line = text.split("\n", 1)[0]
     # Kaggle's mnist_train.csv starts with `label,1x1,1x2,...`; a first row that is all integers is data.
     has_header = not all(field.strip().lstrip("+-").isdigit() for field in first_line.split(","))
