@@ -109,7 +109,8 @@ def main(args: argparse.Namespace) -> int:
     results = {
         "environment": env,
         "mode": asdict(mode),
-        "targets": report.check_targets(sections),
+        # Quick mode's few unsettled rounds on a data slice check that everything runs, not how fast.
+        "targets": report.check_targets(sections) if mode is FULL else [],
         "sections": sections,
         "skipped": skipped,
     }
