@@ -65,7 +65,9 @@ class Function:
     """One differentiable op. `forward` and `backward` work on ndarrays; the instance is the op's context.
 
     `backward(grad_output)` returns one gradient per tensor input (or None where `needs_input_grad` is False);
-    gradients may have the broadcast shape, the engine reduces them to each input's shape.
+    gradients may have the broadcast shape, the engine reduces them to each input's shape. Return new arrays,
+    `grad_output` itself or views of it, never an array the op keeps: the engine takes a new array over as a
+    leaf's `.grad` without copying it.
     """
 
     inputs: tuple[Tensor, ...] = ()
@@ -474,8 +476,9 @@ def _topological_order(root: Tensor, requiring_grad_only: bool = True) -> list[T
 
 
 def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
-    # grads[id] = [gradient, owned]: `owned` means the engine made the array and may add into it in place;
-    # an op may hand back its upstream gradient itself or a read-only broadcast view.
+    # grads[id] = [gradient, owned]: `owned` means nothing else holds the array, so it may become a leaf's .grad
+    # as is and take later sums in place. An op may hand back its upstream gradient itself, a (read-only) view,
+    # or one array for two inputs; those are not owned, and get copied or summed into a new array.
     grads: dict[int, list[Any]] = {id(root): [grad, False]}
     for node in reversed(_topological_order(root)):
         entry = grads.pop(id(node), None)
@@ -496,17 +499,25 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
             input_grads = (input_grads,)
         if _anomaly is not None:
             _anomaly.backward(ctx, input_grads, entry[0])
-        for parent, parent_grad, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad, strict=True):
-            if not needed or parent_grad is None:
+        upstream = entry[0]
+        for parent, returned, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad, strict=True):
+            if not needed or returned is None:
                 continue
             data = parent.data
+            parent_grad = returned
             if parent_grad.shape != data.shape:
                 parent_grad = _reduce_broadcast(ctx, parent, parent_grad)
             if parent_grad.dtype is not data.dtype and parent_grad.dtype != data.dtype:  # `is`: the common case, fast
                 parent_grad = parent_grad.astype(data.dtype)
             previous = grads.get(id(parent))
             if previous is None:
-                grads[id(parent)] = [parent_grad, False]
+                # Owned: a new array (no view) that the op made for this input alone; Linear's dW, for one, which
+                # would otherwise be copied into .grad.
+                owned = parent_grad.base is None and (
+                    parent_grad is not returned
+                    or (returned is not upstream and sum(g is returned for g in input_grads) == 1)
+                )
+                grads[id(parent)] = [parent_grad, owned]
             elif previous[1]:
                 np.add(previous[0], parent_grad, out=previous[0])
             else:
