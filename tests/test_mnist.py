@@ -462,5 +462,5 @@ def test_full_mnist(mnist_dir):
 
 def test_a_missing_offline_sample_says_how_to_rebuild_it(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_module, "SAMPLE_PATH", tmp_path / "mnist_sample.npz")
-    with pytest.raises(MNISTNotFoundError, match="make_offline_sample.py"):
+    with pytest.raises(MNISTNotFoundError, match=r"make_offline_sample\.py"):
         load_offline_sample()
