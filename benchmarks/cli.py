@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
         selected = _selected(args.only)
         mnist = load_mnist(args.data_dir, offline=args.quick, verbose=False)
     except (ValueError, MNISTNotFoundError, MNISTFormatError) as err:
-        print(f"tinygrad-np bench: {err}")
+        print(f"tinygrad-np bench: error: {err}", file=sys.stderr)
         return 2
     x, y = mnist.arrays("train")
     x_test, y_test = mnist.arrays("test")
