@@ -88,7 +88,15 @@ def _environment_lines(env: dict[str, Any]) -> list[str]:
     else:
         blas_text = f"{blas.get('name')} {blas.get('version')} ({blas.get('configuration')})"
     variables = ", ".join(f"{k}={v}" for k, v in env["thread_variables"].items() if v is not None) or "none set"
+    loads = [load[0] for load in (machine["load_average"], env.get("load_average_end")) if load]
+    busy = (
+        [f"- **the machine was busy** (1-minute load up to {max(loads):.1f} on {machine['usable_cores']} cores): "
+         "other work competed for the cores, so expect wide ranges; rerun on a quiet machine"]
+        if loads and max(loads) > machine["usable_cores"]
+        else []
+    )
     return [
+        *busy,
         f"- date: {env['date']}; mode: {env['mode']}; data: {env['data']}",
         f"- machine: {machine['cpu']}, {machine['usable_cores']} usable cores ({machine['platform']})",
         f"- load average (1/5/15 min) at start: {machine['load_average']}, at end: {env.get('load_average_end')}",
