@@ -500,6 +500,7 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
         if _anomaly is not None:
             _anomaly.backward(ctx, input_grads, entry[0])
         upstream = entry[0]
+        distinct = len(input_grads) == 1 or len(set(map(id, input_grads))) == len(input_grads)
         for parent, returned, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad, strict=True):
             if not needed or returned is None:
                 continue
@@ -514,8 +515,7 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 # Owned: a new array (no view) that the op made for this input alone; Linear's dW, for one, which
                 # would otherwise be copied into .grad.
                 owned = parent_grad.base is None and (
-                    parent_grad is not returned
-                    or (returned is not upstream and sum(g is returned for g in input_grads) == 1)
+                    parent_grad is not returned or (returned is not upstream and distinct)
                 )
                 grads[id(parent)] = [parent_grad, owned]
             elif previous[1]:
