@@ -16,7 +16,7 @@ import pytest
 from benchmarks import cli, contenders, convergence, handwritten, harness, memory, report
 from models import mlp as mlp_reference
 from models import two_layer
-from tinygrad_np import Tensor, nn, ops, optim
+from tinygrad_np import Function, Tensor, nn, ops, optim
 from tinygrad_np.data import load_offline_sample
 from tinygrad_np.nn import functional as F
 
@@ -255,3 +255,33 @@ def test_full_modes_convergence_and_memory_tables_on_small_data(tmp_path: Path) 
     assert ("tinygrad_np / pytorch" in memory_row["cells"]) == (torch is not None)
     text = report.section_markdown(speed) + report.section_markdown(peaks)
     assert "| seconds per epoch |" in text and "| 784-10-10, gradient descent, 3 full-batch steps |" in text
+
+
+class _SameArrayTwice(Function):
+    """y = a + b, whose backward hands one new array to both inputs (legal: the engine must not alias them)."""
+
+    def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a + b
+
+    def backward(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        shared = g * 1.0
+        return shared, shared
+
+
+def test_leaf_gradients_taken_over_without_a_copy_never_alias(rng) -> None:
+    a, b = Tensor(rng.standard_normal(3), requires_grad=True), Tensor(rng.standard_normal(3), requires_grad=True)
+    upstream = rng.standard_normal(3)
+    _SameArrayTwice.apply(a, b).backward(upstream)
+    (a + b).backward(upstream)  # Add passes the upstream gradient itself to both inputs
+    assert a.grad is not b.grad and not np.shares_memory(a.grad, b.grad)
+    assert not np.shares_memory(a.grad, upstream) and not np.shares_memory(b.grad, upstream)
+    np.testing.assert_array_equal(a.grad, 2 * upstream)
+    np.testing.assert_array_equal(b.grad, 2 * upstream)
+    layer = nn.Linear(4, 2, dtype=np.float64)
+    x = rng.standard_normal((5, 4))
+    g = rng.standard_normal((5, 2))
+    layer(Tensor(x)).backward(g)
+    first = layer.weight.grad.copy()
+    layer(Tensor(x)).backward(g)  # accumulates in place into the array the first backward took over
+    np.testing.assert_allclose(layer.weight.grad, 2 * first, rtol=1e-15)
+    np.testing.assert_allclose(first, g.T @ x, rtol=1e-14)
