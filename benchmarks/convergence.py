@@ -49,6 +49,8 @@ def time_to_accuracy(
             contender.load(x_epoch, y_epoch)
         for first in range(0, len(starts), check_every):
             running = {name: c for name, c in racing.items() if not status[name]["reached"]}
+            if not running:
+                break
             chunk = starts[first : first + check_every]
             cases = {name: (lambda c=c, chunk=chunk: _steps(c, chunk, len(x))) for name, c in running.items()}
             timings = interleaved(cases, 1, warmup=0, settle=settle)

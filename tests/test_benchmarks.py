@@ -180,11 +180,11 @@ def test_time_to_accuracy_stops_each_framework_once_it_reaches_the_target() -> N
     mnist = load_offline_sample()
     (x, y), (x_test, y_test) = mnist.arrays("train"), mnist.arrays("test")
     status = convergence.time_to_accuracy(
-        x[:1024], y[:1024], x_test, y_test, torch, max_epochs=3, target=0.5, check_every=4
+        x[:1024], y[:1024], x_test, y_test, torch, max_epochs=3, target=0.5, check_every=1
     )
-    for result in status.values():  # 8 steps per epoch, checked every 4
+    for result in status.values():  # 8 steps per epoch, checked after each: reached within the first epoch
         assert result["reached"] and result["accuracy"] >= 0.5 and result["seconds"] > 0
-        assert result["steps"] % 4 == 0 and result["epochs"] == result["steps"] / 8
+        assert 1 <= result["steps"] < 8 and result["epochs"] == result["steps"] / 8
     assert set(status) == {"tinygrad_np"} | ({"pytorch"} if torch is not None else set())
 
 
