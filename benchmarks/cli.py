@@ -91,9 +91,7 @@ def main(args: argparse.Namespace) -> int:
             x[:rows], y[:rows], torch, mode.minibatch_rounds, settle=mode.settle
         )
     if "overhead" in selected:
-        sections["overhead"] = overhead.run(
-            torch, mode.overhead_links, mode.overhead_rounds, mode.overhead_chains, mode.settle
-        )
+        sections["overhead"] = overhead.run(torch, mode.overhead_links, mode.overhead_rounds, mode.overhead_chains)
     if "convergence" in selected:
         if mode.convergence_epochs:
             sections |= convergence.run(x, y, x_test, y_test, torch, mode.convergence_epochs, mode.settle)

@@ -70,8 +70,7 @@ def _repeated(chain: Any, times: int) -> Any:
     return calls
 
 
-def run(torch: ModuleType | None, links: int, repeats: int, chains_per_round: int = 1, settle: float = 0.0
-        ) -> dict[str, Any]:
+def run(torch: ModuleType | None, links: int, repeats: int, chains_per_round: int = 1) -> dict[str, Any]:
     ops = 3 * links
     progress(f"overhead: chain of {ops} ops on shape {SHAPE}, {chains_per_round} chains x {repeats} rounds")
     start = np.random.default_rng(0).uniform(-1, 1, SHAPE).astype(np.float32)
@@ -80,7 +79,9 @@ def run(torch: ModuleType | None, links: int, repeats: int, chains_per_round: in
         cases["pytorch"] = _torch_chain(torch, start, links)
     cases["tinygrad_np"] = _tinygrad_chain(start, links)
     cases = {name: _repeated(chain, chains_per_round) for name, chain in cases.items()}
-    timings = interleaved(cases, repeats, warmup=2, settle=settle)
+    # No settling pause here: ops on 16 numbers start no BLAS or OpenMP threads, and a pause before each timed call
+    # measured both frameworks ~50% slower (a CPU that idled 0.2 s is a cold CPU), the ratio unchanged.
+    timings = interleaved(cases, repeats, warmup=2)
     per_op = 1e6 / (ops * chains_per_round)
     result = row(f"{ops} ops, shape {SHAPE}", timings, per_op, [("tinygrad_np", "pytorch")])
     result["cells"]["tinygrad_np - numpy"] = (timings["tinygrad_np"].median - timings["numpy"].median) * per_op
