@@ -285,3 +285,18 @@ def test_leaf_gradients_taken_over_without_a_copy_never_alias(rng) -> None:
     layer(Tensor(x)).backward(g)  # accumulates in place into the array the first backward took over
     np.testing.assert_allclose(layer.weight.grad, 2 * first, rtol=1e-15)
     np.testing.assert_allclose(first, g.T @ x, rtol=1e-14)
+
+
+class _OneGradientForTwoInputs(Function):
+    def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a * b
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return g
+
+
+def test_a_backward_returning_too_few_gradients_is_named() -> None:
+    # The engine's per-node loop checks the count once, with a message, instead of zip(strict=True)'s bare error.
+    a, b = Tensor(np.ones(2), requires_grad=True), Tensor(np.ones(2), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"_OneGradientForTwoInputs.backward returned 1 gradients for 2 inputs"):
+        _OneGradientForTwoInputs.apply(a, b).sum().backward()

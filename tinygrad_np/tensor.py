@@ -494,14 +494,20 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 f"backward through a graph that was already freed (at {ctx.name}): the first backward() "
                 "frees it to save memory; pass retain_graph=True to that first call to backward twice"
             )
-        input_grads = ctx.backward(entry[0])
-        if not isinstance(input_grads, tuple):
+        upstream = entry[0]
+        input_grads = ctx.backward(upstream)
+        if type(input_grads) is not tuple:
             input_grads = (input_grads,)
         if _anomaly is not None:
-            _anomaly.backward(ctx, input_grads, entry[0])
-        upstream = entry[0]
+            _anomaly.backward(ctx, input_grads, upstream)
+        inputs = ctx.inputs
+        if len(input_grads) != len(inputs):
+            raise RuntimeError(
+                f"{ctx.name}.backward returned {len(input_grads)} gradients for {len(inputs)} inputs; "
+                "return one per input (None for an input that needs none)"
+            )
         distinct = len(input_grads) == 1 or len(set(map(id, input_grads))) == len(input_grads)
-        for parent, returned, needed in zip(ctx.inputs, input_grads, ctx.needs_input_grad, strict=True):
+        for parent, returned, needed in zip(inputs, input_grads, ctx.needs_input_grad, strict=False):  # counted above
             if not needed or returned is None:
                 continue
             data = parent.data
