@@ -168,7 +168,7 @@ def read_mnist_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     except UnicodeDecodeError as exc:
         raise MNISTFormatError(f"{path}: not a text CSV (byte {exc.start} is not ASCII)") from None
     if not text.strip():
-        raise MNISTFormatError(f"{path}: the file is empty; an MNIST CSV has one row per image (label, 784 pixels)")
+        raise MNISTFormatError(f"{path}: not an MNIST CSV: the file is empty (it needs one row per image)")
     first_line = text.split("\n", 1)[0]
     # Kaggle's mnist_train.csv starts with `label,1x1,1x2,...`; a first row that is all integers is data.
     has_header = not all(field.strip().lstrip("+-").isdigit() for field in first_line.split(","))
@@ -230,8 +230,13 @@ def load_mnist(
     verbose: bool = True,
 ) -> MNIST:
     """MNIST from data_dir, else $TINYGRAD_NP_MNIST_DIR, else kagglehub (bounded wait), else the offline
-    sample; one line on stderr (if verbose) says which and why."""
+    sample; one line on stderr (if verbose) says which and why.
+
+    `offline=True` asks for the bundled sample itself: it skips the environment variable and the download
+    (an explicit `data_dir` still wins)."""
     explicit, origin = (data_dir, "data_dir") if data_dir is not None else (os.environ.get(ENV_VAR), ENV_VAR)
+    if offline and data_dir is None:
+        explicit = None
     if explicit:
         # The user named this folder: a mistake there is an error, not a silent switch to other data.
         mnist = read_mnist_dir(explicit)
