@@ -496,8 +496,8 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
             )
         upstream = entry[0]
         input_grads = ctx.backward(upstream)
-        if type(input_grads) is not tuple:
-            input_grads = (input_grads,)
+        if type(input_grads) is not tuple:  # one array, or a list (or tuple subclass) of them
+            input_grads = tuple(input_grads) if isinstance(input_grads, (tuple, list)) else (input_grads,)
         if _anomaly is not None:
             _anomaly.backward(ctx, input_grads, upstream)
         inputs = ctx.inputs
