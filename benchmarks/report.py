@@ -159,6 +159,9 @@ def scaling_chart(scaling: dict[str, Any], path: Path, title: str) -> Path:
                 axes.plot(*zip(*points, strict=True), "-o", color=color, label=contender, markersize=4)
         axes.set_xscale("log", base=2)
         axes.set_yscale("log")
+        sizes = sorted({entry[key] for entry in rows})
+        axes.set_xticks(sizes, [str(size) for size in sizes])
+        axes.minorticks_off()
         axes.set_xlabel(label)
         axes.set_ylabel("ms per step")
         fixed = rows[0]["hidden_size" if sweep == "batch" else "batch_size"] if rows else "?"
