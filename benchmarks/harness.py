@@ -62,6 +62,8 @@ def interleaved(
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     names = list(cases)
+    if not names:
+        return {}
     samples: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(warmup + repeats):
         shift = round_index % len(names)  # rotate, so no contender always runs right after the same other one
