@@ -112,7 +112,7 @@ def blas_info() -> dict[str, Any]:
         threadpool_info = None
     if threadpool_info is not None:
         pools = [
-            {key: pool.get(key) for key in ("internal_api", "version", "num_threads", "architecture")}
+            {key: pool.get(key) for key in ("internal_api", "version", "prefix", "architecture", "num_threads")}
             for pool in threadpool_info()
         ]
         return {"source": "threadpoolctl", "pools": pools}

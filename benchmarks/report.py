@@ -80,11 +80,19 @@ def _table(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _pool_text(pool: dict[str, Any]) -> str:
+    """'openblas 0.3.31 (libscipy_openblas, SkylakeX kernels, 2 threads)'"""
+    name = " ".join(str(part) for part in (pool.get("internal_api"), pool.get("version")) if part)
+    kernels = f"{pool['architecture']} kernels" if pool.get("architecture") else None
+    details = [part for part in (pool.get("prefix"), kernels, f"{pool.get('num_threads')} threads") if part]
+    return f"{name} ({', '.join(details)})"
+
+
 def _environment_lines(env: dict[str, Any]) -> list[str]:
     machine = env["machine"]
     blas = env["blas"]
     if blas.get("source") == "threadpoolctl":
-        blas_text = "; ".join(f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)" for p in blas["pools"])
+        blas_text = "; ".join(_pool_text(pool) for pool in blas["pools"])
     else:
         blas_text = f"{blas.get('name')} {blas.get('version')} ({blas.get('configuration')})"
     variables = ", ".join(f"{k}={v}" for k, v in env["thread_variables"].items() if v is not None) or "none set"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -300,3 +301,12 @@ def test_a_backward_returning_too_few_gradients_is_named() -> None:
     a, b = Tensor(np.ones(2), requires_grad=True), Tensor(np.ones(2), requires_grad=True)
     with pytest.raises(RuntimeError, match=r"_OneGradientForTwoInputs.backward returned 1 gradients for 2 inputs"):
         _OneGradientForTwoInputs.apply(a, b).sum().backward()
+
+
+def test_blas_info_falls_back_to_numpys_build_info_without_threadpoolctl(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # as if it were not installed
+    info = harness.blas_info()
+    assert info["source"].startswith("numpy.show_config") and info["name"]
+    env = harness.environment(None, "not installed") | {"mode": "full", "data": "synthetic"}
+    text = report.markdown({"environment": env | {"blas": info}, "targets": [], "sections": {}, "skipped": {}})
+    assert f"- BLAS: {info['name']} {info['version']}" in text
