@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds instead of minutes: a slice of the data, few rounds, no time-to-accuracy run")
     parser.add_argument("--data-dir", default=None,
                         help="folder with the MNIST files (default: $TINYGRAD_NP_MNIST_DIR, else kagglehub, else the "
-                             "bundled offline sample; --quick never downloads)")
+                             "bundled offline sample; --quick takes the sample unless --data-dir names a folder)")
     parser.add_argument("--out", default="benchmark-results", type=Path,
                         help="folder for results.json, results.md and scaling.png (default: %(default)s)")
     parser.add_argument("--only", default=",".join(BENCHMARKS),
