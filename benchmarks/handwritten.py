@@ -1,10 +1,7 @@
-"""The hand-written NumPy contenders: the tutorial's backprop (models/) in float32, and a textbook Adam.
+"""The hand-written NumPy contenders: the tutorial's backprop from models/, and a textbook Adam.
 
-The forward passes are the ones in `models.two_layer` and `models.mlp`. The backward passes are the same
-formulas, with one change: the one-hot matrix is built in the activations' dtype. `models.*.one_hot` builds
-float64 (the tutorial's default), and `A2 - one_hot` would then promote every gradient, and the products with
-X, to float64: that measures a dtype accident (twice the time on the big matmul), not hand-written backprop.
-`tests/test_benchmarks.py` checks that these give the same gradients as the models' functions.
+Forward and backward passes are `models.two_layer`'s and `models.mlp`'s, unchanged; they build the one-hot
+matrix in the activations' dtype, so a float32 run stays float32 end to end.
 """
 
 from __future__ import annotations
@@ -17,58 +14,17 @@ from models import mlp as mlp_reference
 from models import two_layer
 
 
-def one_hot(Y: np.ndarray, num_classes: int, dtype: np.dtype) -> np.ndarray:
-    """Y_onehot[k, i] = 1 if Y[i] == k, shape (num_classes, m), in `dtype`."""
-    encoded = np.zeros((num_classes, Y.size), dtype=dtype)
-    encoded[Y, np.arange(Y.size)] = 1
-    return encoded
-
-
-# ---- the tutorial's 784-10-10 network, full-batch gradient descent ---------------------------------------
-
-
-def tutorial_backward(
-    Z1: np.ndarray, A1: np.ndarray, A2: np.ndarray, W2: np.ndarray, X: np.ndarray, Y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """dZ2 = A2 - Y; dW2 = dZ2 A1^T/m; db2 = sum_cols dZ2/m; dZ1 = W2^T dZ2 * (Z1>0); dW1 = dZ1 X^T/m; db1."""
-    m = X.shape[1]
-    dZ2 = A2 - one_hot(Y, A2.shape[0], A2.dtype)
-    dW2 = 1 / m * dZ2.dot(A1.T)
-    db2 = 1 / m * np.sum(dZ2, axis=1, keepdims=True)
-    dZ1 = W2.T.dot(dZ2) * two_layer.relu_deriv(Z1)
-    dW1 = 1 / m * dZ1.dot(X.T)
-    db1 = 1 / m * np.sum(dZ1, axis=1, keepdims=True)
-    return dW1, db1, dW2, db2
-
-
 def tutorial_step(
     params: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], X: np.ndarray, Y: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One iteration of the tutorial's gradient_descent loop: forward_prop, backward_prop, update_params."""
     W1, b1, W2, b2 = params
-    Z1, A1, _, A2 = two_layer.forward_prop(W1, b1, W2, b2, X)
-    dW1, db1, dW2, db2 = tutorial_backward(Z1, A1, A2, W2, X, Y)
+    Z1, A1, Z2, A2 = two_layer.forward_prop(W1, b1, W2, b2, X)
+    dW1, db1, dW2, db2 = two_layer.backward_prop(Z1, A1, Z2, A2, W1, W2, X, Y)
     return two_layer.update_params(W1, b1, W2, b2, dW1, db1, dW2, db2, alpha)
 
 
 # ---- an MLP of any depth with Adam, mini-batches ------------------------------------------------------
-
-
-def mlp_backward(
-    params: dict[str, np.ndarray], cache: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray
-) -> dict[str, np.ndarray]:
-    """dZ_L = A_L - Y; dW_l = dZ_l A_{l-1}^T / m; db_l = sum_cols(dZ_l) / m; dZ_{l-1} = W_l^T dZ_l * (Z_{l-1} > 0)."""
-    L = len(params) // 2
-    m = X.shape[1]
-    grads = {}
-    dZ = cache[f"A{L}"] - one_hot(Y, cache[f"A{L}"].shape[0], X.dtype)
-    for layer in range(L, 0, -1):
-        A_prev = X if layer == 1 else cache[f"A{layer - 1}"]
-        grads[f"W{layer}"] = 1 / m * dZ.dot(A_prev.T)
-        grads[f"b{layer}"] = 1 / m * np.sum(dZ, axis=1, keepdims=True)
-        if layer > 1:
-            dZ = params[f"W{layer}"].T.dot(dZ) * two_layer.relu_deriv(cache[f"Z{layer - 1}"])
-    return grads
 
 
 class NumpyAdam:
@@ -86,7 +42,7 @@ class NumpyAdam:
         step_size = self.lr / (1 - self.beta1**self.t)
         correction2 = 1 - self.beta2**self.t
         for name, param in params.items():
-            grad, m, v = grads[name], self.m[name], self.v[name]
+            grad, m, v = grads[f"d{name}"], self.m[name], self.v[name]
             m *= self.beta1
             m += (1 - self.beta1) * grad
             v *= self.beta2
@@ -97,4 +53,4 @@ class NumpyAdam:
 def mlp_step(params: dict[str, np.ndarray], adam: NumpyAdam, X: np.ndarray, Y: np.ndarray) -> None:
     """forward (models.mlp), backward, Adam: one mini-batch, column layout (X is features x m), in place."""
     cache = mlp_reference.forward(params, X)
-    adam.step(params, mlp_backward(params, cache, X, Y))
+    adam.step(params, mlp_reference.backward(params, cache, X, Y))

@@ -172,11 +172,13 @@ def backward(
     L = num_layers(params)
     m = X.shape[1]
     grads: dict[str, np.ndarray] = {}
-    dZ = cache[f"A{L}"] - one_hot(Y, num_classes=cache[f"A{L}"].shape[0])
+    dZ = cache[f"A{L}"] - one_hot(Y, num_classes=cache[f"A{L}"].shape[0], dtype=cache[f"A{L}"].dtype)
     for layer in range(L, 0, -1):
         A_prev = X if layer == 1 else cache[f"A{layer - 1}"]
         W = params[f"W{layer}"]
-        grads[f"dW{layer}"] = dZ.dot(A_prev.T) / m + weight_decay * W
+        grads[f"dW{layer}"] = dZ.dot(A_prev.T) / m
+        if weight_decay:
+            grads[f"dW{layer}"] += weight_decay * W
         grads[f"db{layer}"] = np.sum(dZ, axis=1, keepdims=True) / m
         if layer > 1:
             dA = W.T.dot(dZ)

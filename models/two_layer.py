@@ -129,14 +129,14 @@ def forward_prop(
     return Z1, A1, Z2, A2
 
 
-def one_hot(Y: np.ndarray, num_classes: int = NUM_CLASSES) -> np.ndarray:
+def one_hot(Y: np.ndarray, num_classes: int = NUM_CLASSES, dtype: type | np.dtype = np.float64) -> np.ndarray:
     """Y_onehot[k, i] = 1 if Y[i] == k: shape (num_classes, m), one column per example."""
     Y = np.asarray(Y)
     if Y.ndim != 1 or not np.issubdtype(Y.dtype, np.integer):
         raise ValueError(f"Y must be a 1-D array of integer class labels, got dtype {Y.dtype} shape {Y.shape}")
     if Y.size and (Y.min() < 0 or Y.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes}); got min {Y.min()}, max {Y.max()}")
-    one_hot_Y = np.zeros((Y.size, num_classes))
+    one_hot_Y = np.zeros((Y.size, num_classes), dtype=dtype)
     one_hot_Y[np.arange(Y.size), Y] = 1
     return one_hot_Y.T
 
@@ -153,7 +153,7 @@ def backward_prop(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """dZ2 = A2 - Y; dW2 = dZ2 A1^T/m; db2 = sum_cols dZ2/m; dZ1 = W2^T dZ2 * (Z1>0); dW1 = dZ1 X^T/m; db1."""
     m = X.shape[1]
-    one_hot_Y = one_hot(Y, num_classes=A2.shape[0])
+    one_hot_Y = one_hot(Y, num_classes=A2.shape[0], dtype=A2.dtype)  # float64 here would promote every product
     dZ2 = A2 - one_hot_Y
     dW2 = 1 / m * dZ2.dot(A1.T)
     db2 = 1 / m * np.sum(dZ2, axis=1, keepdims=True)

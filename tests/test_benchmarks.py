@@ -112,29 +112,13 @@ def _tutorial_batch(rng: np.random.Generator, dtype: type, m: int = 37):
     return W1, b1, W2, b2, X, Y
 
 
-def test_tutorial_backward_matches_the_models_reference_in_float64(rng: np.random.Generator) -> None:
-    W1, b1, W2, b2, X, Y = _tutorial_batch(rng, np.float64)
-    Z1, A1, Z2, A2 = two_layer.forward_prop(W1, b1, W2, b2, X)
-    expected = two_layer.backward_prop(Z1, A1, Z2, A2, W1, W2, X, Y)
-    for ours, theirs in zip(handwritten.tutorial_backward(Z1, A1, A2, W2, X, Y), expected, strict=True):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
-
-
-def test_tutorial_backward_stays_float32(rng: np.random.Generator) -> None:
+def test_the_tutorials_backward_stays_float32(rng: np.random.Generator) -> None:
     W1, b1, W2, b2, X, Y = _tutorial_batch(rng, np.float32)
-    Z1, A1, _, A2 = two_layer.forward_prop(W1, b1, W2, b2, X)
-    assert all(g.dtype == np.float32 for g in handwritten.tutorial_backward(Z1, A1, A2, W2, X, Y))
-
-
-def test_mlp_backward_matches_the_models_reference(rng: np.random.Generator) -> None:
-    params = mlp_reference.init_params([784, 32, 16, 10], rng)
-    X, Y = rng.random((784, 21)), rng.integers(0, 10, 21)
+    Z1, A1, Z2, A2 = two_layer.forward_prop(W1, b1, W2, b2, X)
+    assert all(g.dtype == np.float32 for g in two_layer.backward_prop(Z1, A1, Z2, A2, W1, W2, X, Y))
+    params = {k: v.astype(np.float32) for k, v in mlp_reference.init_params([784, 32, 10], rng).items()}
     cache = mlp_reference.forward(params, X)
-    expected = mlp_reference.backward(params, cache, X, Y)
-    ours = handwritten.mlp_backward(params, cache, X, Y)
-    assert set(ours) == {name[1:] for name in expected}
-    for name, grad in ours.items():
-        np.testing.assert_allclose(grad, expected[f"d{name}"], rtol=1e-12, atol=1e-15)
+    assert all(g.dtype == np.float32 for g in mlp_reference.backward(params, cache, X, Y).values())
 
 
 def test_numpy_adam_matches_tinygrad_adam(rng: np.random.Generator) -> None:
@@ -144,7 +128,7 @@ def test_numpy_adam_matches_tinygrad_adam(rng: np.random.Generator) -> None:
     ours, theirs = handwritten.NumpyAdam(params, lr=0.01), optim.Adam(list(tensors.values()), lr=0.01)
     for _ in range(5):
         grads = {name: rng.standard_normal(value.shape) for name, value in start.items()}
-        ours.step(params, grads)
+        ours.step(params, {f"d{name}": grad for name, grad in grads.items()})
         for name, tensor in tensors.items():
             tensor.grad = grads[name].copy()
         theirs.step()
