@@ -196,6 +196,17 @@ def test_leaf_grad_is_not_aliased_to_the_upstream_gradient():
     np.testing.assert_array_equal(upstream, np.ones(3))
 
 
+def test_iterating_gives_differentiable_rows_and_truth_follows_numpy():
+    x = Tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    rows = list(x)
+    assert len(rows) == 3 and all(r.shape == (2,) for r in rows)
+    (rows[0] * 2.0 + rows[2]).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]])
+    assert bool(Tensor([1.0])) and not bool(Tensor(0.0))
+    with pytest.raises(ValueError):
+        bool(x)
+
+
 def test_argmax_is_not_differentiable():
     x = Tensor(np.array([[1.0, 5.0, 2.0]]), requires_grad=True)
     idx = x.argmax(axis=1)
