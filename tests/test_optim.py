@@ -460,3 +460,16 @@ def test_scheduler_base_lr_comes_from_the_optimizer_and_survives_a_changed_lr():
 def test_bad_schedule_settings_raise_clear_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make(optim.SGD(_param(), lr=0.1))
+
+
+def test_a_state_dict_with_impossible_hyperparameters_is_refused_and_changes_nothing():
+    param = Tensor(np.ones(3), requires_grad=True)
+    adam = optim.Adam([param], lr=0.01)
+    state = adam.state_dict()
+    state["hyperparameters"]["betas"] = [0.9, 2.0]
+    with pytest.raises(ValueError, match="beta2 must be in"):
+        adam.load_state_dict(state)
+    assert adam.betas == (0.9, 0.999)
+    scheduler = optim.StepLR(adam, step_size=2)
+    with pytest.raises(ValueError, match="base_lr"):
+        scheduler.load_state_dict({"base_lr": -1.0, "last_epoch": 0})

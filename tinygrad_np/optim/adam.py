@@ -29,15 +29,12 @@ class Adam(Optimizer):
         super().__init__(params, lr)
         _check_unit_interval("beta1", betas[0])
         _check_unit_interval("beta2", betas[1])
+        _check_non_negative("eps", eps)
         _check_non_negative("weight_decay", weight_decay)
         self.betas, self.eps, self.weight_decay = (float(betas[0]), float(betas[1])), eps, weight_decay
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
         beta1, beta2 = self.betas

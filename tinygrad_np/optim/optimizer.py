@@ -74,6 +74,11 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("type") != type(self).__name__:
             raise ValueError(f"optimizer state is for {state_dict.get('type')}, not {type(self).__name__}")
+        hyperparameters = state_dict["hyperparameters"]
+        try:  # the constructor's checks, so a damaged file can't set beta2 = 2 or a negative learning rate
+            checked = type(self)(self.params, **hyperparameters)
+        except (TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"optimizer state has invalid hyperparameters ({err})") from None
         states = state_dict["state"]
         if len(states) != len(self.params):
             raise ValueError(f"optimizer state has {len(states)} parameters, this optimizer has {len(self.params)}")
@@ -93,8 +98,8 @@ class Optimizer:
         if len(param_steps) != len(self.params):
             raise ValueError(f"optimizer state has {len(param_steps)} step counts for {len(self.params)} parameters")
         self.param_steps = param_steps
-        for key, value in state_dict["hyperparameters"].items():
-            setattr(self, key, value)
+        for key in hyperparameters:
+            setattr(self, key, getattr(checked, key))
 
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())

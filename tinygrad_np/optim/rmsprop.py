@@ -24,6 +24,7 @@ class RMSprop(Optimizer):
     ) -> None:
         super().__init__(params, lr)
         _check_unit_interval("alpha", alpha)
+        _check_non_negative("eps", eps)
         _check_non_negative("weight_decay", weight_decay)
         self.alpha, self.eps, self.weight_decay = alpha, eps, weight_decay
 
