@@ -543,8 +543,10 @@ def main(argv: list[str] | None = None) -> int:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The failures a user can cause; anything else is a bug and keeps its traceback."""
     # MemoryError: a model or file that asks for more memory than there is ("Unable to allocate 75 GiB ...").
+    # ImportError: an optional extra that isn't installed; every lazy import says which `pip install` fixes it.
     errors: list[type[BaseException]] = [
         CLIError,
+        ImportError,
         ValueError,
         TypeError,
         KeyError,
