@@ -237,7 +237,7 @@ def run_train(args: argparse.Namespace) -> int:
         where = _position(trainer)
         print(f"tinygrad-np: resumed from {checkpoints.path} ({where})", file=sys.stderr)
     # An unwritable output should fail now, not after an hour of training.
-    for folder in {save_path.parent, metrics_path.parent, checkpoints.directory, args.plots}:
+    for folder in {save_path.parent, metrics_path.parent, args.checkpoint_dir, args.plots}:
         if folder is not None:
             _ensure_writable(folder)
 
