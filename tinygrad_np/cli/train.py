@@ -1,13 +1,8 @@
-"""The `tinygrad-np` command: train, eval, predict, compare, export, graph, serve, bench.
-
-Every failure the user can cause (a bad option value, a missing or corrupt file) ends in one line on stderr
-and a non-zero exit status, never a traceback.
-"""
+"""`tinygrad-np train`: options, recipes, checkpoints, Ctrl-C, metrics, plots."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -16,93 +11,18 @@ from typing import Any
 
 import numpy as np
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-class CLIError(Exception):
-    """A problem to report in one line, with exit status 2."""
-
-
-# ---- option types -------------------------------------------------------------------------------------
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
-    return value
-
-
-def batch_size_type(text: str) -> int | None:
-    """A positive int, or 'full' for full-batch gradient descent."""
-    if text.lower() == "full":
-        return None
-    try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number or 'full', got {text!r}") from None
-
-
-def probability(text: str) -> float:
-    value = non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-# ---- shared pieces --------------------------------------------------------------------------------------
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--data-dir",
-        type=Path,
-        help="folder with MNIST IDX or CSV files (default: $TINYGRAD_NP_MNIST_DIR, then "
-        "a kagglehub download, then the bundled offline sample)",
-    )
-    group.add_argument("--offline", action="store_true", help="don't download; use the bundled 5,000-digit sample")
-
-
-def load_data(args: argparse.Namespace) -> Any:
-    from tinygrad_np.data import load_mnist
-
-    if args.data_dir is not None and not args.data_dir.is_dir():
-        raise CLIError(f"data directory {args.data_dir} does not exist")
-    return load_mnist(args.data_dir, offline=args.offline)
-
-
-def _write_json_atomically(path: Path, payload: Any) -> None:
-    from tinygrad_np.files import write_text_atomic
-
-    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
-
-
-# ---- train ----------------------------------------------------------------------------------------------
+from tinygrad_np.cli.common import (
+    EXIT_INTERRUPTED,
+    CLIError,
+    add_data_arguments,
+    batch_size_type,
+    load_data,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    probability,
+    write_json_atomic,
+)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -296,7 +216,7 @@ def run_train(args: argparse.Namespace) -> int:
     from tinygrad_np.serialization import save_model
 
     save_model(model, save_path, metadata={k: v for k, v in metrics.items() if k != "history"})
-    _write_json_atomically(metrics_path, metrics)
+    write_json_atomic(metrics_path, metrics)
     if args.plots is not None:
         _write_plots(args.plots, trainer, model, test_data, mnist)
     print(
@@ -369,196 +289,3 @@ def _write_plots(directory: Path, trainer: Any, model: Any, test_data: Any, mnis
     predictions = predict_proba(model, images).argmax(axis=1)
     paths = save_training_plots(trainer.history, mnist.test_images, labels, predictions, directory)
     print(f"tinygrad-np: plots in {directory}: {', '.join(Path(p).name for p in paths.values())}", file=sys.stderr)
-
-
-# ---- eval and predict -----------------------------------------------------------------------------------
-
-
-def add_model_file_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    parser.add_argument(
-        "--model-file",
-        type=Path,
-        default=None if required else Path("runs/model.npz"),
-        required=required,
-        help="a model saved by `tinygrad-np train` (default: runs/model.npz)",
-    )
-
-
-def load_model_file(path: Path) -> Any:
-    from tinygrad_np.serialization import load_model
-
-    if not path.is_file():
-        raise CLIError(f"model file {path} not found; train one first: tinygrad-np train --save {path}")
-    model, _ = load_model(path)
-    return model
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    from tinygrad_np.train import evaluate
-
-    model = load_model_file(args.model_file)
-    images, labels = load_data(args).arrays("test")
-    loss, accuracy = evaluate(model, images, labels)
-    result = {
-        "model_file": str(args.model_file),
-        "test_size": len(labels),
-        "test_loss": loss,
-        "test_accuracy": accuracy,
-    }
-    print(json.dumps(result) if args.json else f"test accuracy {accuracy:.4f} ({len(labels)} images), loss {loss:.4f}")
-    return 0
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    from tinygrad_np.train import predict_proba
-
-    model = load_model_file(args.model_file)
-    if args.image is not None:
-        from tinygrad_np.preprocess import load_image, to_mnist
-
-        image = to_mnist(load_image(args.image))
-        label = None
-        source = str(args.image)
-    else:
-        mnist = load_data(args)
-        if not 0 <= args.index < len(mnist.test_labels):
-            raise CLIError(f"--index must be in 0..{len(mnist.test_labels) - 1}, got {args.index}")
-        image = mnist.test_images[args.index].astype(np.float32) / 255
-        label = int(mnist.test_labels[args.index])
-        source = f"test image {args.index} of {mnist.source}"
-    probabilities = predict_proba(model, image.reshape(1, 784))[0]
-    digit = int(probabilities.argmax())
-    if args.json:
-        print(json.dumps({"source": source, "digit": digit, "label": label, "probabilities": probabilities.tolist()}))
-        return 0
-    print(f"{source}: predicted {digit}" + ("" if label is None else f" (label {label})"))
-    for d, p in enumerate(probabilities):
-        print(f"  {d}  {p:6.1%}  {'#' * round(40 * p)}")
-    return 0
-
-
-# ---- serve ----------------------------------------------------------------------------------------------
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    from tinygrad_np.serve import run
-    from tinygrad_np.train import predict_proba
-
-    if args.model_file is not None:
-        model = load_model_file(args.model_file)
-        banner = f"model: {args.model_file}"
-    else:
-        from tinygrad_np.data import load_offline_sample
-        from tinygrad_np.train import RECIPES, TrainConfig, Trainer, build_model, build_optimizer, evaluate
-
-        print("tinygrad-np: no --model-file given; training a quick MLP on the offline sample first", file=sys.stderr)
-        config = TrainConfig(**{**RECIPES["mlp"], "hidden_sizes": (128,), "epochs": 8, "dropout": 0.0})
-        sample = load_offline_sample()
-        model = build_model(config)
-        trainer = Trainer(model, build_optimizer(config, model.parameters()), sample.arrays("train"), batch_size=64)
-        trainer.fit(config.epochs)
-        _, accuracy = evaluate(model, *sample.arrays("test"))
-        banner = f"model: a 784-128-10 MLP trained just now on the offline sample ({accuracy:.1%} on its test split)"
-    return run(lambda images: predict_proba(model, images), args.host, args.port, banner) or 0
-
-
-# ---- the parser -----------------------------------------------------------------------------------------
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad value costs one line on stderr (and exit 2), not the whole usage text."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="tinygrad-np", description="A small, honest autograd framework in NumPy: train and inspect MNIST nets."
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
-
-    train = commands.add_parser("train", help="train a network on MNIST")
-    add_train_arguments(train)
-    train.set_defaults(handler=run_train)
-
-    evaluate = commands.add_parser("eval", help="a saved model's accuracy on the test set")
-    add_model_file_argument(evaluate)
-    add_data_arguments(evaluate)
-    evaluate.add_argument("--json", action="store_true")
-    evaluate.set_defaults(handler=run_eval)
-
-    predict = commands.add_parser("predict", help="classify a test-set image or a picture of a digit")
-    add_model_file_argument(predict)
-    source = predict.add_mutually_exclusive_group(required=True)
-    source.add_argument("--index", type=int, help="index into the test set")
-    source.add_argument("--image", type=Path, help="a PNG/JPEG of a handwritten digit, any size or polarity")
-    add_data_arguments(predict)
-    predict.add_argument("--json", action="store_true")
-    predict.set_defaults(handler=run_predict)
-
-    serve = commands.add_parser("serve", help="a web page to draw digits and watch the network read them")
-    serve.add_argument("--model-file", type=Path, help="a saved model (default: train a quick one first)")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(handler=run_serve)
-
-    for name, module, help_text in _MOUNTED:
-        try:
-            mounted = __import__(module, fromlist=["add_arguments", "main"])
-        except ImportError:
-            continue
-        if not hasattr(mounted, "add_arguments"):
-            continue
-        sub = commands.add_parser(name, help=help_text)
-        mounted.add_arguments(sub)
-        sub.set_defaults(handler=mounted.main)
-    return parser
-
-
-# Subcommands whose arguments and entry points live beside the code they drive.
-_MOUNTED = [
-    ("compare", "tinygrad_np.compare.cli", "compare hand-derived and automatic gradients, parameter by parameter"),
-    ("export", "tinygrad_np.onnx_export", "export a saved model to ONNX"),
-    ("graph", "tinygrad_np.graph", "draw a computation graph (DOT, Mermaid or SVG)"),
-    ("bench", "benchmarks.cli", "benchmarks against hand-written NumPy backprop and PyTorch"),
-]
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print("\ntinygrad-np: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except _user_errors() as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"tinygrad-np {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The failures a user can cause; anything else is a bug and keeps its traceback."""
-    # MemoryError: a model or file that asks for more memory than there is ("Unable to allocate 75 GiB ...").
-    # ImportError: an optional extra that isn't installed; every lazy import says which `pip install` fixes it.
-    errors: list[type[BaseException]] = [
-        CLIError,
-        ImportError,
-        ValueError,
-        TypeError,
-        KeyError,
-        OSError,
-        FloatingPointError,
-        MemoryError,
-    ]
-    image = sys.modules.get("PIL.Image")  # only loaded if a picture was read, so only then can it be the cause
-    if image is not None:
-        errors.append(image.DecompressionBombError)  # a picture too big to decode safely ("Image size (...)")
-    return tuple(errors)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

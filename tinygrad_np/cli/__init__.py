@@ -1,0 +1,116 @@
+"""The `tinygrad-np` command: train, eval, predict, compare, export, graph, serve, bench.
+
+Every failure the user can cause (a bad option value, a missing or corrupt file) ends in one line on stderr
+and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tinygrad_np.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, CLIError, add_data_arguments, add_model_file_argument
+from tinygrad_np.cli.inference import run_eval, run_predict, run_serve
+from tinygrad_np.cli.train import add_train_arguments, run_train
+
+# ---- the parser -----------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad value costs one line on stderr (and exit 2), not the whole usage text."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tinygrad-np", description="A small, honest autograd framework in NumPy: train and inspect MNIST nets."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a network on MNIST")
+    add_train_arguments(train)
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser("eval", help="a saved model's accuracy on the test set")
+    add_model_file_argument(evaluate)
+    add_data_arguments(evaluate)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=run_eval)
+
+    predict = commands.add_parser("predict", help="classify a test-set image or a picture of a digit")
+    add_model_file_argument(predict)
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--index", type=int, help="index into the test set")
+    source.add_argument("--image", type=Path, help="a PNG/JPEG of a handwritten digit, any size or polarity")
+    add_data_arguments(predict)
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=run_predict)
+
+    serve = commands.add_parser("serve", help="a web page to draw digits and watch the network read them")
+    serve.add_argument("--model-file", type=Path, help="a saved model (default: train a quick one first)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=run_serve)
+
+    for name, module, help_text in _MOUNTED:
+        try:
+            mounted = __import__(module, fromlist=["add_arguments", "main"])
+        except ImportError:
+            continue
+        if not hasattr(mounted, "add_arguments"):
+            continue
+        sub = commands.add_parser(name, help=help_text)
+        mounted.add_arguments(sub)
+        sub.set_defaults(handler=mounted.main)
+    return parser
+
+
+# Subcommands whose arguments and entry points live beside the code they drive.
+_MOUNTED = [
+    ("compare", "tinygrad_np.compare.cli", "compare hand-derived and automatic gradients, parameter by parameter"),
+    ("export", "tinygrad_np.onnx_export", "export a saved model to ONNX"),
+    ("graph", "tinygrad_np.graph", "draw a computation graph (DOT, Mermaid or SVG)"),
+    ("bench", "benchmarks.cli", "benchmarks against hand-written NumPy backprop and PyTorch"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("\ntinygrad-np: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _user_errors() as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"tinygrad-np {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The failures a user can cause; anything else is a bug and keeps its traceback."""
+    # MemoryError: a model or file that asks for more memory than there is ("Unable to allocate 75 GiB ...").
+    # ImportError: an optional extra that isn't installed; every lazy import says which `pip install` fixes it.
+    errors: list[type[BaseException]] = [
+        CLIError,
+        ImportError,
+        ValueError,
+        TypeError,
+        KeyError,
+        OSError,
+        FloatingPointError,
+        MemoryError,
+    ]
+    image = sys.modules.get("PIL.Image")  # only loaded if a picture was read, so only then can it be the cause
+    if image is not None:
+        errors.append(image.DecompressionBombError)  # a picture too big to decode safely ("Image size (...)")
+    return tuple(errors)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

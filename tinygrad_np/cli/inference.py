@@ -1,0 +1,80 @@
+"""`tinygrad-np eval`, `predict` and `serve`: what a saved model does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from tinygrad_np.cli.common import CLIError, load_data, load_model_file
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from tinygrad_np.train import evaluate
+
+    model = load_model_file(args.model_file)
+    images, labels = load_data(args).arrays("test")
+    loss, accuracy = evaluate(model, images, labels)
+    result = {
+        "model_file": str(args.model_file),
+        "test_size": len(labels),
+        "test_loss": loss,
+        "test_accuracy": accuracy,
+    }
+    print(json.dumps(result) if args.json else f"test accuracy {accuracy:.4f} ({len(labels)} images), loss {loss:.4f}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from tinygrad_np.train import predict_proba
+
+    model = load_model_file(args.model_file)
+    if args.image is not None:
+        from tinygrad_np.preprocess import load_image, to_mnist
+
+        image = to_mnist(load_image(args.image))
+        label = None
+        source = str(args.image)
+    else:
+        mnist = load_data(args)
+        if not 0 <= args.index < len(mnist.test_labels):
+            raise CLIError(f"--index must be in 0..{len(mnist.test_labels) - 1}, got {args.index}")
+        image = mnist.test_images[args.index].astype(np.float32) / 255
+        label = int(mnist.test_labels[args.index])
+        source = f"test image {args.index} of {mnist.source}"
+    probabilities = predict_proba(model, image.reshape(1, 784))[0]
+    digit = int(probabilities.argmax())
+    if args.json:
+        print(json.dumps({"source": source, "digit": digit, "label": label, "probabilities": probabilities.tolist()}))
+        return 0
+    print(f"{source}: predicted {digit}" + ("" if label is None else f" (label {label})"))
+    for d, p in enumerate(probabilities):
+        print(f"  {d}  {p:6.1%}  {'#' * round(40 * p)}")
+    return 0
+
+
+# ---- serve ----------------------------------------------------------------------------------------------
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from tinygrad_np.serve import run
+    from tinygrad_np.train import predict_proba
+
+    if args.model_file is not None:
+        model = load_model_file(args.model_file)
+        banner = f"model: {args.model_file}"
+    else:
+        from tinygrad_np.data import load_offline_sample
+        from tinygrad_np.train import RECIPES, TrainConfig, Trainer, build_model, build_optimizer, evaluate
+
+        print("tinygrad-np: no --model-file given; training a quick MLP on the offline sample first", file=sys.stderr)
+        config = TrainConfig(**{**RECIPES["mlp"], "hidden_sizes": (128,), "epochs": 8, "dropout": 0.0})
+        sample = load_offline_sample()
+        model = build_model(config)
+        trainer = Trainer(model, build_optimizer(config, model.parameters()), sample.arrays("train"), batch_size=64)
+        trainer.fit(config.epochs)
+        _, accuracy = evaluate(model, *sample.arrays("test"))
+        banner = f"model: a 784-128-10 MLP trained just now on the offline sample ({accuracy:.1%} on its test split)"
+    return run(lambda images: predict_proba(model, images), args.host, args.port, banner) or 0
