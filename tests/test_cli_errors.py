@@ -355,7 +355,7 @@ def test_detect_anomaly_names_the_op_and_the_line_end_to_end(capsys, tmp_path):
         str(tmp_path),
     )
     line = assert_one_line_error(status, err, "tinygrad-np train", "Linear produced inf", "in forward", "input shapes")
-    assert "train.py" in line and "self.model(Tensor(images))" in line
+    assert "train/trainer.py" in line and "self.model(Tensor(images))" in line
 
 
 def test_detect_anomaly_leaves_a_healthy_run_alone(capsys, tmp_path):
