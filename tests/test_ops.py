@@ -246,12 +246,13 @@ def test_matmul(data, shapes, seed):
     data=st.data(),
     batch=st.integers(1, 5),
     sizes=st.tuples(st.integers(1, 5), st.integers(1, 5)),
-    extra_dims=st.sampled_from([(), (2,)]),
+    batch_dims=st.sampled_from(["one example", "batch", "batch of batches"]),
     seed=seeds,
 )
-def test_fused_linear(data, batch, sizes, extra_dims, seed):
+def test_fused_linear(data, batch, sizes, batch_dims, seed):
     in_features, out_features = sizes
-    x = data.draw(arrays((*extra_dims, batch, in_features)))
+    leading = {"one example": (), "batch": (batch,), "batch of batches": (2, batch)}[batch_dims]
+    x = data.draw(arrays((*leading, in_features)))
     w = data.draw(arrays((out_features, in_features)))
     b = data.draw(arrays((out_features,)))
     check_op(lambda x, w, b: ops.Linear.apply(x, w, b), lambda x, w, b: x @ w.T + b, [x, w, b], seed)
