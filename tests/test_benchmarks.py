@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 from benchmarks import cli, contenders, convergence, handwritten, harness, memory, report
 from models import mlp as mlp_reference
@@ -174,8 +175,7 @@ def test_time_to_accuracy_stops_each_framework_once_it_reaches_the_target() -> N
 
 
 def test_memory_worker_reports_the_training_peak(tmp_path: Path, rng: np.random.Generator) -> None:
-    if memory.supported() is not None:
-        pytest.skip(memory.supported())
+    require(memory.supported() is None, f"peak memory can't be measured here: {memory.supported()}")
     np.save(tmp_path / "x.npy", rng.random((256, 784), dtype=np.float32))
     np.save(tmp_path / "y.npy", rng.integers(0, 10, 256))
     for framework in ["tinygrad_np"] + (["pytorch"] if torch is not None else []):
