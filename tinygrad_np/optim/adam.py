@@ -36,6 +36,9 @@ class Adam(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
 
+    def state_keys(self) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq")
+
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
         beta1, beta2 = self.betas
         if self.weight_decay:

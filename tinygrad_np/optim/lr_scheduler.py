@@ -26,13 +26,18 @@ class LRScheduler:
     def state_dict(self) -> dict[str, Any]:
         return {"base_lr": self.base_lr, "last_epoch": self.last_epoch}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        base_lr, last_epoch = float(state_dict["base_lr"]), state_dict["last_epoch"]
-        if not math.isfinite(base_lr) or base_lr < 0:
-            raise ValueError(f"scheduler state has base_lr {base_lr}; it must be a finite number >= 0")
-        if isinstance(last_epoch, bool) or not isinstance(last_epoch, int) or last_epoch < 0:
+    @staticmethod
+    def check_state_dict(state_dict: dict[str, Any]) -> None:
+        """Raise ValueError unless `state_dict` holds a finite base_lr >= 0 and a whole last_epoch >= 0."""
+        base_lr, last_epoch = state_dict["base_lr"], state_dict["last_epoch"]
+        if type(base_lr) not in (int, float) or not math.isfinite(base_lr) or base_lr < 0:
+            raise ValueError(f"scheduler state has base_lr {base_lr!r}; it must be a finite number >= 0")
+        if type(last_epoch) is not int or last_epoch < 0:
             raise ValueError(f"scheduler state has last_epoch {last_epoch!r}; it must be an integer >= 0")
-        self.base_lr, self.last_epoch = base_lr, last_epoch
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.check_state_dict(state_dict)
+        self.base_lr, self.last_epoch = float(state_dict["base_lr"]), state_dict["last_epoch"]
         self.optimizer.lr = self.get_lr()
 
 

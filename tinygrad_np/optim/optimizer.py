@@ -71,34 +71,62 @@ class Optimizer:
             "state": [{k: v.copy() for k, v in s.items()} for s in self.state],
         }
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def state_keys(self) -> tuple[str, ...]:
+        """The arrays `_update` keeps per parameter (none before the parameter's first step)."""
+        return ()
+
+    def check_state_dict(self, state_dict: dict[str, Any]) -> Optimizer:
+        """Raise ValueError unless this optimizer could have written `state_dict`; changes nothing.
+
+        Returns an optimizer built from the saved hyperparameters, so the constructor's checks apply: a
+        damaged file can't set beta2 = 2 or a negative learning rate."""
         if state_dict.get("type") != type(self).__name__:
             raise ValueError(f"optimizer state is for {state_dict.get('type')}, not {type(self).__name__}")
         hyperparameters = state_dict["hyperparameters"]
-        try:  # the constructor's checks, so a damaged file can't set beta2 = 2 or a negative learning rate
+        if not isinstance(hyperparameters, dict) or set(hyperparameters) != set(self.hyperparameters()):
+            raise ValueError(f"optimizer state must name the hyperparameters {sorted(self.hyperparameters())}")
+        try:
             checked = type(self)(self.params, **hyperparameters)
         except (TypeError, ValueError, IndexError) as err:
             raise ValueError(f"optimizer state has invalid hyperparameters ({err})") from None
+        step_count = state_dict["step_count"]
         states = state_dict["state"]
+        if not isinstance(states, list):
+            raise ValueError("optimizer state must hold a list with one entry per parameter")
         if len(states) != len(self.params):
             raise ValueError(f"optimizer state has {len(states)} parameters, this optimizer has {len(self.params)}")
-        for i, (p, s) in enumerate(zip(self.params, states, strict=True)):
-            for key, value in s.items():
-                if np.shape(value) != p.shape:
-                    raise ValueError(
-                        f"optimizer state {key!r} of parameter {i} has shape {np.shape(value)}, not {p.shape}"
-                    )
+        # A state dict from before param_steps existed: every parameter that has state took every step.
+        param_steps = state_dict.get("param_steps", [step_count if s else 0 for s in states])
+        if not (
+            type(step_count) is int
+            and 0 <= step_count < 2**53
+            and isinstance(param_steps, list)
+            and len(param_steps) == len(self.params)
+            and all(type(n) is int and 0 <= n <= step_count for n in param_steps)
+        ):
+            raise ValueError("optimizer step counts must be whole numbers with 0 <= param_steps <= step_count")
+        keys = set(checked.state_keys())
+        for i, (p, arrays) in enumerate(zip(self.params, states, strict=True)):
+            if not isinstance(arrays, dict) or (arrays and set(arrays) != keys):
+                raise ValueError(f"optimizer state of parameter {i} must be empty or hold {sorted(keys)}")
+            for key, value in arrays.items():
+                array = np.asarray(value)
+                if array.shape != p.shape:
+                    raise ValueError(f"optimizer state {key!r} of parameter {i} has shape {array.shape}, not {p.shape}")
+                if array.dtype.kind != "f" or not np.isfinite(array).all():
+                    raise ValueError(f"optimizer state {key!r} of parameter {i} must hold finite real numbers")
+        return checked
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned; everything is checked before anything changes."""
+        checked = self.check_state_dict(state_dict)
+        states = state_dict["state"]
         self.state = [
             {k: np.array(v, dtype=p.dtype) for k, v in s.items()} for p, s in zip(self.params, states, strict=True)
         ]
-        self.step_count = int(state_dict["step_count"])
-        # A state dict from before param_steps existed: every parameter that has state took every step.
-        default = [self.step_count if s else 0 for s in states]
-        param_steps = [int(n) for n in state_dict.get("param_steps", default)]
-        if len(param_steps) != len(self.params):
-            raise ValueError(f"optimizer state has {len(param_steps)} step counts for {len(self.params)} parameters")
-        self.param_steps = param_steps
-        for key in hyperparameters:
+        self.step_count = state_dict["step_count"]
+        self.param_steps = list(state_dict.get("param_steps", [self.step_count if s else 0 for s in states]))
+        for key in state_dict["hyperparameters"]:
             setattr(self, key, getattr(checked, key))
 
     def __repr__(self) -> str:

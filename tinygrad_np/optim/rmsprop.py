@@ -31,6 +31,9 @@ class RMSprop(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay}
 
+    def state_keys(self) -> tuple[str, ...]:
+        return ("square_avg",)
+
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
         if self.weight_decay:
             grad = grad + self.weight_decay * param

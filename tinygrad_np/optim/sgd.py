@@ -35,6 +35,9 @@ class SGD(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
+    def state_keys(self) -> tuple[str, ...]:
+        return ("momentum_buffer",) if self.momentum else ()
+
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
         if self.weight_decay:
             grad = grad + self.weight_decay * param

@@ -295,14 +295,10 @@ class Trainer:
         for name, rng_state in [*state["rng"].items(), *([("loader", position["loader_rng"])] if position else [])]:
             type(streams[name].bit_generator)().state = rng_state
         _check_real_finite("model", state["model"])
-        _check_optimizer_state(state["optimizer"], self.optimizer)
+        self.optimizer.check_state_dict(state["optimizer"])
         scheduler = state.get("scheduler")
-        if scheduler is not None and not (
-            _is_number(scheduler.get("base_lr"))
-            and type(scheduler.get("last_epoch")) is int
-            and scheduler["last_epoch"] >= 0
-        ):
-            raise ValueError("the schedule's state must hold a finite base_lr and a whole last_epoch >= 0")
+        if scheduler is not None:
+            optim.LRScheduler.check_state_dict(scheduler)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and scheduler is not None:
@@ -324,52 +320,6 @@ def _check_real_finite(what: str, arrays: Any) -> None:
         array = np.asarray(array)
         if array.dtype.kind != "f" or not np.isfinite(array).all():
             raise ValueError(f"{what} entry {name!r} must hold finite real numbers, got {array.dtype} {array.shape}")
-
-
-def _check_optimizer_state(state: Any, optimizer: optim.Optimizer) -> None:
-    """An optimizer state must look like the one this optimizer writes: the same hyperparameters (finite
-    numbers), whole step counts, and per parameter either nothing or the arrays its update keeps."""
-    # What the optimizer keeps after one step, learnt from a copy, so no list of optimizers lives here.
-    probe = copy.deepcopy(optimizer)
-    for p in probe.params:
-        p.grad = np.zeros_like(p.data)
-    probe.step()
-    expected = probe.state_dict()
-
-    def same_kind(value: Any, like: Any) -> bool:
-        if isinstance(like, bool):
-            return isinstance(value, bool)
-        if isinstance(like, (int, float)):
-            return _is_number(value)
-        return isinstance(value, list) and len(value) == len(like) and all(map(same_kind, value, like))
-
-    if state["type"] != expected["type"]:
-        raise ValueError(f"the optimizer state is for {state['type']}, not {expected['type']}")
-    hyperparameters = state["hyperparameters"]
-    if set(hyperparameters) != set(expected["hyperparameters"]) or not all(
-        same_kind(hyperparameters[key], like) for key, like in expected["hyperparameters"].items()
-    ):
-        raise ValueError(
-            f"the optimizer's hyperparameters must be finite numbers named {sorted(expected['hyperparameters'])}"
-        )
-    step_count, param_steps = state["step_count"], state["param_steps"]
-    if not (
-        type(step_count) is int
-        and 0 <= step_count < 2**53
-        and isinstance(param_steps, list)
-        and len(param_steps) == len(optimizer.params)
-        and all(type(n) is int and 0 <= n <= step_count for n in param_steps)
-    ):
-        raise ValueError("the optimizer's step counts must be whole numbers, 0 <= param_steps <= step_count")
-    if len(state["state"]) != len(expected["state"]):
-        raise ValueError(f"the optimizer state has {len(state['state'])} parameters, not {len(expected['state'])}")
-    for index, (arrays, reference) in enumerate(zip(state["state"], expected["state"], strict=True)):
-        if not isinstance(arrays, dict) or (arrays and set(arrays) != set(reference)):
-            raise ValueError(f"the optimizer state of parameter {index} must be empty or hold {sorted(reference)}")
-        _check_real_finite(f"optimizer state of parameter {index}:", arrays)
-        for key, array in arrays.items():
-            if np.shape(array) != reference[key].shape:
-                raise ValueError(f"optimizer state {key!r} of parameter {index} has shape {np.shape(array)}")
 
 
 def _check_position(position: Any, loader: DataLoader) -> None:
