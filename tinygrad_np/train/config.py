@@ -60,7 +60,7 @@ def _require(condition: bool, message: str) -> None:
 # The recipes: the tutorial's setup as it was, and ours for each model.
 RECIPES: dict[str, dict[str, Any]] = {
     # 784-10-10, W and b ~ U(-0.5, 0.5), full-batch gradient descent with alpha = 0.10, 500 iterations,
-    # with the step decay the tutorial suggests (halve alpha every 200 iterations).
+    # with step decay; the tutorial leaves its schedule open, so we halve alpha every 200 iterations.
     "tutorial": dict(
         model="two_layer",
         hidden_sizes=(10,),
