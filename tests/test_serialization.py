@@ -288,3 +288,25 @@ def test_a_single_npy_array_is_refused(tmp_path):
 
 def test_model_file_error_is_a_value_error():
     assert issubclass(ModelFileError, ValueError)
+
+
+@pytest.mark.parametrize("cut", [10, 50, 200, 0.5])
+def test_a_damaged_file_leaves_no_open_handle(tmp_path, cut):
+    """np.load(path) on a damaged archive can keep its file open; both loaders must close it."""
+    import gc
+    import warnings
+
+    from tinygrad_np.checkpoint import CheckpointError, load_state, save_state
+
+    path = tmp_path / "damaged.npz"
+    save_state({"weights": np.ones(100)}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(cut * len(data)) if isinstance(cut, float) else cut])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(CheckpointError):
+            load_state(path)
+        with pytest.raises(ModelFileError):
+            load_model(path)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

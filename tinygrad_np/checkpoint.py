@@ -84,17 +84,19 @@ _DAMAGED = (
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except _DAMAGED as err:
-        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({_brief(err)})") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise CheckpointError(f"{path} holds a single .npy array, not a checkpoint (.npz)")
-    with loaded as npz:
+    # We open the file, not np.load: when the archive is damaged, np.load can leave its own handle open.
+    with open(path, "rb") as handle:
         try:
-            arrays = {key: npz[key] for key in npz.files}
+            loaded = np.load(handle, allow_pickle=False)
         except _DAMAGED as err:
-            raise CheckpointError(f"checkpoint {path} is damaged or truncated ({_brief(err)})") from None
+            raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({_brief(err)})") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"{path} holds a single .npy array, not a checkpoint (.npz)")
+        with loaded as npz:
+            try:
+                arrays = {key: npz[key] for key in npz.files}
+            except _DAMAGED as err:
+                raise CheckpointError(f"checkpoint {path} is damaged or truncated ({_brief(err)})") from None
     for key, array in arrays.items():
         if not isinstance(array, np.ndarray):  # NumPy hands back a non-.npy archive member as raw bytes
             raise CheckpointError(f"checkpoint {path} is damaged: entry {key!r} is not an array")

@@ -104,13 +104,15 @@ def _header(npz: Any, path: Path) -> dict[str, Any]:
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The header and every weight array, fully read (so a bad CRC shows up here, not later)."""
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{path}: a single .npy array, not a tinygrad_np model (.npz) file")
-        with npz:
-            header = _header(npz, path)
-            weights = {name: _array(npz, name, path) for name in npz.files if name != HEADER_KEY}
-            return header, weights
+        # We open the file, not np.load: when the archive is damaged, np.load can leave its own handle open.
+        with open(path, "rb") as handle:
+            npz = np.load(handle, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ModelFileError(f"{path}: a single .npy array, not a tinygrad_np model (.npz) file")
+            with npz:
+                header = _header(npz, path)
+                weights = {name: _array(npz, name, path) for name in npz.files if name != HEADER_KEY}
+                return header, weights
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, NotImplementedError) as err:
