@@ -40,7 +40,9 @@ def test_nan_from_log_of_a_negative_number_stops_the_forward_pass():
     assert isinstance(error, FloatingPointError)
     assert (error.op, error.phase, error.input_shapes, error.input_index) == ("Log", "forward", ((3, 4),), None)
     assert str(error).startswith("Log produced nan (3 of 12 values) in forward at ")
-    assert str(error).endswith("`loss = x.log().sum()  # log-of-negative`; input shapes: (3, 4)")
+    assert str(error).endswith(
+        "`loss = x.log().sum()  # log-of-negative`; input shapes: (3, 4); every input was finite (largest magnitude 3)"
+    )
     assert_site(error, "log-of-negative")
 
 
@@ -77,6 +79,21 @@ def test_the_reported_line_is_the_users_not_the_layers():
     assert error.op == "Linear" and error.input_shapes == ((5, 4), (2, 4), (2,))
     assert_site(error, "calls-the-model")
     assert "input 1 held inf (1 of 8 values) already: it came from the data, a parameter" in str(error)
+
+
+def test_an_overflow_of_finite_inputs_says_so_whatever_it_came_out_as():
+    # A matrix product that overflows gives inf or nan (inf - inf) depending on the BLAS kernel's order of
+    # additions; the message names every kind it holds and says that the inputs were finite, so it is right both ways.
+    class Overflow(Function):
+        def forward(self, a):
+            return np.array([np.inf, np.nan, -np.inf, 1.0], dtype=a.dtype)
+
+    x = Tensor(np.array([3e38, -1.0], dtype=np.float32))
+    with detect_anomaly(), pytest.raises(AnomalyError) as caught:
+        Overflow.apply(x)
+    message = str(caught.value)
+    assert message.startswith("Overflow produced nan, inf and -inf (3 of 4 values) in forward")
+    assert "every input was finite (largest magnitude 3e+38)" in message
 
 
 def test_a_diverging_training_run_stops_at_the_first_overflow():

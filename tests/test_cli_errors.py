@@ -354,7 +354,10 @@ def test_detect_anomaly_names_the_op_and_the_line_end_to_end(capsys, tmp_path):
         "--output-dir",
         str(tmp_path),
     )
-    line = assert_one_line_error(status, err, "tinygrad-np train", "Linear produced inf", "in forward", "input shapes")
+    # Whether the overflow comes out as inf or as nan (inf - inf) depends on the BLAS kernel: assert neither.
+    line = assert_one_line_error(
+        status, err, "tinygrad-np train", "Linear produced ", "in forward", "input shapes", "every input was finite"
+    )
     assert "train/trainer.py" in line and "self.model(Tensor(images))" in line
 
 

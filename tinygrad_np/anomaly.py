@@ -88,9 +88,12 @@ class _Detector:
         if _is_finite(output):
             return
         bad = [f"input {i} held {_describe(t.data)}" for i, t in enumerate(inputs) if not _is_finite(t.data)]
-        # Every op's output is checked, so a non-finite input came from outside the checked ops.
-        note = f"{', '.join(bad)} already: it came from the data, a parameter, or code run before detect_anomaly()"
-        raise _error(ctx.name, "forward", output, site, inputs, None, note if bad else "")
+        if bad:
+            # Every op's output is checked, so a non-finite input came from outside the checked ops.
+            note = f"{', '.join(bad)} already: it came from the data, a parameter, or code run before detect_anomaly()"
+        else:
+            note = _finite_inputs_note(inputs)
+        raise _error(ctx.name, "forward", output, site, inputs, None, note)
 
     @staticmethod
     def backward(ctx: Function, input_grads: Sequence[np.ndarray | None], upstream: np.ndarray) -> None:
@@ -109,15 +112,28 @@ def _is_finite(array: np.ndarray) -> bool:
 
 
 def _describe(array: np.ndarray) -> str:
-    """'nan (2 of 12 values)', or 'inf', or '-inf' when there is no NaN."""
+    """'nan (2 of 12 values)', 'inf (1 of 3 values)', '-inf ...', or 'nan and inf (5 of 12 values)'."""
     bad = ~np.isfinite(array)
-    if np.isnan(array).any():
-        kind = "nan"
-    elif array.dtype.kind == "f" and not (array[bad] > 0).any():
-        kind = "-inf"
-    else:
-        kind = "inf"
-    return f"{kind} ({int(bad.sum())} of {array.size} values)"
+    nan = np.isnan(array)
+    kinds = []
+    if nan.any():
+        kinds.append("nan")
+    infinite = array[bad & ~nan]
+    if (infinite > 0).any():
+        kinds.append("inf")
+    if (infinite < 0).any():
+        kinds.append("-inf")
+    named = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"
+    return f"{named} ({int(bad.sum())} of {array.size} values)"
+
+
+def _finite_inputs_note(inputs: Sequence[Tensor]) -> str:
+    """Finite inputs, non-finite output: an undefined value (log(-1)) or an overflow. An overflowing matrix product
+    comes out as inf or as nan (inf - inf) depending on the BLAS kernel's order of additions, so the note gives the
+    inputs' size, which is the same on every machine."""
+    floats = [t.data for t in inputs if t.data.dtype.kind == "f" and t.data.size]
+    largest = max((float(np.abs(array).max()) for array in floats), default=0.0)
+    return f"every input was finite (largest magnitude {largest:.3g})"
 
 
 def _error(
