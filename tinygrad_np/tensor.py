@@ -257,10 +257,15 @@ class Tensor:
         self.grad = None
 
     def __repr__(self) -> str:
+        """PyTorch's layout, values first: `Tensor([2., 4.], shape=(2,), dtype=float32, grad_fn=<MulBackward>)`.
+
+        Shape and dtype always (large tensors print summarised, and learners look for both); then the op whose
+        backward will run (`grad_fn`) or, on a leaf that will receive a gradient, `requires_grad=True`.
+        """
         body = np.array2string(self.data, separator=", ", prefix="Tensor(", precision=4, threshold=50)
-        extra = f", dtype={self.data.dtype}"
+        extra = f", shape={self.data.shape}, dtype={self.data.dtype}"
         if self._ctx is not None:
-            extra += f", grad_fn=<{self._ctx.name}>"
+            extra += f", grad_fn=<{self._ctx.name}Backward>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"Tensor({body}{extra})"
