@@ -372,11 +372,14 @@ def stop_on_sigint(trainer: Trainer) -> Iterator[None]:
 
 
 def _progress_bar(epochs: int, done: int, batches: int, enabled: bool) -> Any:
-    """A tqdm bar over batches (mini-batch) or epochs (full batch), or None when off or tqdm is missing."""
+    """A tqdm bar over batches (mini-batch) or epochs (full batch), or None when off or tqdm is missing.
+
+    tqdm.auto draws a widget in Jupyter (with ipywidgets installed) and text on a terminal.
+    """
     if not enabled:
         return None
     try:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
     except ImportError:
         return None
     per_batch = batches > 1
