@@ -1,6 +1,11 @@
 """What a notebook shows: Tensor's repr, a captured graph as SVG without Graphviz, plots inline."""
 
+import importlib.util
+import io
+import sys
+
 import numpy as np
+from conftest import require
 
 import tinygrad_np as tg
 from tinygrad_np import Tensor, nn
@@ -34,3 +39,20 @@ def test_parameter_repr_reads_like_pytorchs():
     weight = nn.Linear(2, 1, generator=0).weight
     text = repr(weight)
     assert text.startswith("Parameter containing:\nTensor([[") and text.endswith("requires_grad=True)")
+
+
+# ---- plots ------------------------------------------------------------------------------------------------
+
+
+def test_a_plot_displays_inline_as_a_png_of_its_size_without_pyplot():
+    require(importlib.util.find_spec("matplotlib") is not None, "matplotlib is not installed (extra `plot`)")
+    require(importlib.util.find_spec("PIL") is not None, "Pillow is not installed (extra `image`)")
+    from PIL import Image
+
+    from tinygrad_np.plots import CURVES_SIZE, DPI, plot_training_curves
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, "test_accuracy": 0.5 + e / 10} for e in (1, 2, 3)]
+    png = plot_training_curves(history)._repr_png_()  # what IPython calls to show a cell's value
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size == (CURVES_SIZE[0] * DPI, CURVES_SIZE[1] * DPI)
+    assert "matplotlib.pyplot" not in sys.modules  # no global figure state, no GUI backend chosen

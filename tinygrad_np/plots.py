@@ -1,10 +1,13 @@
 """Pictures of training: loss and accuracy curves, a grid of predictions with the mistakes marked, and a
 confusion matrix. Matplotlib (the `plot` extra) is imported lazily and used through `Figure` objects with
-the Agg renderer, never through pyplot: no global state, no display needed, safe from threads.
+the Agg renderer, never through pyplot: no global state, no display needed, safe from threads. In a notebook
+the figures these functions return display inline (they have `_repr_png_`); from the CLI they are saved.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,12 +25,25 @@ MISTAKE_COLOR = "#d62728"
 CORRECT_COLOR = "#2ca02c"
 
 
+@functools.cache
+def _inline(figure_class: type) -> type:
+    class InlineFigure(figure_class):
+        """A Figure that Jupyter draws inline as PNG when it is a cell's value (IPython asks `_repr_png_`)."""
+
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=DPI)
+            return buffer.getvalue()
+
+    return InlineFigure
+
+
 def _figure(size: tuple[float, float], layout: str | None = "constrained") -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError(f'plots need matplotlib: pip install "tinygrad-np[plot]" ({err})') from err
-    return Figure(figsize=size, dpi=DPI, layout=layout)
+    return _inline(Figure)(figsize=size, dpi=DPI, layout=layout)
 
 
 def save_figure(figure: Any, path: str | os.PathLike) -> Path:
