@@ -2,13 +2,20 @@
 
 import importlib.util
 import io
+import shutil
 import sys
+import xml.etree.ElementTree as ET
 
 import numpy as np
+import pytest
 from conftest import require
 
 import tinygrad_np as tg
+import tinygrad_np.graph as graph_module
 from tinygrad_np import Tensor, nn
+from tinygrad_np.graph import capture
+from tinygrad_np.nn import functional as F
+from tinygrad_np.tensor import iter_graph
 
 # ---- Tensor.__repr__ --------------------------------------------------------------------------------------
 
@@ -56,3 +63,95 @@ def test_a_plot_displays_inline_as_a_png_of_its_size_without_pyplot():
     image = Image.open(io.BytesIO(png))
     assert image.format == "PNG" and image.size == (CURVES_SIZE[0] * DPI, CURVES_SIZE[1] * DPI)
     assert "matplotlib.pyplot" not in sys.modules  # no global figure state, no GUI backend chosen
+
+
+# ---- a captured graph as SVG --------------------------------------------------------------------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def mlp_loss(seed=0):
+    model = nn.Sequential(nn.Linear(6, 5, generator=seed), nn.ReLU(), nn.Linear(5, 3, generator=seed + 1))
+    rng = np.random.default_rng(seed)
+    x = Tensor(rng.random((4, 6)).astype(np.float32))
+    return model, x, F.cross_entropy(model(x), rng.integers(0, 3, 4))
+
+
+def diamond():
+    a = Tensor([1.0, 2.0], requires_grad=True)
+    b = a * 3.0
+    return ((a + a) * b + b.exp()).sum()  # a twice into one op; b into two ops
+
+
+def drawn(svg_text):
+    """{node id: (x, y, width, height, label text)} and [(source, target, path)] as the SVG draws them."""
+    root = ET.fromstring(svg_text)  # well-formed XML, or this raises
+    assert root.tag == f"{SVG}svg"
+    nodes, edges = {}, []
+    for group in root.iter(f"{SVG}g"):
+        if group.get("class") == "node":
+            rect = group.findall(f"{SVG}rect")[-1]  # the root has an extra outer ring first
+            box = tuple(float(rect.get(k)) for k in ("x", "y", "width", "height"))
+            nodes[group.get("id")] = (*box, " | ".join(t.text for t in group.iter(f"{SVG}text")))
+        elif group.get("class") == "edge":
+            source, target = group.find(f"{SVG}title").text.split("->")
+            edges.append((source, target, group.find(f"{SVG}path").get("d")))
+    return root, nodes, edges
+
+
+@pytest.mark.parametrize("make", [lambda: mlp_loss()[2], diamond], ids=["mlp", "diamond"])
+def test_builtin_svg_has_one_node_per_tensor_and_one_edge_per_op_input(make):
+    root = make()
+    graph = capture(root)
+    _, nodes, edges = drawn(graph.to_builtin_svg())
+    assert set(nodes) == {node.id for node in graph.nodes}
+    ops = [t for t in iter_graph(root) if t._ctx is not None]
+    assert sum(1 for node in graph.nodes if node.op is not None) == len(ops)
+    assert sorted((s, t) for s, t, _ in edges) == sorted(graph.edges)  # a + a: both edges drawn
+    for node in graph.nodes:
+        assert nodes[node.id][4].split(" | ")[0] == node.lines()[0]  # op or parameter name first
+
+
+def test_builtin_svg_lays_out_top_to_bottom_without_overlaps_inside_the_picture():
+    model, x, loss = mlp_loss()
+    svg = capture(loss, names=[("x", x), *model.named_parameters()]).to_builtin_svg()
+    root, nodes, edges = drawn(svg)
+    width, height = float(root.get("width")), float(root.get("height"))
+    for x0, y0, w, h, _ in nodes.values():
+        assert x0 >= 0 and x0 + w <= width and y0 >= 0 and y0 + h <= height
+    boxes = list(nodes.values())
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart = a[0] + a[2] <= b[0] or b[0] + b[2] <= a[0] or a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1]
+            assert apart, f"boxes overlap: {a[4]!r} and {b[4]!r}"
+    for source, target, _ in edges:
+        assert nodes[source][1] + nodes[source][3] < nodes[target][1]  # data flows down the page
+    assert nodes[capture(loss).root][4].startswith("CrossEntropy")
+
+
+def test_builtin_svg_is_the_same_bytes_every_time():
+    assert capture(mlp_loss()[2]).to_builtin_svg() == capture(mlp_loss()[2]).to_builtin_svg()
+    assert capture(diamond()).to_builtin_svg() == capture(diamond()).to_builtin_svg()
+
+
+def test_builtin_svg_escapes_labels_and_draws_a_lone_leaf():
+    x = Tensor(np.ones(3), requires_grad=True)
+    _, nodes, edges = drawn(capture((x * 2.0).sum(), names={'<x & "y">': x}).to_builtin_svg())
+    assert any(label.startswith('<x & "y">') for *_, label in nodes.values()) and len(edges) == 3
+    _, nodes, edges = drawn(capture(Tensor(1.0, requires_grad=True)).to_builtin_svg())
+    assert len(nodes) == 1 and not edges
+
+
+def test_jupyter_gets_the_builtin_svg_without_graphviz(monkeypatch):
+    monkeypatch.setattr(graph_module.shutil, "which", lambda name: None)
+    graph = capture(mlp_loss()[2])
+    assert graph._repr_svg_() == graph.to_builtin_svg()
+
+
+def test_jupyter_gets_graphvizs_svg_when_dot_is_installed():
+    require(shutil.which("dot") is not None, "Graphviz's dot is not installed (apt-get install graphviz)")
+    graph = capture(mlp_loss()[2])
+    root = ET.fromstring(graph._repr_svg_())
+    groups = [g.get("class") for g in root.iter(f"{SVG}g")]
+    assert groups.count("node") == len(graph.nodes) and groups.count("edge") == len(graph.edges)
+    assert graph._repr_svg_() != graph.to_builtin_svg()

@@ -1,4 +1,5 @@
-"""Pictures of a computation graph: DOT (Graphviz) and Mermaid text, and SVG through Graphviz's `dot`.
+"""Pictures of a computation graph: DOT (Graphviz) and Mermaid text, SVG through Graphviz's `dot` or our own
+layout (`graph_svg`), and inline display in Jupyter (`_repr_svg_`: a captured graph as a cell's value).
 
 One node per tensor (leaves: parameters and inputs; the rest: the op that made them), one edge per op input,
 pointing the way data flows. Nodes show op or parameter name, shape, dtype and, once known, the gradient norm.
@@ -111,6 +112,18 @@ class ComputationGraph:
     def to_svg(self, timeout: float = DOT_TIMEOUT_S) -> str:
         """SVG drawn by Graphviz's `dot` (raises GraphvizNotFoundError if it is not installed)."""
         return render_svg(self.to_dot(), timeout)
+
+    def to_builtin_svg(self) -> str:
+        """SVG from our own layered layout (`tinygrad_np.graph_svg`): needs nothing installed, same bytes every time."""
+        from tinygrad_np import graph_svg
+
+        return graph_svg.to_svg(self)
+
+    def _repr_svg_(self) -> str:
+        """What Jupyter shows for a captured graph: Graphviz's drawing when `dot` is installed, else our own."""
+        if shutil.which("dot") is None:
+            return self.to_builtin_svg()
+        return self.to_svg()
 
 
 def _dot_escape(text: str) -> str:
