@@ -4,6 +4,7 @@ from tinygrad_np import nn, optim
 from tinygrad_np.anomaly import AnomalyError, detect_anomaly
 from tinygrad_np.creation import as_generator, full, manual_seed, ones, randn, uniform, zeros
 from tinygrad_np.ops import concatenate, maximum, stack, where
+from tinygrad_np.tape import explain
 from tinygrad_np.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ __all__ = [
     "concatenate",
     "detect_anomaly",
     "enable_grad",
+    "explain",
     "full",
     "is_grad_enabled",
     "manual_seed",

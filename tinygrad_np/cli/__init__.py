@@ -1,4 +1,4 @@
-"""The `tinygrad-np` command: train, eval, predict, compare, export, graph, serve, bench.
+"""The `tinygrad-np` command: train, eval, predict, compare, explain, export, graph, serve, bench.
 
 Every failure the user can cause (a bad option value, a missing or corrupt file) ends in one line on stderr
 and a non-zero exit status, never a traceback.
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tinygrad_np.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, CLIError, add_data_arguments, add_model_file_argument
+from tinygrad_np.cli.explain import add_explain_arguments, run_explain
 from tinygrad_np.cli.inference import run_eval, run_predict, run_serve
 from tinygrad_np.cli.train import add_train_arguments, run_train
 
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(handler=run_serve)
+
+    explain = commands.add_parser("explain", help="print the backward pass of one batch's loss, step by step")
+    add_explain_arguments(explain)
+    explain.set_defaults(handler=run_explain)
 
     for name, module, help_text in _MOUNTED:
         try:
