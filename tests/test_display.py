@@ -155,3 +155,8 @@ def test_jupyter_gets_graphvizs_svg_when_dot_is_installed():
     groups = [g.get("class") for g in root.iter(f"{SVG}g")]
     assert groups.count("node") == len(graph.nodes) and groups.count("edge") == len(graph.edges)
     assert graph._repr_svg_() != graph.to_builtin_svg()
+
+
+def test_a_captured_graph_prints_in_one_line():
+    graph = capture(mlp_loss()[2])
+    assert repr(graph) == "<ComputationGraph of CrossEntropy: 9 tensors (4 made by ops), 8 edges>"

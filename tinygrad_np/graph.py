@@ -72,6 +72,12 @@ class ComputationGraph:
     edges: tuple[tuple[str, str], ...]  # (input node id, output node id), once per op input (a + a gives two)
     root: str
 
+    def __repr__(self) -> str:
+        ops = sum(1 for node in self.nodes if node.op is not None)
+        root = next(node for node in self.nodes if node.id == self.root)
+        return (f"<ComputationGraph of {root.lines()[0]}: {len(self.nodes)} tensors ({ops} made by ops), "
+                f"{len(self.edges)} edges>")
+
     def to_dot(self) -> str:
         """Graphviz DOT text (`dot -Tsvg` draws it)."""
         styles = {
