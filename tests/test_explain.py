@@ -3,6 +3,7 @@
 import inspect
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,12 @@ def test_the_command_prints_the_tutorial_networks_tape(capsys):
     assert "dZ1 = W2^T dZ2 * (Z1 > 0)  steps 2, 5" in out and len(printed_rows(out)) == 8
     assert main(["explain", "--offline", "--batch-size", "999999"]) == 2
     assert "--batch-size must be at most 4000" in capsys.readouterr().err
+
+
+def test_the_readmes_tape_is_what_the_command_prints(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```text\n\$ tinygrad-np explain --offline\n(.*?)```", readme, flags=re.DOTALL)
+    assert block, "the README shows `tinygrad-np explain --offline` and its output"
+    assert main(["explain", "--offline"]) == 0
+    captured = capsys.readouterr()
+    assert block[1] == captured.err + captured.out  # stderr's one line about the data comes first
