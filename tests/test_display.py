@@ -9,12 +9,12 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from conftest import require
+from test_graph import SVG, mlp_loss
 
 import tinygrad_np as tg
 import tinygrad_np.graph as graph_module
 from tinygrad_np import Tensor, nn
 from tinygrad_np.graph import capture
-from tinygrad_np.nn import functional as F
 from tinygrad_np.tensor import iter_graph
 
 # ---- Tensor.__repr__ --------------------------------------------------------------------------------------
@@ -66,16 +66,6 @@ def test_a_plot_displays_inline_as_a_png_of_its_size_without_pyplot():
 
 
 # ---- a captured graph as SVG --------------------------------------------------------------------------------
-
-SVG = "{http://www.w3.org/2000/svg}"
-
-
-def mlp_loss(seed=0):
-    model = nn.Sequential(nn.Linear(6, 5, generator=seed), nn.ReLU(), nn.Linear(5, 3, generator=seed + 1))
-    rng = np.random.default_rng(seed)
-    x = Tensor(rng.random((4, 6)).astype(np.float32))
-    return model, x, F.cross_entropy(model(x), rng.integers(0, 3, 4))
-
 
 def diamond():
     a = Tensor([1.0, 2.0], requires_grad=True)
