@@ -10,4 +10,5 @@ Markdown table and a PNG chart of how step time scales.
     overhead     microseconds per op (forward + backward) of a chain of ops on tiny tensors
     convergence  time to 97% test accuracy, and peak memory while training (full mode only)
     scaling      step time as batch size and hidden width grow (the chart)
+    serve        the demo server under load: latency, slow clients, memory (server in a child process)
 """

@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import convergence, full_batch, minibatch, overhead, report, scaling
+from benchmarks import convergence, full_batch, minibatch, overhead, report, scaling, serve
 from benchmarks.harness import environment, import_torch, progress
 from tinygrad_np.data import MNISTNotFoundError, load_mnist
 from tinygrad_np.data.idx import MNISTFormatError
 
-BENCHMARKS = ("full_batch", "minibatch", "overhead", "convergence", "scaling")
+BENCHMARKS = ("full_batch", "minibatch", "overhead", "convergence", "scaling", "serve")
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ def main(args: argparse.Namespace) -> int:
         sections["scaling"] = scaling.run(
             x, y, torch, mode.scaling_rounds, mode.scaling_batch_sizes, mode.scaling_hidden_sizes, settle=mode.settle
         )
+    if "serve" in selected:
+        sections["serve"] = serve.run(quick=mode is QUICK)
     if torch is None:
         skipped["pytorch"] = torch_note
 

@@ -46,7 +46,7 @@ def test_quick_mode_writes_json_markdown_and_png(quick_run: tuple[int, Path]) ->
     code, out = quick_run
     assert code == 0
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert set(results["sections"]) == {"full_batch", "minibatch", "overhead", "scaling"}
+    assert set(results["sections"]) == {"full_batch", "minibatch", "overhead", "scaling", "serve"}
     assert "convergence" in results["skipped"]  # full mode only
     env = results["environment"]
     assert env["mode"] == "quick" and env["machine"]["usable_cores"] >= 1 and env["numpy"] == np.__version__
