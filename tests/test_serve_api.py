@@ -9,35 +9,19 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from serve_helpers import FakeModel, assert_alive, canvas_body, one_stroke, raw_exchange, request, serving
 
 from tinygrad_np.preprocess import to_mnist
 from tinygrad_np.serve import MAX_BODY_BYTES, MAX_SIDE, DigitServer, make_server
-from tinygrad_np.serve.server import DigitHandler
-
-
-class FakeModel:
-    """Probabilities that depend on the input (so nothing is hard-coded), and a record of the inputs."""
-
-    def __init__(self) -> None:
-        self.inputs: list[np.ndarray] = []
-        self.weights = np.random.default_rng(0).normal(size=(784, 10))
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.inputs.append(x.copy())
-        logits = x.astype(np.float64) @ self.weights
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
 
 
 @pytest.fixture
@@ -47,63 +31,8 @@ def model() -> FakeModel:
 
 @pytest.fixture
 def server(model) -> Iterator[DigitServer]:
-    server = make_server(model, port=0, banner="fake model for the HTTP tests")
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-
-
-def request(server, path, body=None, content_type="application/json", method=None):
-    """(status, headers, decoded JSON or raw bytes) for one request; HTTP errors are answers, not raises."""
-    headers = {"Content-Type": content_type} if content_type else {}
-    req = urllib.request.Request(server.url.rstrip("/") + path, data=body, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as response:
-            status, response_headers, raw = response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        status, response_headers, raw = error.code, error.headers, error.read()
-    if response_headers.get("Content-Type") == "application/json":
-        return status, response_headers, json.loads(raw)
-    return status, response_headers, raw
-
-
-def raw_exchange(server, data: bytes, then_close_write: bool = True) -> tuple[int, dict]:
-    """Send raw bytes on a socket (for what urllib will not send), return the status and JSON answer."""
-    with socket.create_connection(server.server_address[:2], timeout=10) as sock:
-        sock.sendall(data)
-        if then_close_write:
-            sock.shutdown(socket.SHUT_WR)
-        response = b""
-        while chunk := sock.recv(65536):
-            response += chunk
-    head, _, body = response.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(body)
-
-
-def canvas_body(pixels: np.ndarray) -> bytes:
-    height, width = pixels.shape
-    return json.dumps({"width": width, "height": height, "pixels": pixels.ravel().tolist()}).encode()
-
-
-def one_stroke(height: int = 280, width: int = 280) -> np.ndarray:
-    """A canvas like the page sends: black, with a white diagonal stroke, integers 0..255."""
-    canvas = np.zeros((height, width), dtype=np.int64)
-    pen = max(1, height // 30)
-    for t in np.linspace(0, 1, 200):
-        row, col = int(height * (0.15 + 0.7 * t)), int(width * (0.55 - 0.15 * t))
-        canvas[row - pen : row + pen, col - pen : col + pen] = 255
-    return canvas
-
-
-def assert_alive(server) -> None:
-    """The server still answers a valid prediction after whatever came before."""
-    status, _, answer = request(server, "/api/predict", canvas_body(one_stroke(60, 60)))
-    assert status == 200, answer
-    assert 0 <= answer["digit"] <= 9
+    with serving(model) as server:
+        yield server
 
 
 def test_page_and_its_assets_are_served_from_this_machine(server):
@@ -216,16 +145,10 @@ def test_oversized_body_is_refused_with_413(server, model):
     assert_alive(server)
 
 
-def test_smaller_body_limit_is_configurable():
-    server = make_server(FakeModel(), port=0, max_body_bytes=1000)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+def test_smaller_body_limit_is_configurable(model):
+    with serving(model, max_body_bytes=1000) as server:
         status, _, answer = request(server, "/api/predict", canvas_body(one_stroke(60, 60)))
         assert status == 413 and "1000-byte limit" in answer["error"]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_content_length_is_required_and_must_be_a_number(server):
@@ -243,12 +166,12 @@ def test_content_length_is_required_and_must_be_a_number(server):
     assert_alive(server)
 
 
-def test_a_stalled_client_times_out_without_holding_the_server(server, monkeypatch):
-    monkeypatch.setattr(DigitHandler, "timeout", 0.5)
-    head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-    status, answer = raw_exchange(server, head + b'{"wid', then_close_write=False)
-    assert status == 408 and "timed out" in answer["error"]
-    assert_alive(server)
+def test_a_stalled_client_times_out_without_holding_the_server(model):
+    with serving(model, request_deadline_s=0.5) as server:
+        head = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        status, answer = raw_exchange(server, head + b'{"wid', then_close_write=False)
+        assert status == 408 and "must arrive within 0.5 s" in answer["error"]
+        assert_alive(server)
 
 
 @pytest.mark.parametrize(
@@ -291,19 +214,13 @@ def test_broken_http_gets_a_json_error(server):
     ids=["raises", "wrong-shape", "nan"],
 )
 def test_a_failing_model_gives_500_and_is_logged(broken_model, caplog):
-    server = make_server(broken_model, port=0)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving(broken_model) as server:
         with caplog.at_level(logging.ERROR, logger="tinygrad_np.serve"):
             status, _, answer = request(server, "/api/predict", canvas_body(one_stroke(60, 60)))
         assert status == 500 and answer == {"error": "internal server error (see the server's log)"}
         assert any("unexpected error" in record.message for record in caplog.records)
         status, _, _ = request(server, "/api/info", method="GET")  # still up
         assert status == 200
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_concurrent_requests_all_get_answers(server, model):

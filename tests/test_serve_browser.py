@@ -71,7 +71,7 @@ def live_server(trained_model) -> Iterator[str]:
 
     banner = f"model: 784-128-10 MLP trained just now on full MNIST ({accuracy:.1%} test accuracy)"
     server = make_server(predict_proba, port=0, banner=banner)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.url
     server.shutdown()
