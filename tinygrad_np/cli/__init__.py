@@ -10,7 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from tinygrad_np.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, CLIError, add_data_arguments, add_model_file_argument
+from tinygrad_np.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CLIError,
+    add_data_arguments,
+    add_model_file_argument,
+    port_number,
+)
 from tinygrad_np.cli.explain import add_explain_arguments, run_explain
 from tinygrad_np.cli.inference import run_eval, run_predict, run_serve
 from tinygrad_np.cli.train import add_train_arguments, run_train
@@ -53,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="a web page to draw digits and watch the network read them")
     serve.add_argument("--model-file", type=Path, help="a saved model (default: train a quick one first)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 0..65535 (default: %(default)s)")
     serve.set_defaults(handler=run_serve)
 
     explain = commands.add_parser("explain", help="print the backward pass of one batch's loss, step by step")

@@ -64,6 +64,17 @@ def batch_size_type(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"must be a positive whole number or 'full', got {text!r}") from None
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 0..65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535 (0: any free port), got {text}")
+    return value
+
+
 def probability(text: str) -> float:
     value = non_negative_float(text)
     if value >= 1:

@@ -59,9 +59,11 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from tinygrad_np.serve import run
+    from tinygrad_np.serve import check_dependencies, listen, run
     from tinygrad_np.train import predict_proba
 
+    check_dependencies()  # before any training: without Pillow every drawing would get a 500
+    sock = listen(args.host, args.port)  # bind first: a port in use fails now, not after half a minute of training
     if args.model_file is not None:
         model = load_model_file(args.model_file)
         banner = f"model: {args.model_file}"
@@ -77,4 +79,4 @@ def run_serve(args: argparse.Namespace) -> int:
         trainer.fit(config.epochs)
         _, accuracy = evaluate(model, *sample.arrays("test"))
         banner = f"model: a 784-128-10 MLP trained just now on the offline sample ({accuracy:.1%} on its test split)"
-    return run(lambda images: predict_proba(model, images), args.host, args.port, banner) or 0
+    return run(lambda images: predict_proba(model, images), banner=banner, sock=sock) or 0
