@@ -50,7 +50,9 @@ FULL = Load(requests=200, concurrency=20, slow_clients=100, slow_seconds=30.0, c
 QUICK = Load(requests=40, concurrency=10, slow_clients=20, slow_seconds=1.0, canvases=2)
 
 SERVER_CODE = """
+import sys
 import numpy as np
+import tinygrad_np
 from tinygrad_np import Tensor, nn, no_grad
 from tinygrad_np.serve import make_server, serve_forever
 
@@ -63,6 +65,7 @@ def predict_proba(x):
 
 server = make_server(predict_proba, port=0, banner="benchmark")
 print(server.server_address[1], flush=True)
+print("bench: serve: the server runs", tinygrad_np.__file__, file=sys.stderr, flush=True)
 serve_forever(server)
 """
 
@@ -193,7 +196,8 @@ def start_server(server_root: Path | None = None) -> tuple[subprocess.Popen, int
     """The demo server in a child process, serving `server_root`'s tinygrad_np (default: this checkout's)."""
     root = server_root or Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "OPENBLAS_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-c", SERVER_CODE], stdout=subprocess.PIPE, env=env, text=True)
+    # cwd too: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH.
+    child = subprocess.Popen([sys.executable, "-c", SERVER_CODE], stdout=subprocess.PIPE, env=env, text=True, cwd=root)
     line = child.stdout.readline() if child.stdout else ""
     if not line.strip().isdigit():
         child.kill()
