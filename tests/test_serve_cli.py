@@ -53,6 +53,13 @@ def test_a_port_in_use_fails_before_training(capsys):
     )
 
 
+def test_an_unknown_host_fails_before_training(capsys):
+    status, err = run_main(capsys, "serve", "--host", "no-such-host.invalid", "--port", "0")
+    assert status == 2 and TRAINING not in err
+    (line,) = err.splitlines()
+    assert line.startswith("tinygrad-np serve: error: cannot serve on 'no-such-host.invalid': not an address")
+
+
 def test_without_pillow_serve_says_what_to_install_before_training():
     """Issue 15: with only `.[mnist]` installed the page loaded, then every drawing got a 500."""
     code = (

@@ -50,7 +50,11 @@ LISTEN_BACKLOG = 1024  # connections the kernel holds while we are at max_connec
 
 @dataclass(frozen=True)
 class Limits:
-    """What one server lets its clients use. Memory above idle is at most ``workers`` requests' worth."""
+    """What one server lets its clients use.
+
+    Memory above idle is at most ``workers`` requests' worth: a body and its parsed canvas, up to about 60 MiB
+    for an 8 MiB body of fractional pixels (Python floats in a list, then float64 arrays).
+    """
 
     max_body_bytes: int = 8 * 1024 * 1024  # a 1024x1024 canvas of integers "255," fits with room to spare
     max_header_bytes: int = 16 * 1024  # request line plus headers; browsers send under 2 KiB
