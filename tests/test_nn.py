@@ -346,6 +346,21 @@ def test_activations_and_flatten_match_numpy():
     assert nn.Flatten(start_dim=0)(t).shape == (24,)
 
 
+@pytest.mark.parametrize("negative_slope", [0.01, 0.2, 0.0, -0.5])
+def test_leaky_relu_matches_torch_forward_and_backward_including_at_zero(torch, rng, negative_slope):
+    x = np.concatenate([rng.standard_normal(11), [0.0, -0.0]])
+    upstream = rng.standard_normal(x.shape)
+    t = Tensor(x, requires_grad=True)
+    layer = nn.LeakyReLU(negative_slope)
+    layer(t).backward(upstream)
+    reference = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.leaky_relu(reference, negative_slope).backward(torch.tensor(upstream))
+    np.testing.assert_array_equal(layer(t).data, torch.nn.functional.leaky_relu(torch.tensor(x), negative_slope))
+    np.testing.assert_array_equal(t.grad, reference.grad.numpy())  # the slope at exactly 0, as PyTorch
+    assert repr(layer) == f"LeakyReLU(negative_slope={negative_slope})"
+    assert F.leaky_relu(Tensor(np.float32(-2.0))).dtype == np.float32
+
+
 # ---- losses ----------------------------------------------------------------------------------------------
 
 

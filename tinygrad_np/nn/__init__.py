@@ -1,7 +1,7 @@
 """Neural-network building blocks, in PyTorch's vocabulary."""
 
 from tinygrad_np.nn import functional, init
-from tinygrad_np.nn.layers import Dropout, Flatten, Linear, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from tinygrad_np.nn.layers import Dropout, Flatten, LeakyReLU, Linear, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from tinygrad_np.nn.losses import CrossEntropyLoss, MSELoss, NLLLoss
 from tinygrad_np.nn.module import Module, Parameter, Sequential
 
@@ -9,6 +9,7 @@ __all__ = [
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
+    "LeakyReLU",
     "Linear",
     "LogSoftmax",
     "MSELoss",

@@ -25,6 +25,12 @@ def relu(x: ArrayLike) -> Tensor:
     return _tensor(x).relu()
 
 
+def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Tensor:
+    """y = x if x > 0 else negative_slope * x;  dx = g if x > 0 else negative_slope * g (PyTorch's at 0)"""
+    x = _tensor(x)
+    return ops.where(x > 0, x, x * negative_slope)
+
+
 def softmax(x: ArrayLike, axis: int = -1) -> Tensor:
     return _tensor(x).softmax(axis)
 
