@@ -35,7 +35,7 @@ import numpy as np
 
 from models.two_layer import one_hot, relu, relu_deriv, softmax
 from tinygrad_np import nn
-from tinygrad_np.compare.convention import load_model_params, model_params, parameter_names
+from tinygrad_np.compare.layout import load_model_params, model_params, parameter_names
 from tinygrad_np.creation import as_generator
 
 
@@ -72,17 +72,17 @@ def mlp(
 
 def tutorial_names(model: nn.Module) -> dict[str, str]:
     """{"W1": "0.weight", "b1": "0.bias", "W2": "2.weight", ...}: tutorial name -> state-dict name."""
-    return parameter_names(model, "tutorial")
+    return parameter_names(model)
 
 
 def params_from_model(model: nn.Module) -> dict[str, np.ndarray]:
     """W_l = weight (out, in), b_l = bias[:, None] (out, 1), copied, dtype kept."""
-    return model_params(model, "tutorial")
+    return model_params(model, "column")
 
 
 def load_params(model: nn.Module, params: Mapping[str, np.ndarray]) -> nn.Module:
     """Copy W_l, b_l (tutorial layout) into the module's Linear layers, cast to each parameter's dtype."""
-    return load_model_params(model, params, "tutorial")
+    return load_model_params(model, params, "column")
 
 
 # ----------------------------------------------------------------------------------------------------------

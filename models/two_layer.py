@@ -43,7 +43,7 @@ from typing import Literal
 import numpy as np
 
 from tinygrad_np import nn
-from tinygrad_np.compare.convention import load_model_params, model_params
+from tinygrad_np.compare.layout import load_model_params, model_params
 from tinygrad_np.creation import as_generator
 
 INPUT_SIZE = 784
@@ -215,7 +215,7 @@ def gradient_descent(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The compare package's contract (tinygrad_np.compare, convention="tutorial"): dicts keyed by tutorial names.
+# The compare package's contract (tinygrad_np.compare, layout="column"): dicts keyed by tutorial names.
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -249,7 +249,7 @@ def _check_is_two_layer(model: nn.Module) -> None:
 def tutorial_params_from_model(model: nn.Module) -> dict[str, np.ndarray]:
     """W1 = 0.weight, b1 = 0.bias[:, None], W2 = 2.weight, b2 = 2.bias[:, None] (copies, dtype kept)."""
     _check_is_two_layer(model)
-    return model_params(model, "tutorial")
+    return model_params(model, "column")
 
 
 def load_tutorial_params(
@@ -257,4 +257,4 @@ def load_tutorial_params(
 ) -> nn.Module:
     """Copy the tutorial's arrays into the module: 0.weight = W1, 0.bias = b1[:, 0], ... (in the model's dtype)."""
     _check_is_two_layer(model)
-    return load_model_params(model, {"W1": W1, "b1": b1, "W2": W2, "b2": b2}, "tutorial")
+    return load_model_params(model, {"W1": W1, "b1": b1, "W2": W2, "b2": b2}, "column")

@@ -18,12 +18,12 @@ from tinygrad_np.compare import (
     PASS,
     THRESHOLDS,
     WARN,
+    ManualCodeError,
     assert_gradients_match,
     cli,
     compare_arrays,
     compare_gradients,
     compare_model,
-    tutorial_adapter,
 )
 
 # ---------------------------------------------------------------------------------------------- compare_gradients
@@ -96,12 +96,6 @@ def test_nan_or_inf_fails_and_names_the_side():
     pair = compare_arrays(a, b, labels=("autograd", "manual"))
     assert pair.verdict == FAIL and pair.worst_index == (1, 0)
     assert "NaN/inf in manual" in pair.note
-
-
-def test_a_dead_unit_with_a_gradient_hints_at_a_missing_relu_mask():
-    autograd = np.array([[0.0, 0.0], [0.3, -0.2]])  # unit 0 dead for the whole batch: no gradient
-    manual = np.array([[0.1, 0.4], [0.3, -0.2]])
-    assert "missing ReLU mask" in compare_arrays(autograd, manual).note
 
 
 def test_zero_gradients():
@@ -198,7 +192,8 @@ def test_correct_hand_derived_gradients_pass_on_random_architectures(architectur
     input_size, hidden, m, dtype = architecture
     model = reference.mlp(input_size, hidden, 10, generator=seed, dtype=dtype)
     x, y = digits(m, seed, input_size)
-    report = compare_model(model, reference.manual_backward, x, y, manual_forward=reference.manual_forward)
+    report = compare_model(model, reference.manual_backward, x, y, manual_forward=reference.manual_forward,
+                           layout="column")
     assert report.verdict == PASS, report.format()
     assert len(report.gradients) == 2 * (len(hidden) + 1) and len(report.forward) == 2 * (len(hidden) + 1)
 
@@ -213,7 +208,7 @@ def test_weight_decay_and_dropout_masks_pass_through_compare_model(architecture,
     hand = {"dropout_masks": masks, "dropout": dropout}
     report = compare_model(model, functools.partial(reference.manual_backward, weight_decay=weight_decay, **hand),
                            x, y, manual_forward=functools.partial(reference.manual_forward, **hand),
-                           weight_decay=weight_decay, dropout_masks=masks)
+                           layout="column", l2=weight_decay, dropout_masks=masks)
     assert report.verdict == PASS, report.format()
 
 
@@ -224,8 +219,8 @@ def tutorial_case(m: int = 16, seed: int = 0):
 
 def test_the_tutorials_code_as_written_passes_and_nobody_is_blamed():
     model, x, y = tutorial_case()
-    forward, backward = tutorial_adapter(tutorial.forward_prop, tutorial.backward_prop)
-    report = compare_model(model, backward, x, y, manual_forward=forward, numerical=True, numerical_entries=200)
+    report = compare_model(model, tutorial.backward_prop, x, y, manual_forward=tutorial.forward_prop, layout="column",
+                           numerical=True, numerical_entries=200)
     assert report.verdict == PASS, report.format()
     assert [item.name for item in report.forward] == ["Z1", "A1", "Z2", "A2"]
     assert [(item.name, item.alias) for item in report.gradients] == [
@@ -263,8 +258,8 @@ def _backward(Z1, A1, Z2, A2, W1, W2, X, Y, bug):
 
 
 PLANTED_BUGS = {
-    "missing 1/m": (["dW2"], "constant factor"),
-    "missing ReLU mask": (["dW1", "db1"], ""),  # hinted only when a unit is dead for the whole batch (below)
+    "missing 1/m": (["dW2"], "missing 1/m"),
+    "missing ReLU mask": (["dW1", "db1"], "missing ReLU mask: the gradient flows where Z1 <= 0"),
     "transposed dW (square)": (["dW2"], "transposed"),
     "transposed dW": (["dW1"], "transposed"),
     "bias summed over the wrong axis": (["db2"], "wrong axis"),
@@ -277,8 +272,8 @@ PLANTED_BUGS = {
 def test_each_planted_bug_fails_on_its_parameter_and_the_numerical_check_blames_the_hand_derivation(bug):
     failing, hint = PLANTED_BUGS[bug]
     model, x, y = tutorial_case()
-    forward, backward = tutorial_adapter(tutorial.forward_prop, functools.partial(_backward, bug=bug))
-    report = compare_model(model, backward, x, y, manual_forward=forward, numerical=True, numerical_entries=200)
+    report = compare_model(model, functools.partial(_backward, bug=bug), x, y, manual_forward=tutorial.forward_prop,
+                           layout="column", numerical=True, numerical_entries=200)
     assert report.failed == failing, report.format()
     assert report.blamed == dict.fromkeys(failing, "manual"), report.format()
     assert all(item.verdict == PASS for item in report.forward)  # the forward pass was right all along
@@ -299,16 +294,16 @@ def test_the_unshifted_softmax_overflows_and_the_forward_table_says_where():
         Z2 = W2.dot(A1) + b2
         return Z1, A1, Z2, tutorial.softmax_unshifted(Z2)
 
-    forward, backward = tutorial_adapter(forward_prop_unshifted, tutorial.backward_prop)
-    report = compare_model(model, backward, x, y, manual_forward=forward, numerical=True, numerical_entries=200)
+    report = compare_model(model, tutorial.backward_prop, x, y, manual_forward=forward_prop_unshifted, layout="column",
+                           numerical=True, numerical_entries=200)
     assert [item.verdict for item in report.forward] == [PASS, PASS, PASS, FAIL]
     assert "NaN/inf in manual" in report["A2"].pair.note
     assert report.notes[0].startswith("the forward pass differs first at A2")
     assert report.failed == ["dW1", "db1", "dW2", "db2"]
     assert set(report.blamed.values()) == {"manual"}
     # The same batch with the tutorial's shifted softmax is fine: the overflow was the only problem.
-    forward, backward = tutorial_adapter(tutorial.forward_prop, tutorial.backward_prop)
-    assert compare_model(model, backward, x, y, manual_forward=forward).verdict == PASS
+    assert compare_model(model, tutorial.backward_prop, x, y, manual_forward=tutorial.forward_prop,
+                         layout="column").verdict == PASS
 
 
 @st.composite
@@ -339,7 +334,7 @@ def test_a_bug_at_any_depth_fails_on_that_layer_only(case, seed):
     name = f"dW{layer}" if bug == "missing 1/m" else f"db{layer}"
     changed = buggy_backward(reference.params_from_model(model), x.T, y)[name] - correct[name]
     assume(np.max(np.abs(changed)) > 1e-3 * np.max(np.abs(correct[name])))  # a dead layer hides any bug
-    report = compare_model(model, buggy_backward, x, y, weight_decay=0.1)
+    report = compare_model(model, buggy_backward, x, y, layout="column", l2=0.1)
     assert report.failed == [name], report.format()
 
 
@@ -353,7 +348,8 @@ def test_the_numerical_check_blames_autograd_when_the_engine_is_wrong(monkeypatc
 
     monkeypatch.setattr(ops.Linear, "backward", broken)
     model, x, y = tutorial_case(m=8)
-    report = compare_model(model, tutorial.manual_backward, x, y, numerical=True, numerical_entries=100)
+    report = compare_model(model, tutorial.manual_backward, x, y, layout="column", numerical=True,
+                           numerical_entries=100)
     assert report.failed == ["dW1", "dW2"]
     assert report.blamed == {"dW1": "autograd", "dW2": "autograd"}
 
@@ -364,34 +360,35 @@ def test_a_wrong_forward_pass_is_found_before_its_gradients():
     def forward_without_b1(params, X):
         return tutorial.manual_forward({**params, "b1": np.zeros_like(params["b1"])}, X)
 
-    report = compare_model(model, tutorial.manual_backward, x, y, manual_forward=forward_without_b1)
+    report = compare_model(model, tutorial.manual_backward, x, y, manual_forward=forward_without_b1,
+                           layout="column")
     assert report.forward[0].name == "Z1" and report.forward[0].verdict == FAIL
     assert report.notes[0] == "the forward pass differs first at Z1: fix it before reading the gradients"
 
 
-def test_the_row_convention_compares_code_written_the_modules_way():
+def test_the_torch_layout_compares_code_written_the_modules_way():
     model = reference.mlp(6, (5,), 4, generator=1, dtype=np.float64)
     x, y = digits(7, 1, 6, classes=4)
 
     def row_backward(params, x, y):
         """y = x W^T + b with x (m, in); the same math, transposed."""
-        Z1 = x @ params["0.weight"].T + params["0.bias"]
+        Z1 = x @ params["W1"].T + params["b1"]
         A1 = np.maximum(Z1, 0)
-        Z2 = A1 @ params["2.weight"].T + params["2.bias"]
+        Z2 = A1 @ params["W2"].T + params["b2"]
         dZ2 = (tutorial.softmax(Z2.T) - tutorial.one_hot(y, 4)).T / len(x)
-        dZ1 = dZ2 @ params["2.weight"] * (Z1 > 0)
-        return {"0.weight": dZ1.T @ x, "0.bias": dZ1.sum(axis=0), "2.weight": dZ2.T @ A1, "2.bias": dZ2.sum(axis=0)}
+        dZ1 = dZ2 @ params["W2"] * (Z1 > 0)
+        return {"dW1": dZ1.T @ x, "db1": dZ1.sum(axis=0), "dW2": dZ2.T @ A1, "db2": dZ2.sum(axis=0)}
 
-    report = compare_model(model, row_backward, x, y, convention="row")
+    report = compare_model(model, row_backward, x, y, layout="torch")
     assert report.verdict == PASS, report.format()
-    assert [(item.name, item.alias) for item in report.gradients][:2] == [("0.weight", "dW1"), ("0.bias", "db1")]
+    assert [(item.name, item.alias) for item in report.gradients][:2] == [("dW1", "0.weight"), ("db1", "0.bias")]
 
     def column_biases(params, x, y):
         grads = row_backward(params, x, y)
-        return {**grads, "0.bias": grads["0.bias"][:, None]}
+        return {**grads, "db1": grads["db1"][:, None]}
 
-    report = compare_model(model, column_biases, x, y, convention="row")
-    assert report.failed == ["0.bias"] and "column" in report["0.bias"].pair.note
+    report = compare_model(model, column_biases, x, y, layout="torch")
+    assert report.failed == ["db1"] and "broadcasts b - lr * db1 to (5, 5)" in report["db1"].pair.note
 
 
 def test_reduction_sum_moves_the_1_over_m_to_the_autograd_side():
@@ -400,10 +397,11 @@ def test_reduction_sum_moves_the_1_over_m_to_the_autograd_side():
     def summed(params, X, Y):
         return {name: grad * X.shape[1] for name, grad in tutorial.manual_backward(params, X, Y).items()}
 
-    assert compare_model(model, summed, x, y, reduction="sum").verdict == PASS
-    report = compare_model(model, summed, x, y)
+    assert compare_model(model, summed, x, y, layout="column", reduction="sum").verdict == PASS
+    report = compare_model(model, summed, x, y, layout="column")
     assert set(report.failed) == {"dW1", "db1", "dW2", "db2"}
-    assert "0.2 * manual" in report["dW2"].pair.note  # autograd == manual / m, m = 5
+    assert "equals the gradient with reduction='sum'" in report["dW2"].pair.note
+    assert "every manual gradient is that of the summed loss (no 1/m): a missing 1/m" in report.notes[0]
 
 
 def test_a_tuple_in_the_tutorials_order_is_accepted():
@@ -413,7 +411,7 @@ def test_a_tuple_in_the_tutorials_order_is_accepted():
         grads = tutorial.manual_backward(params, X, Y)
         return grads["dW1"], grads["db1"], grads["dW2"], grads["db2"]
 
-    assert compare_model(model, as_tuple, x, y).verdict == PASS
+    assert compare_model(model, as_tuple, x, y, layout="column").verdict == PASS
 
 
 def test_compare_model_leaves_the_model_and_its_grads_alone():
@@ -428,7 +426,7 @@ def test_compare_model_leaves_the_model_and_its_grads_alone():
         X[...] = 0
         return grads
 
-    assert compare_model(model, meddling, x, y, numerical=True, numerical_entries=20).passed
+    assert compare_model(model, meddling, x, y, layout="column", numerical=True, numerical_entries=20).passed
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
     assert model[0].weight.grad is sentinel and model[2].weight.grad is None
@@ -441,14 +439,15 @@ def test_a_relu_input_at_its_kink_is_flagged_for_the_numerical_check():
     params["W1"][0] = 0.0
     params["b1"][0] = 0.0  # Z1[0] == 0 for every example
     tutorial.load_tutorial_params(model, **params)
-    report = compare_model(model, tutorial.manual_backward, x, y, numerical=True, numerical_entries=20)
+    report = compare_model(model, tutorial.manual_backward, x, y, layout="column", numerical=True,
+                           numerical_entries=20)
     assert any("kink" in note for note in report.notes)
 
 
 def test_float32_models_pass_against_float64_numerical_gradients():
     model = tutorial.two_layer(0, dtype=np.float32, init="tutorial")
     x, y = digits(32, 0)
-    report = compare_model(model, tutorial.manual_backward, x.astype(np.float32), y, numerical=True,
+    report = compare_model(model, tutorial.manual_backward, x.astype(np.float32), y, layout="column", numerical=True,
                            numerical_entries=100, manual_forward=tutorial.manual_forward)
     assert report.verdict == PASS, report.format()
     assert report["dW1"].pair.thresholds == THRESHOLDS["float32"]
@@ -459,17 +458,26 @@ def test_float32_models_pass_against_float64_numerical_gradients():
     [
         (lambda m, x, y: compare_model(nn.Linear(784, 10), tutorial.manual_backward, x, y), TypeError,
          "nn.Sequential"),
-        (lambda m, x, y: compare_model(nn.Sequential(nn.Linear(784, 10), nn.Tanh(), nn.Linear(10, 10)),
-                                       tutorial.manual_backward, x, y), TypeError, "layer 1 is Tanh"),
-        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x.T, y), ValueError, r"X is x.T"),
-        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y.astype(float)), ValueError, "integer"),
-        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y + 10), ValueError, r"\[0, 10\)"),
-        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y, convention="col"), ValueError,
-         "convention"),
-        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y, reduction="none"), ValueError,
-         "reduction"),
-        (lambda m, x, y: compare_model(m, lambda p, X, Y: 3, x, y), TypeError, "manual_backward must return"),
-        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y, dropout_masks=[np.ones((10, 4))]),
+        (lambda m, x, y: compare_model(nn.Sequential(nn.Linear(784, 10), nn.Flatten(), nn.Linear(10, 10)),
+                                       tutorial.manual_backward, x, y), TypeError, "layer 1 is Flatten"),
+        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y), ValueError,
+         "can't tell the layout.*pass layout='column'"),
+        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x.T, y, layout="column"), ValueError,
+         r"X is x.T"),
+        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y.astype(float), layout="column"), ValueError,
+         "integer"),
+        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y + 10, layout="column"), ValueError,
+         r"\[0, 10\)"),
+        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y, layout="col"), ValueError,
+         "unknown layout 'col'"),
+        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y, layout="column", reduction="none"),
+         ValueError, "reduction"),
+        (lambda m, x, y: compare_model(m, lambda params, X, Y: 3, x, y, layout="column"), ManualCodeError,
+         "returned 3, with no gradients in it"),
+        (lambda m, x, y: compare_model(m, lambda p, X, Y: 3, x, y, layout="column"), ManualCodeError,
+         r"takes p, which can't be bound by name.*arguments=\{\.\.\.\}"),
+        (lambda m, x, y: compare_model(m, tutorial.manual_backward, x, y, layout="column",
+                                       dropout_masks=[np.ones((10, 4))]),
          ValueError, r"one mask per Dropout layer \(0\)"),
     ],
 )
@@ -482,11 +490,12 @@ def test_bad_input_gets_a_clear_error(call, error, message):
 def test_dropout_mask_shapes_are_checked_in_the_conventions_layout():
     model = reference.mlp(6, (5,), 3, dropout=0.5, dtype=np.float64)
     x, y = digits(4, 0, 6, classes=3)
-    with pytest.raises(ValueError, match=r"\(5, 4\) in the 'tutorial' layout"):
-        compare_model(model, reference.manual_backward, x, y, dropout_masks=[np.ones((4, 5))])
+    with pytest.raises(ValueError, match=r"\(5, 4\) in the column layout"):
+        compare_model(model, reference.manual_backward, x, y, layout="column", dropout_masks=[np.ones((4, 5))])
     everything_dropped = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Dropout(1.0), nn.Linear(5, 3))
     with pytest.raises(ValueError, match="nothing is kept"):
-        compare_model(everything_dropped, reference.manual_backward, x, y, dropout_masks=[np.zeros((5, 4))])
+        compare_model(everything_dropped, reference.manual_backward, x, y, layout="column",
+                      dropout_masks=[np.zeros((5, 4))])
 
 
 # ---------------------------------------------------------------------------------------------- the CLI

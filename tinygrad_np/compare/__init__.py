@@ -3,19 +3,18 @@
     from tinygrad_np.compare import compare_gradients, compare_model, assert_gradients_match
 
 `compare_gradients(a, b)` compares two {name: array} mappings (optionally a third, independent `reference`
-that decides blame); `compare_model(model, manual_backward, x, y)` runs autograd on a Sequential MLP, calls
-hand-written backprop in the tutorial's column layout (or the module's row layout), compares the forward
-pass layer by layer and, with `numerical=True`, judges both by central differences in float64.
+that decides blame). `compare_model(model, backward, x, y)` runs autograd on a Sequential, calls hand-written
+backprop by its arguments' names in its own layout (column, PyTorch row, or row with W (in, out)), compares
+the forward pass layer by layer and, with `numerical=True`, judges both by central differences in float64;
+when they disagree, its hints name the mistake only after reproducing the code's numbers with it.
 Thresholds and metrics are documented in `tinygrad_np.compare.report`.
 """
 
-from tinygrad_np.compare.convention import (
-    CONVENTIONS,
-    load_model_params,
-    model_params,
-    tutorial_adapter,
-)
+from tinygrad_np.compare.binding import ManualCodeError
+from tinygrad_np.compare.layers import LAYER_KINDS, LayerKind, Slip
+from tinygrad_np.compare.layout import NAMED_LAYOUTS, Layout, load_model_params, model_params, parameter_names
 from tinygrad_np.compare.model import compare_model, numerical_gradients
+from tinygrad_np.compare.objective import LOSSES, Objective
 from tinygrad_np.compare.report import (
     FAIL,
     NUMERICAL_THRESHOLDS,
@@ -31,15 +30,22 @@ from tinygrad_np.compare.report import (
 )
 
 __all__ = [
-    "CONVENTIONS",
     "FAIL",
+    "LAYER_KINDS",
+    "LOSSES",
+    "NAMED_LAYOUTS",
     "NUMERICAL_THRESHOLDS",
     "PASS",
     "THRESHOLDS",
     "WARN",
     "ArrayComparison",
     "GradientReport",
+    "LayerKind",
+    "Layout",
+    "ManualCodeError",
+    "Objective",
     "Pair",
+    "Slip",
     "assert_gradients_match",
     "compare_arrays",
     "compare_gradients",
@@ -47,5 +53,5 @@ __all__ = [
     "load_model_params",
     "model_params",
     "numerical_gradients",
-    "tutorial_adapter",
+    "parameter_names",
 ]

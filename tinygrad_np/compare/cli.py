@@ -1,4 +1,8 @@
-"""`tinygrad-np compare`: the tutorial's hand-derived gradients (or an MLP's) against autograd, on real digits.
+"""`tinygrad-np compare`: hand-derived gradients against autograd, on real digits.
+
+Three sources of hand-written backprop: the tutorial's own functions (the default), the tutorial's
+derivation generalised to an MLP (``--hidden-sizes``), or your file (``--manual my_net.py[:forward,backward]``),
+whose functions are called by their arguments' names in their own layout (`tinygrad_np.compare.binding`).
 
 The lead's CLI mounts it as a subcommand::
 
@@ -15,20 +19,36 @@ import sys
 
 import numpy as np
 
+from tinygrad_np.compare.layers import ACTIVATIONS, describe
+from tinygrad_np.compare.layout import NAMED_LAYOUTS
 from tinygrad_np.compare.model import compare_model
+from tinygrad_np.compare.objective import LOSSES
 from tinygrad_np.compare.report import GradientReport
 
 
+def _assignment(text: str) -> tuple[str, float]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. lambd=0.7), got {text!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the value of {name.strip()} must be a number, got {value!r}") from None
+    if not np.isfinite(number):
+        raise argparse.ArgumentTypeError(f"the value of {name.strip()} must be finite, got {value}")
+    return name.strip(), number
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The compare subcommand's options."""
+    """The compare subcommand's options, all parsed here."""
     parser.description = (
-        "Compare hand-derived backprop (the tutorial's 784-10-10 network, or an MLP with --hidden-sizes) with "
-        "autograd on a batch of MNIST: forward pass per layer, then every parameter's gradient. "
-        "Exit status 0 when all agree, 1 on any FAIL."
+        "Compare hand-derived backprop (the tutorial's 784-10-10 network, an MLP with --hidden-sizes, or your own "
+        "file with --manual) with autograd on a batch of MNIST: forward pass per layer, then every parameter's "
+        "gradient. Exit status 0 when all agree, 1 on any FAIL."
     )
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=None, metavar="N",
                         help="an MLP with these hidden layers (default: the tutorial network, 784-10-10, with the "
-                             "tutorial's own forward_prop/backward_prop)")
+                             "tutorial's own forward_prop/backward_prop); with --manual, the sizes your init needs")
     parser.add_argument("--batch-size", type=int, default=64, help="examples in the batch (default 64)")
     parser.add_argument("--split", choices=("train", "test"), default="train", help="MNIST split to draw from")
     parser.add_argument("--data-dir", default=None, help="folder with the MNIST files (default: see load_mnist)")
@@ -46,6 +66,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="at most this many entries per parameter are differenced (0: all; default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the init, the batch and the dropout masks")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    own = parser.add_argument_group("your own code (--manual)")
+    own.add_argument("--manual", metavar="FILE[:FORWARD,BACKWARD]",
+                     help="compare your file's backward function (found by its usual names, or named after ':'), "
+                          "called by its arguments' names; its init function, if any, gives the parameters")
+    own.add_argument("--layout", choices=[name for name in NAMED_LAYOUTS if name != "tutorial"], default=None,
+                     help="column (X = x.T, W (out, in), b (n, 1)), torch (x, W (out, in), b (n,)) or row "
+                          "(x, W (in, out), b (n,) or (1, n)); default: detected from your parameters' shapes")
+    own.add_argument("--loss", choices=LOSSES, default="cross_entropy",
+                     help="what your backward differentiates (default cross_entropy; quadratic is 1/2 ||a - y||^2)")
+    own.add_argument("--reduction", choices=("mean", "sum"), default="mean",
+                     help="mean (the 1/m in dW, default) or sum over the batch")
+    own.add_argument("--l2", default=None, metavar="EXPR",
+                     help="the L2 term as your code writes it: 'lambd/m * W', 'reg * sum(W**2)', 'wd/2 * ||W||^2' "
+                          "(give the names' values with --arg)")
+    own.add_argument("--arg", type=_assignment, action="append", default=[], metavar="NAME=VALUE",
+                     help="a value your functions take by name, or the --l2 expression uses (repeatable)")
+    own.add_argument("--activation", choices=list(ACTIVATIONS), default=None,
+                     help="the hidden layers' activation (default: read off your forward pass)")
+    own.add_argument("--output-activation", choices=list(ACTIVATIONS), default=None,
+                     help="the output layer's activation for --loss mse/quadratic (default: read off your forward)")
+    own.add_argument("--targets", choices=("labels", "one_hot"), default=None,
+                     help="how Y is handed to your code (default: labels, one-hot for the squared losses)")
+    own.add_argument("--per-example", action="store_true",
+                     help="your backward takes one example at a time; the gradients are averaged (or summed)")
+    own.add_argument("--maximize", action="store_true",
+                     help="your code does gradient ascent: it returns the gradient of -(loss + L2)")
     return parser
 
 
@@ -54,32 +100,67 @@ def _fail(message: str) -> int:
     return 2
 
 
-def build(args: argparse.Namespace) -> GradientReport:
-    """Load the batch, build the network and its hand-derived functions, and compare."""
-    from models import mlp as mlp_reference
-    from models import two_layer as tutorial
+def _batch(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     from tinygrad_np.data import load_mnist
 
-    rng = np.random.default_rng(args.seed)
     images, labels = load_mnist(args.data_dir, offline=args.offline, verbose=not args.json).arrays(args.split)
     if not 1 <= args.batch_size <= len(images):
         raise ValueError(f"--batch-size must be between 1 and {len(images)} (the {args.split} split's size), "
                          f"got {args.batch_size}")
     chosen = np.sort(rng.choice(len(images), size=args.batch_size, replace=False))
-    x, y = images[chosen].astype(args.dtype), labels[chosen]
-    dtype = np.dtype(args.dtype)
-    options = {"weight_decay": args.weight_decay, "numerical": args.numerical, "seed": args.seed,
-               "numerical_entries": args.numerical_entries or None}
+    return images[chosen].astype(args.dtype), labels[chosen]
 
+
+def _manual(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, options: dict) -> GradientReport:
+    """--manual: the user's file, its model built from its own parameters and forward pass."""
+    from tinygrad_np.compare.manual import load_manual, model_for
+
+    if args.dropout or args.weight_decay:
+        raise ValueError("--dropout and --weight-decay are for the reference networks; with --manual declare your "
+                         "L2 term as your code writes it: --l2 'lambd/m * W' --arg lambd=0.7")
+    code = load_manual(args.manual)
+    arguments = dict(args.arg)
+    model, params, notes = model_for(code, x, hidden_sizes=args.hidden_sizes, layout=args.layout,
+                                     activation=args.activation, output_activation=args.output_activation,
+                                     loss=args.loss, arguments=arguments, seed=args.seed, dtype=np.dtype(args.dtype))
+    report = compare_model(model, code.backward, x, y, manual_forward=code.forward, params=params, layout=args.layout,
+                           loss=args.loss, reduction=args.reduction, l2=args.l2, arguments=arguments,
+                           targets=args.targets, per_example=args.per_example, maximize=args.maximize, **options)
+    context = [line for line in report.context if not line.startswith("parameters:")]  # say where from, not params=
+    report.context = [context[0], f"model: {describe(model)}", *notes, *context[1:]]
+    return report
+
+
+def build(args: argparse.Namespace) -> GradientReport:
+    """Load the batch, build the network and its hand-derived functions, and compare."""
+    rng = np.random.default_rng(args.seed)
+    x, y = _batch(args, rng)
+    dtype = np.dtype(args.dtype)
+    options = {"numerical": args.numerical, "seed": args.seed, "numerical_entries": args.numerical_entries or None}
+    if args.manual is not None:
+        return _manual(args, x, y, options)
+    own_only = [flag for flag, value in (("--layout", args.layout), ("--l2", args.l2), ("--arg", args.arg),
+                                         ("--activation", args.activation), ("--targets", args.targets),
+                                         ("--output-activation", args.output_activation),
+                                         ("--per-example", args.per_example), ("--maximize", args.maximize))
+                if value]
+    if own_only or args.loss != "cross_entropy" or args.reduction != "mean":
+        raise ValueError(f"{', '.join(own_only) or '--loss/--reduction'} describe your own code: use them with "
+                         "--manual my_net.py")
+
+    from models import mlp as mlp_reference
+    from models import two_layer as tutorial
+
+    options["l2"] = args.weight_decay or None
     if args.hidden_sizes is None:
         if args.dropout:
             raise ValueError("--dropout needs an MLP (--hidden-sizes); the tutorial network has no dropout")
         model = tutorial.two_layer(rng, dtype=dtype, init=args.init or "tutorial")
-        forward, backward = tutorial.manual_forward, tutorial.manual_backward
+        forward, backward = tutorial.forward_prop, tutorial.backward_prop
         if args.weight_decay:
             forward = mlp_reference.manual_forward
             backward = functools.partial(mlp_reference.manual_backward, weight_decay=args.weight_decay)
-        return compare_model(model, backward, x, y, manual_forward=forward, **options)
+        return compare_model(model, backward, x, y, manual_forward=forward, layout="column", **options)
 
     if any(size < 1 for size in args.hidden_sizes):
         raise ValueError(f"--hidden-sizes must be positive, got {args.hidden_sizes}")
@@ -97,6 +178,7 @@ def build(args: argparse.Namespace) -> GradientReport:
         x,
         y,
         manual_forward=functools.partial(mlp_reference.manual_forward, **hand),
+        layout="column",
         dropout_masks=masks,
         **options,
     )

@@ -1,17 +1,18 @@
 """compare_model: autograd on a model vs the user's hand-written backward, optionally judged by numerical grads.
 
-The model is a ``Sequential`` of ``Linear``, ``ReLU`` and ``Dropout`` (the tutorial's net and every `mlp`).
-It is run layer by layer, on a deep copy (the caller's model and its ``.grad`` are left alone), so each
-layer's output can be compared with the hand-written forward pass: ``Z_l`` is the l-th Linear's output,
-``A_l`` the activation after its ReLU (and dropout), ``A_L = softmax(Z_L)``. A forward pass that differs
-explains every gradient after it, so the forward table comes first.
+The model is a ``Sequential`` of the layers in `tinygrad_np.compare.layers` (Linear and the activations,
+Dropout). It is run layer by layer on a deep copy (the caller's model and its ``.grad`` are left alone), so
+each layer's output can be compared with the hand-written forward pass: ``Z_l`` is the l-th Linear's output,
+``A_l`` the output of the layers after it; with the cross-entropy loss on logits, ``A_L = softmax(Z_L)``.
+A forward pass that differs explains every gradient after it, so the forward table comes first.
 
-The loss both sides differentiate is ``cross_entropy(logits, y)`` (mean over the batch; times m with
-``reduction="sum"``) ``+ weight_decay / 2 * sum ||W||^2`` over weights (biases not decayed). Dropout layers
-use the given keep-masks M as ``A * M / (1 - p)`` (inverted dropout); without masks they are skipped
-(evaluation mode), and the hand-written code must then not drop either.
+Both sides differentiate the declared objective (`tinygrad_np.compare.objective`): a loss reduced over the
+batch, an L2 term as the code writes it, and a sign. Dropout layers use the given keep-masks M as
+``A * M / (1 - p)``; without masks they are skipped (evaluation mode). The hand-written functions are called
+by their arguments' names (`tinygrad_np.compare.binding`) with arrays in their layout
+(`tinygrad_np.compare.layout`), at the code's own parameter values when those are given.
 
-With ``numerical=True`` a third source judges: central differences of that loss on a float64 copy of the
+With ``numerical=True`` a third source judges: central differences of the objective on a float64 copy of the
 model, evaluated through the model's forward ops only, so it shares no code with either backward. For
 large parameters only ``numerical_entries`` entries are differenced: up to half where the two sides disagree
 most, the rest at random (from ``seed``); the report says how many.
@@ -21,144 +22,115 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from tinygrad_np import nn
-from tinygrad_np.compare.convention import (
-    Convention,
-    activation_to_convention,
-    batch_to_convention,
-    check_convention,
-    gradient_names,
-    linear_layers,
-    parameter_names,
-    to_convention,
-)
-from tinygrad_np.compare.report import FAIL, GradientReport, compare_gradients
+from tinygrad_np.compare import binding
+from tinygrad_np.compare.diagnose import Case, diagnose
+from tinygrad_np.compare.layers import Slip, Step, activation_steps, layer_plan, linear_steps, run
+from tinygrad_np.compare.layout import Layout, benign_bias_shape, load_model_params, parameter_names, resolve_layout
+from tinygrad_np.compare.objective import LossCallable, Objective, make_objective
+from tinygrad_np.compare.report import FAIL, GradientReport, compare_arrays, compare_gradients
 from tinygrad_np.creation import as_generator
 from tinygrad_np.gradcheck import numerical_grad
 from tinygrad_np.tensor import Tensor, no_grad
 
-ManualForward = Callable[[Mapping[str, np.ndarray], np.ndarray], Mapping[str, np.ndarray]]
-ManualBackward = Callable[[Mapping[str, np.ndarray], np.ndarray, np.ndarray], Any]
-# A ReLU input closer than this to 0 may cross the kink under a finite-difference step.
+# A kink input (ReLU at 0) closer than this may be crossed by a finite-difference step.
 KINK_DISTANCE = 1e-4
 
 
-def layer_plan(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """[(kind, layer)] with kind in linear/relu/dropout, or a clear error for anything else."""
-    if not isinstance(model, nn.Sequential):
-        raise TypeError(f"compare_model needs an nn.Sequential of Linear/ReLU/Dropout layers, got "
-                        f"{type(model).__name__}; build it with models.two_layer.two_layer() or models.mlp.mlp()")
-    plan = []
-    for index, layer in enumerate(model):
-        kind = {nn.Linear: "linear", nn.ReLU: "relu", nn.Dropout: "dropout"}.get(type(layer))
-        if kind is None:
-            raise TypeError(f"layer {index} is {type(layer).__name__}; compare_model supports Linear, ReLU and "
-                            "Dropout (the tutorial's net and MLPs)")
-        plan.append((kind, layer))
-    kinds = [kind for kind, _ in plan]
-    if not kinds or kinds[0] != "linear" or kinds[-1] != "linear":
-        raise TypeError(f"the Sequential must start and end with a Linear layer, got {kinds}")
-    return plan
+# ---- the batch and the targets ---------------------------------------------------------------------------
 
 
-def _check_batch(model: nn.Sequential, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+def _check_batch(plan: list[Step], x: Any, y: Any, objective: Objective) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x), np.asarray(y)
-    first = next(layer for layer in model if isinstance(layer, nn.Linear))
-    features = first.weight.shape[1]
+    features = linear_steps(plan)[0].layer.in_features
     if x.ndim != 2 or x.shape[1] != features:
-        hint = " (the tutorial's X is x.T: pass x as (m, features))" if x.ndim == 2 and x.shape[0] == features else ""
+        hint = " (the column layout's X is x.T: pass x as (m, features))" if x.ndim == 2 and x.shape[0] == features \
+            else ""
         raise ValueError(f"x must be (m, {features}), one row per example, got shape {x.shape}{hint}")
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"x must hold floats (e.g. images / 255), got dtype {x.dtype}")
-    if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"y must be (m,) = ({x.shape[0]},) integer class labels, got dtype {y.dtype} shape {y.shape}")
-    classes = model[len(model) - 1].weight.shape[0]
-    if y.size and (y.min() < 0 or y.max() >= classes):
-        raise ValueError(f"labels must lie in [0, {classes}), got min {y.min()}, max {y.max()}")
     if x.shape[0] == 0:
         raise ValueError("the batch is empty: pass at least one example")
-    return x, y.astype(np.int64)
+    m, classes = x.shape[0], linear_steps(plan)[-1].layer.out_features
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and y.shape[0] == m:
+        if y.min() < 0 or y.max() >= classes:
+            raise ValueError(f"labels must lie in [0, {classes}), got min {y.min()}, max {y.max()}")
+        return x, y.astype(np.int64)
+    if y.shape == (m, classes) and np.issubdtype(y.dtype, np.floating) and \
+            (objective.one_hot_targets or callable(objective.loss)):
+        return x, y
+    wanted = f"(m,) = ({m},) integer class labels" + (
+        f", or ({m}, {classes}) float targets" if objective.one_hot_targets or callable(objective.loss) else "")
+    raise ValueError(f"y must be {wanted}, got dtype {y.dtype} shape {y.shape}")
 
 
-def _row_masks(
-    plan: list[tuple[str, nn.Module]], masks: Sequence[np.ndarray] | None, convention: Convention, m: int
-) -> list[np.ndarray] | None:
+def _target_rows(y: np.ndarray, classes: int, dtype: np.dtype) -> np.ndarray:
+    """(m, classes) targets: one-hot rows for labels, float targets as given."""
+    if y.ndim == 2:
+        return y.astype(dtype)
+    rows = np.zeros((y.size, classes), dtype=dtype)
+    rows[np.arange(y.size), y] = 1
+    return rows
+
+
+def _row_masks(plan: list[Step], masks: Sequence[np.ndarray] | None, layout: Layout, m: int
+               ) -> list[np.ndarray] | None:
     """The keep-masks in row layout (m, units), one per Dropout layer, checked."""
     if masks is None:
         return None
-    dropouts = [index for index, (kind, _) in enumerate(plan) if kind == "dropout"]
+    dropouts = [index for index, step in enumerate(plan) if step.kind.role == "dropout"]
     if len(masks) != len(dropouts):
         raise ValueError(f"dropout_masks needs one mask per Dropout layer ({len(dropouts)}), got {len(masks)}")
     row = []
     for number, (index, mask) in enumerate(zip(dropouts, masks, strict=True), start=1):
-        if plan[index][1].p >= 1:
-            raise ValueError(f"Dropout layer {index} has p = {plan[index][1].p}: nothing is kept and the "
-                             "1 / (1 - p) scale is infinite; use p < 1")
-        units = next(layer.weight.shape[0] for kind, layer in reversed(plan[:index]) if kind == "linear")
-        mask = np.asarray(mask, dtype=np.float64)
-        mask = mask.T if convention == "tutorial" else mask
+        if plan[index].layer.p >= 1:
+            raise ValueError(f"Dropout layer {plan[index].index} has p = {plan[index].layer.p}: nothing is kept and "
+                             "the 1 / (1 - p) scale is infinite; use p < 1")
+        units = next(step.layer.out_features for step in reversed(plan[:index]) if step.kind.role == "linear")
+        mask = layout.batch_to_user(np.asarray(mask, dtype=np.float64))  # the layout's own transpose undoes it
         if mask.shape != (m, units):
-            wanted = (units, m) if convention == "tutorial" else (m, units)
-            raise ValueError(f"dropout mask {number} must be {wanted} in the {convention!r} layout, got "
-                             f"{np.shape(masks[number - 1])}")
+            raise ValueError(f"dropout mask {number} must be {layout.batch_to_user(np.empty((m, units))).shape} in "
+                             f"the {layout.batch} layout, got {np.shape(masks[number - 1])}")
         row.append(mask)
     return row
 
 
-def _forward(
-    plan: list[tuple[str, nn.Module]], x: Tensor, masks: list[np.ndarray] | None
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Run the layers in order, recording Z_l after each Linear and A_l after its activation/dropout."""
-    activations: dict[str, Tensor] = {}
-    out, layer_number, dropout_number = x, 0, 0
-    for kind, layer in plan:
-        if kind == "linear":
-            layer_number += 1
-            out = layer(out)
-            activations[f"Z{layer_number}"] = out
-        elif kind == "relu":
-            out = layer(out)
-        elif masks is not None:  # dropout with the given keep-mask, inverted scaling as nn.Dropout does
-            scale = masks[dropout_number] / (1.0 - layer.p)
-            out = out * Tensor(scale.astype(out.data.dtype))
-            dropout_number += 1
-        if kind != "linear":
-            activations[f"A{layer_number}"] = out
-    return out, activations
+# ---- autograd and the numerical referee -------------------------------------------------------------------
 
 
-def _loss(
-    model: nn.Sequential, logits: Tensor, y: np.ndarray, weight_decay: float, reduction: str
-) -> Tensor:
-    """cross_entropy (mean, or times m for "sum") + weight_decay / 2 * sum of squared weights."""
-    loss = nn.functional.cross_entropy(logits, y)
-    if reduction == "sum":
-        loss = loss * float(y.shape[0])
-    if weight_decay:
-        for name, parameter in model.named_parameters():
-            if name.endswith(".weight"):
-                loss = loss + (parameter * parameter).sum() * (weight_decay / 2)
-    return loss
+def _weights(plan: list[Step]) -> list[Tensor]:
+    return [step.layer.weight for step in linear_steps(plan)]
 
 
-def _manual_mapping(result: Any, expected: list[str], what: str) -> dict[str, np.ndarray]:
-    """The user's result as a dict: a mapping as is, or a tuple in the tutorial's order (dW1, db1, dW2, ...)."""
-    if isinstance(result, Mapping):
-        return {str(name): np.asarray(value) for name, value in result.items()}
-    if isinstance(result, (tuple, list)) and len(result) == len(expected):
-        return {name: np.asarray(value) for name, value in zip(expected, result, strict=True)}
-    length = f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""
-    raise TypeError(f"{what} must return a dict keyed {expected} (or a tuple in that order), got "
-                    f"{type(result).__name__}{length}")
+def _autograd(
+    work: nn.Sequential,
+    x: np.ndarray,
+    y: np.ndarray,
+    target: np.ndarray,
+    objective: Objective,
+    masks: list[np.ndarray] | None,
+    slips: Mapping[int, Slip] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Tensor], Tensor, float]:
+    """{state name: grad}, the activations, the output and the objective's value, from one forward/backward."""
+    plan = layer_plan(work)
+    for _, parameter in work.named_parameters():
+        parameter.grad = None
+    output, activations = run(plan, Tensor(x), masks, slips)
+    value = objective(output, y, target, _weights(plan))
+    value.backward()
+    grads = {name: parameter.grad for name, parameter in work.named_parameters()}
+    missing = [name for name, grad in grads.items() if grad is None]
+    if missing:
+        raise RuntimeError(f"autograd left no gradient for {missing}: is requires_grad off on those parameters?")
+    return grads, activations, output, float(value.data)
 
 
-def _select_entries(
-    size: int, limit: int | None, disagreement: np.ndarray | None, rng: np.random.Generator
-) -> np.ndarray:
+def _select_entries(size: int, limit: int | None, disagreement: np.ndarray | None, rng: np.random.Generator
+                    ) -> np.ndarray:
     """Flat indices to difference: all of them, or the worst disagreements and a random rest."""
     if limit is None or size <= limit:
         return np.arange(size)
@@ -175,36 +147,38 @@ def numerical_gradients(
     x: np.ndarray,
     y: np.ndarray,
     *,
+    objective: Objective | None = None,
     dropout_masks: Sequence[np.ndarray] | None = None,
-    weight_decay: float = 0.0,
-    reduction: str = "mean",
     entries: int | None = None,
     disagreement: Mapping[str, np.ndarray] | None = None,
     seed: int | np.random.Generator = 0,
 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Central differences of the loss on a float64 copy: {state name: grad (a masked array if sampled)}.
+    """Central differences of the objective on a float64 copy: {state name: grad (a masked array if sampled)}.
 
-    Same loss as compare_model; `dropout_masks` here are in the row layout (m, units), one per Dropout layer.
-    Also returns {state name: number of entries differenced}.
+    The objective defaults to the mean cross-entropy; `dropout_masks` here are in the row layout (m, units),
+    one per Dropout layer. Also returns {state name: number of entries differenced}.
     """
+    objective = objective or Objective()
     model64 = copy.deepcopy(model).double()  # float32 -> float64 is exact: the same function, finer steps
     plan = layer_plan(model64)
-    x64, masks = Tensor(np.asarray(x, dtype=np.float64)), dropout_masks
+    x64 = Tensor(np.asarray(x, dtype=np.float64))
+    target = _target_rows(y, linear_steps(plan)[-1].layer.out_features, np.float64)
     rng = as_generator(seed)
     grads, counts = {}, {}
     for name, parameter in model64.named_parameters():
         worst = None if disagreement is None else disagreement.get(name)
         chosen = _select_entries(parameter.data.size, entries, worst, rng)
-        flat = parameter.data.reshape(-1)  # a view: writing into it moves the parameter
+        parameter.data = np.ascontiguousarray(parameter.data)  # so that reshape(-1) is a view, never a copy
+        flat = parameter.data.reshape(-1)  # writing into it moves the parameter
 
-        def loss_at(values: Tensor, flat=flat, chosen=chosen) -> Tensor:
+        def objective_at(values: Tensor, flat=flat, chosen=chosen) -> Tensor:
             flat[chosen] = values.data
-            logits, _ = _forward(plan, x64, masks)
-            return _loss(model64, logits, y, weight_decay, reduction)
+            output, _ = run(plan, x64, dropout_masks)
+            return objective(output, y, target, _weights(plan))
 
         original = flat[chosen].copy()
         with no_grad():
-            (values,) = numerical_grad(loss_at, [original])
+            (values,) = numerical_grad(objective_at, [original])
         flat[chosen] = original
         grad = np.full(parameter.data.shape, np.nan)
         grad.reshape(-1)[chosen] = values
@@ -213,96 +187,280 @@ def numerical_gradients(
     return grads, counts
 
 
+# ---- the hand-written side -------------------------------------------------------------------------------
+
+
+def _user_params(params: Any, names: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """The code's own parameters as {"W1": ..., "b1": ...}: from a dict keyed W1/w1/..., or a tuple W1, b1, W2, ..."""
+    if isinstance(params, Mapping):
+        found = {binding.parameter_name(str(key)): np.asarray(value) for key, value in params.items()}
+        return {key: value for key, value in found.items() if key is not None}
+    if isinstance(params, (tuple, list)) and len(params) == len(names):
+        return {name: np.asarray(value) for name, value in zip(names, params, strict=True)}
+    raise TypeError(f"params must be a dict keyed {', '.join(names)} or a tuple in that order, got "
+                    f"{binding.describe(params)}")
+
+
+def _owner_params(*functions: Callable[..., Any] | None) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The parameters held by the object a method belongs to (self.params, self.weights/self.biases, self.W1)."""
+    for function in functions:
+        owner = getattr(function, "__self__", None)
+        if owner is None or not hasattr(owner, "__dict__"):
+            continue
+        found, where = {}, []
+        for attribute, value in vars(owner).items():
+            kind = binding._CANONICAL.get(binding.normalise(attribute))
+            if kind == "params" and isinstance(value, Mapping):
+                found.update(_user_params(value, {}))
+            elif kind in ("weights", "biases") and isinstance(value, (list, tuple)):
+                found.update({f"{'W' if kind == 'weights' else 'b'}{i}": np.asarray(v)
+                              for i, v in enumerate(value, start=1)})
+            elif (name := binding.parameter_name(attribute)) is not None and isinstance(value, np.ndarray):
+                found[name] = value
+            else:
+                continue
+            where.append(f"self.{attribute}")
+        if found:
+            return found, f"{type(owner).__name__} ({', '.join(where)})"
+    return None, None
+
+
+class _Manual:
+    """The hand-written forward and backward, called by argument name, once per batch or once per example."""
+
+    def __init__(self, forward: Callable[..., Any] | None, backward: Callable[..., Any],
+                 arguments: Mapping[str, Any]) -> None:
+        self.forward, self.backward, self.arguments = forward, backward, dict(arguments)
+        self.forward_source = binding.Source.of(forward) if forward is not None else None
+        self.backward_source = binding.Source.of(backward)
+
+    def __call__(self, values: dict[str, Any], names: list[str], sizes: dict[str, int]
+                 ) -> tuple[dict[str, np.ndarray], binding.Gradients]:
+        environment = binding.Environment(values, dict(self.arguments))
+        activations: dict[str, np.ndarray] = {}
+        if self.forward is not None:
+            named = binding.read_forward(binding.call(self.forward, environment, "forward"), self.forward_source)
+            owner = getattr(self.forward, "__self__", None)
+            if owner is not None and hasattr(owner, "__dict__"):  # forward kept them on self (self.z1, self.a1)
+                for attribute, value in vars(owner).items():
+                    if binding.activation_name(attribute) and isinstance(value, np.ndarray):
+                        named.setdefault(attribute, value)
+            activations = binding.forward_activations(named)
+            environment.named = {**named, **self.arguments}
+        result = binding.call(self.backward, environment, "backward")
+        return activations, binding.read_gradients(result, self.backward_source, names, sizes)
+
+
+def _values(params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, one_hot: np.ndarray, m: int,
+            masks: list[np.ndarray] | None) -> dict[str, Any]:
+    """What a call can be given, as fresh copies: the code may write into its arguments."""
+    params = {name: value.copy() for name, value in params.items()}
+    values: dict[str, Any] = {"X": X.copy(), "Y": Y.copy(), "one_hot_Y": one_hot.copy(), "m": m, "params": params,
+                              "weights": [params[n] for n in params if n.startswith("W")],
+                              "biases": [params[n] for n in params if n.startswith("b")], **params}
+    if masks is not None:
+        values["dropout_masks"] = [mask.copy() for mask in masks]
+        values.update({f"D{i}": mask for i, mask in enumerate(values["dropout_masks"], start=1)})
+    return values
+
+
+def _take(array: np.ndarray, index: int, axis: int) -> np.ndarray:
+    return np.take(array, [index], axis=axis) if array.ndim > axis else array[index:index + 1]
+
+
+# ---- compare_model ---------------------------------------------------------------------------------------
+
+
 def compare_model(
     model: nn.Sequential,
-    manual_backward: ManualBackward,
+    manual_backward: Callable[..., Any],
     x: np.ndarray,
     y: np.ndarray,
     *,
-    manual_forward: ManualForward | None = None,
-    convention: Convention = "tutorial",
-    numerical: bool = False,
-    weight_decay: float = 0.0,
-    dropout_masks: Sequence[np.ndarray] | None = None,
+    manual_forward: Callable[..., Any] | None = None,
+    layout: str | Mapping[str, str] | None = None,
+    params: Mapping[str, np.ndarray] | Sequence[np.ndarray] | None = None,
+    loss: str | LossCallable = "cross_entropy",
     reduction: str = "mean",
-    names: Sequence[str] = ("autograd", "manual"),
+    l2: str | float | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    targets: Literal["labels", "one_hot"] | None = None,
+    per_example: bool = False,
+    maximize: bool = False,
+    dropout_masks: Sequence[np.ndarray] | None = None,
+    numerical: bool = False,
     numerical_entries: int | None = 1000,
     seed: int | np.random.Generator = 0,
+    names: Sequence[str] = ("autograd", "manual"),
 ) -> GradientReport:
-    """Autograd's gradients of the model's loss vs manual_backward(params, X, Y), per layer and parameter.
+    """Autograd's gradients of the model's objective vs the hand-written backward, per layer and parameter.
 
-    In the "tutorial" convention manual_backward receives {"W1": (out, in), "b1": (out, 1), ...}, X = x.T
-    (features, m) and Y (m,), and returns {"dW1", "db1", ...} (or the tuple (dW1, db1, dW2, db2, ...));
-    manual_forward(params, X) returns {"Z1", "A1", ..., "AL"} as (units, m). In the "row" convention both
-    use state-dict names and shapes and x as given. Parameters are in the model's dtype.
+    `manual_backward` (and `manual_forward`, whose results it may take by name) are called by their
+    arguments' names with arrays in the code's `layout` ("column", "torch", "row" or a per-parameter map;
+    detected from the code's own parameters when None). `params` are those parameters (a dict or a tuple
+    W1, b1, ...); a method of an object that holds them (``net.backprop``) brings its own. The objective is
+    `loss` reduced by `reduction`, plus the `l2` term as the code writes it (``"lambd/m * W"``) with the
+    values of its names in `arguments`, negated with `maximize` (gradient ascent). `targets` says whether Y
+    is given as labels or one-hot (default: one-hot for the squared losses). With `per_example` the code
+    sees one example at a time and the per-example gradients are summed or averaged as `reduction` says.
     """
-    check_convention(convention)
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' (the tutorial's 1/m in dW) or 'sum', got {reduction!r}")
+    arguments = dict(arguments or {})
+    if targets not in (None, "labels", "one_hot"):
+        raise ValueError(f"targets must be 'labels' or 'one_hot' (how Y is handed to your code), got {targets!r}")
     plan = layer_plan(model)
-    x, y = _check_batch(model, x, y)
-    masks = _row_masks(plan, dropout_masks, convention, x.shape[0])
-    num_linear = len(linear_layers(model))
-    to_state = gradient_names(model, convention)
-    aliases = {name: state for name, state in to_state.items()} if convention == "tutorial" else {
-        state: name for name, state in gradient_names(model, "tutorial").items()}
-    dtype = model[0].weight.data.dtype
+    m = np.shape(x)[0] if np.ndim(x) else 0
+    objective = make_objective(loss, reduction, l2, maximize, arguments, m)
+    x, y = _check_batch(plan, x, y, objective)
+    param_names = parameter_names(model)
+    state_shapes = {name: value.shape for name, value in model.state_dict().items()}
 
-    # Autograd, on a copy so the caller's parameters and their accumulated .grad stay as they were.
+    context, first, notes = [f"loss: {objective.describe()}"], [], []
+    user_params, source = (_user_params(params, param_names), "params=") if params is not None else \
+        _owner_params(manual_backward, manual_forward)
+    layout_, detected = resolve_layout(layout, param_names, state_shapes, user_params)
+    context.append(f"layout: {layout_.describe()}" + (" (detected from your parameters' shapes)" if detected else ""))
+
+    # Autograd on a copy, so the caller's parameters and their accumulated .grad stay as they were; at the
+    # code's own parameter values (and in their float dtype) when it brought them.
     work = copy.deepcopy(model)
-    for _, parameter in work.named_parameters():
-        parameter.grad = None
-    logits, activations = _forward(layer_plan(work), Tensor(x.astype(dtype)), masks)
-    _loss(work, logits, y, weight_decay, reduction).backward()
-    state_grads = {name: parameter.grad for name, parameter in work.named_parameters()}
-    missing = [name for name, grad in state_grads.items() if grad is None]
-    if missing:
-        raise RuntimeError(f"autograd left no gradient for {missing}: is requires_grad off on those parameters?")
-    autograd = {manual: to_convention(state, state_grads[state], convention) for manual, state in to_state.items()}
+    dtype = np.dtype(model[linear_steps(plan)[0].index].weight.dtype)
+    if user_params is not None:
+        floats = [value.dtype for value in user_params.values() if np.issubdtype(value.dtype, np.floating)]
+        dtype = np.result_type(*floats) if floats else dtype
+        work.astype(dtype)
+        load_model_params(work, {name: user_params[name] for name in param_names}, layout_)
+        context.append(f"parameters: yours, from {source}")
+    else:
+        work.astype(dtype)
+    plan_work = layer_plan(work)
+    classes = linear_steps(plan)[-1].layer.out_features
+    masks = _row_masks(plan, dropout_masks, layout_, x.shape[0])
+    xd, target = x.astype(dtype), _target_rows(y, classes, dtype)
+    state_grads, activations, output, value = _autograd(work, xd, y, target, objective, masks)
+    autograd = {name: layout_.to_user(name, state_grads[state]) for name, state in param_names.items()}
 
-    # The hand-written side gets copies, in its own layout, so it can't disturb the model either.
-    state = model.state_dict()
-    params = {manual: to_convention(state_name, np.array(state[state_name], copy=True), convention)
-              for manual, state_name in parameter_names(model, convention).items()}
-    X = batch_to_convention(x.astype(dtype), convention).copy()
-    manual = _manual_mapping(manual_backward(params, X, y.copy()), list(to_state), "manual_backward")
+    # The hand-written side, in its layout.
+    state = work.state_dict()
+    params_user = {name: layout_.to_user(name, state[state_name]) for name, state_name in param_names.items()}
+    X, one_hot = layout_.batch_to_user(xd), layout_.batch_to_user(target)
+    one_hot_wanted = targets == "one_hot" or (targets is None and (objective.one_hot_targets or y.ndim == 2))
+    Y = one_hot if one_hot_wanted else y
+    user_masks = None if masks is None else [layout_.batch_to_user(mask.astype(dtype)) for mask in masks]
+    manual_code = _Manual(manual_forward, manual_backward, arguments)
+    sizes = {name: int(np.prod(shape)) for name, shape in
+             ((name, state_shapes[state_name]) for name, state_name in param_names.items())}
+    order = list(param_names)
+    axis = layout_.batch_axis()
+    if not per_example:
+        manual_activations, read = manual_code(_values(params_user, X, Y, one_hot, x.shape[0], user_masks),
+                                               order, sizes)
+        manual, own_loss, ignored = read.grads, read.loss, read.ignored
+    else:
+        manual, own_loss, ignored, pieces = {}, 0.0, [], {}
+        for i in range(x.shape[0]):
+            example_masks = None if user_masks is None else [_take(mask, i, axis) for mask in user_masks]
+            example_y = _take(Y, i, axis) if Y.ndim == 2 else Y[i:i + 1]
+            example = _values(params_user, _take(X, i, axis), example_y, _take(one_hot, i, axis), 1, example_masks)
+            acts, read = manual_code(example, order, sizes)
+            for name, grad in read.grads.items():
+                if name in manual and manual[name].shape != grad.shape:
+                    raise binding.ManualCodeError(f"the per-example gradient of {name} has shape {grad.shape} for "
+                                                  f"example {i} but {manual[name].shape} before")
+                manual[name] = manual.get(name, 0) + grad.astype(np.result_type(grad, np.float64))
+            for name, act in acts.items():
+                pieces.setdefault(name, []).append(act)
+            own_loss = None if read.loss is None or own_loss is None else own_loss + read.loss
+            ignored = read.ignored
+        if reduction == "mean":
+            manual = {name: grad / x.shape[0] for name, grad in manual.items()}
+            own_loss = None if own_loss is None else own_loss / x.shape[0]
+        manual_activations = {name: np.concatenate(parts, axis=axis) for name, parts in pieces.items()
+                               if all(np.ndim(part) == 2 and np.shape(part)[axis] == 1 for part in parts)}
+        combined = "averaged" if reduction == "mean" else "summed"
+        context.append(f"per example: {x.shape[0]} calls, the gradients {combined}")
 
-    reference, notes = None, []
+    # A bias gradient of shape (1, n) for an (n,) bias (or the reverse) updates the bias correctly.
+    reshaped = []
+    for name, grad in list(manual.items()):
+        wanted = autograd[name].shape
+        if name.startswith("b") and benign_bias_shape(grad.shape, wanted):
+            manual[name] = grad.reshape(wanted)
+            reshaped.append(f"d{name} {grad.shape}")
+    if reshaped:
+        notes.append(f"bias gradients shaped differently from their biases but updating them the same: "
+                     f"{', '.join(reshaped)}; compared as the biases' shapes")
+    if ignored:
+        notes.append(f"set aside from your backward's result (not parameter gradients): {', '.join(ignored)}")
+    if own_loss is not None:
+        close = compare_arrays(np.float64(value), np.float64(own_loss)).verdict != FAIL
+        notes.append(f"your code's own loss {own_loss:.10g} {'equals' if close else 'differs from'} the declared "
+                     f"objective's {value:.10g}" + ("" if close else ": is the declared loss what your code computes?"))
+
+    autograd_named = {f"d{name}": grad for name, grad in autograd.items()}
+    manual_named = {f"d{name}": grad for name, grad in manual.items()}
+    aliases = {f"d{name}": state_name for name, state_name in param_names.items()}
+    reference = None
     if numerical:
         disagreement = {}
-        for manual_name, state_name in to_state.items():
-            a, b = autograd[manual_name], manual.get(manual_name)
-            if b is not None and b.shape == a.shape:
-                gap = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        for name, state_name in param_names.items():
+            b = manual.get(name)
+            if b is not None and b.shape == autograd[name].shape:
+                gap = np.abs(autograd[name].astype(np.float64) - b.astype(np.float64))
                 gap = np.where(np.isfinite(gap), gap, np.inf)  # NaN on one side is the worst disagreement
-                disagreement[state_name] = gap.reshape(state_grads[state_name].shape)
-        # The float64 copy sees exactly the inputs autograd saw (x rounded to the model's dtype, then widened).
-        grads, counts = numerical_gradients(model, x.astype(dtype), y, dropout_masks=masks, weight_decay=weight_decay,
-                                            reduction=reduction, entries=numerical_entries,
-                                            disagreement=disagreement, seed=seed)
-        reference = {manual_name: to_convention(state_name, grads[state_name], convention)
-                     for manual_name, state_name in to_state.items()}
-        sampled = [f"{manual_name} {counts[state_name]} of {grads[state_name].size}"
-                   for manual_name, state_name in to_state.items() if counts[state_name] < grads[state_name].size]
+                disagreement[state_name] = layout_.to_state(name, gap, state_shapes[state_name])
+        grads, counts = numerical_gradients(work, xd, y, objective=objective, dropout_masks=masks,
+                                            entries=numerical_entries, disagreement=disagreement, seed=seed)
+        reference = {f"d{name}": _masked_to_user(layout_, name, grads[state_name])
+                     for name, state_name in param_names.items()}
+        sampled = [f"d{name} {counts[state_name]} of {grads[state_name].size}" for name, state_name in
+                   param_names.items() if counts[state_name] < grads[state_name].size]
         if sampled:
             notes.append(f"numerical gradients on a sample of entries (up to half where {names[0]} and "
                          f"{names[1]} differ most, the rest at random): {', '.join(sampled)}")
-        closest = min((float(np.min(np.abs(z.data))) for key, z in activations.items()
-                       if key.startswith("Z") and key != f"Z{num_linear}"), default=np.inf)
+        kinks = [f"Z{step.number}" for step in activation_steps(plan_work) if step.kind.kink]
+        closest = min((float(np.min(np.abs(activations[key].data))) for key in kinks), default=np.inf)
         if closest < KINK_DISTANCE:
-            notes.append(f"a ReLU input is {closest:.1e} from its kink: numerical gradients of entries feeding it "
-                         "can be off; a disagreement there blames no one")
+            notes.append(f"an activation's input is {closest:.1e} from its kink: numerical gradients of entries "
+                         "feeding it can be off; a disagreement there blames no one")
 
-    report = compare_gradients(autograd, manual, names, reference, reference_name="numerical", aliases=aliases)
+    report = compare_gradients(autograd_named, manual_named, names, reference, reference_name="numerical",
+                               aliases=aliases)
+    report.context = context
+
     if manual_forward is not None:
-        probabilities = logits.softmax(axis=-1)
-        auto_activations = {key: activation_to_convention(value.data, convention)
-                            for key, value in {**activations, f"A{num_linear}": probabilities}.items()}
-        manual_activations = _manual_mapping(manual_forward(params, X.copy()), list(auto_activations),
-                                             "manual_forward")
-        report.forward = compare_gradients(auto_activations, manual_activations, names).gradients
-        first_bad = next((item.name for item in report.forward if item.verdict == FAIL), None)
-        if first_bad is not None:
-            notes.insert(0, f"the forward pass differs first at {first_bad}: fix it before reading the gradients")
-    report.notes.extend(notes)
+        auto_activations = {key: layout_.batch_to_user(tensor.data) for key, tensor in activations.items()}
+        last = f"A{len(linear_steps(plan))}"
+        if last not in auto_activations and objective.loss == "cross_entropy":
+            auto_activations[last] = layout_.batch_to_user(output.softmax(axis=-1).data)
+        shared = [key for key in auto_activations if key in manual_activations]
+        if shared:
+            report.forward = compare_gradients({key: auto_activations[key] for key in shared},
+                                               {key: manual_activations[key] for key in shared}, names).gradients
+            first_bad = next((item.name for item in report.forward if item.verdict == FAIL), None)
+            if first_bad is not None:
+                first.append(f"the forward pass differs first at {first_bad}: fix it before reading the gradients")
+        else:
+            notes.append("your forward function returned no arrays named Z1, A1, ...: no forward table")
+
+    variants: dict[str, dict[str, np.ndarray]] = {}
+
+    def variant(alternative: Objective | None = None, slips: Mapping[int, Slip] | None = None
+                ) -> dict[str, np.ndarray]:
+        key = repr((alternative, None if slips is None else sorted((k, v.text) for k, v in slips.items())))
+        if key not in variants:
+            grads, *_ = _autograd(work, xd, y, target, alternative or objective, masks, slips)
+            variants[key] = {name: layout_.to_user(name, grads[state]) for name, state in param_names.items()}
+        return variants[key]
+
+    diagnose(report, Case(layout=layout_, plan=plan_work, objective=objective, m=x.shape[0], autograd=autograd,
+                          manual=manual, weights={name: p for name, p in params_user.items() if name.startswith("W")},
+                          variant=variant, names=tuple(names), per_example=per_example))
+    report.notes = first + report.notes + notes
     return report
+
+
+def _masked_to_user(layout: Layout, name: str, grad: np.ndarray) -> np.ndarray:
+    converted = layout.to_user(name, np.ma.getdata(grad))
+    if np.ma.isMaskedArray(grad):
+        return np.ma.masked_array(converted, mask=layout.to_user(name, np.ma.getmaskarray(grad)))
+    return converted

@@ -164,11 +164,6 @@ def _value_hint(a: np.ndarray, b: np.ndarray, pair: Pair, warning: float, labels
             return f"{la} == {ratio:.6g} * {lb}: a constant factor (a missing or extra 1/m?)"
     if a.ndim == 2 and a.shape[0] == a.shape[1] and np.max(np.abs(a - b.T)) <= warning * scale:
         return f"{lb} == {la}^T: transposed (dW = dZ A_prev^T)"
-    zero_a, zero_b = a == 0, b == 0
-    if np.any(zero_a & ~zero_b) and not np.any(zero_b & ~zero_a):
-        return f"{lb} is nonzero where {la} is exactly 0: a missing ReLU mask (Z > 0)?"
-    if np.any(zero_b & ~zero_a) and not np.any(zero_a & ~zero_b):
-        return f"{la} is nonzero where {lb} is exactly 0: a missing ReLU mask (Z > 0)?"
     return ""
 
 
@@ -213,6 +208,7 @@ class GradientReport:
     forward: list[ArrayComparison] = field(default_factory=list)
     reference: str | None = None
     notes: list[str] = field(default_factory=list)
+    context: list[str] = field(default_factory=list)  # what was compared: the loss, the layout, ...
 
     @property
     def passed(self) -> bool:
@@ -243,7 +239,8 @@ class GradientReport:
     def format(self) -> str:
         """The aligned text table a reader sees: forward first (a wrong forward explains wrong gradients)."""
         a_name, b_name = self.names
-        lines = [f"{a_name} vs {b_name}" + (f", reference: {self.reference}" if self.reference else "")]
+        lines = [f"{a_name} vs {b_name}" + (f", reference: {self.reference}" if self.reference else ""),
+                 *self.context]
         if self.forward:
             lines += ["", "forward (per layer):", *_table(self.forward, self.names, reference=None)]
         lines += ["", "gradients:", *_table(self.gradients, self.names, reference=self.reference)]
@@ -280,6 +277,7 @@ class GradientReport:
             "blame": self.blamed,
             "forward": [item_dict(item) for item in self.forward],
             "gradients": [item_dict(item) for item in self.gradients],
+            "context": self.context,
             "notes": self.notes,
             "thresholds": {**{k: list(v) for k, v in THRESHOLDS.items()}, "numerical": list(NUMERICAL_THRESHOLDS)},
         })
@@ -314,7 +312,12 @@ def _shape(pair: Pair) -> str:
     return one(pair.shape_a) if pair.shape_a == pair.shape_b else f"{one(pair.shape_a)} vs {one(pair.shape_b)}"
 
 
-def _table(items: Sequence[ArrayComparison], names: Sequence[str], reference: str | None) -> list[str]:
+_NUMERIC_COLUMNS = {2, 3, 4, 5, 6, 8, 9}
+
+
+def _cells(items: Sequence[ArrayComparison], names: Sequence[str], reference: str | None
+           ) -> tuple[list[str], list[list[str]]]:
+    """The table's header and rows as strings, for the text table and the HTML one alike."""
     headers = ["name", "shape", "error", "max|a-b|", "max rel", "cosine", "|a|/|b|", "worst at",
                names[0], names[1], "verdict"]
     if reference:
@@ -331,11 +334,15 @@ def _table(items: Sequence[ArrayComparison], names: Sequence[str], reference: st
                 row.append("-" if side is None else f"{side.verdict} {_number(side.error, 1)}")
             row.append(item.blame or "-")
         rows.append(row)
+    return headers, rows
+
+
+def _table(items: Sequence[ArrayComparison], names: Sequence[str], reference: str | None) -> list[str]:
+    headers, rows = _cells(items, names, reference)
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    numeric = {2, 3, 4, 5, 6, 8, 9}
 
     def line(cells):
-        return "  ".join(str(cell).rjust(width) if col in numeric else str(cell).ljust(width)
+        return "  ".join(str(cell).rjust(width) if col in _NUMERIC_COLUMNS else str(cell).ljust(width)
                          for col, (cell, width) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     return [line(headers), line(["-" * width for width in widths]), *(line(row) for row in rows)]
