@@ -4,6 +4,8 @@ and with the numerical third source the report blames the side that is wrong."""
 import argparse
 import functools
 import json
+from html.parser import HTMLParser
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -496,6 +498,54 @@ def test_dropout_mask_shapes_are_checked_in_the_conventions_layout():
     with pytest.raises(ValueError, match="nothing is kept"):
         compare_model(everything_dropped, reference.manual_backward, x, y, layout="column",
                       dropout_masks=[np.zeros((5, 4))])
+
+
+class _Tables(HTMLParser):
+    """Every table cell of an HTML document as (text, style), row by row, table by table."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self.cell = ["", dict(attrs).get("style", "")]
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell[0] += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(tuple(self.cell))
+            self.cell = None
+
+
+def test_the_html_report_is_a_table_with_coloured_verdicts_and_the_blame():
+    model, x, y = tutorial_case()
+    report = compare_model(model, functools.partial(_backward, bug="sign error"), x, y,
+                           manual_forward=tutorial.forward_prop, layout="column", numerical=True, numerical_entries=50)
+    page = report._repr_html_()
+    ElementTree.fromstring(page)  # well-formed as XML too: every tag closed, no HTML-only entities
+    parser = _Tables()
+    parser.feed(page)
+    forward, gradients = parser.tables
+    assert [text for text, _ in forward[0]][-1] == "verdict" and len(forward) == 1 + 4
+    header = [text for text, _ in gradients[0]]
+    assert header[:2] == ["name", "shape"] and header[-4:] == ["verdict", "autograd vs numerical",
+                                                               "manual vs numerical", "blame"]
+    rows = {row[0][0]: dict(zip(header, row, strict=True)) for row in gradients[1:]}
+    assert list(rows) == ["dW1 [0.weight]", "db1 [0.bias]", "dW2 [2.weight]", "db2 [2.bias]"]
+    assert rows["db1 [0.bias]"]["verdict"][0] == "FAIL"
+    assert "#f9d0d0" in rows["db1 [0.bias]"]["verdict"][1] and rows["db1 [0.bias]"]["blame"][0] == "manual"
+    assert rows["dW1 [0.weight]"]["verdict"][0] == "PASS" and "#d9f2d9" in rows["dW1 [0.weight]"]["verdict"][1]
+    assert rows["dW1 [0.weight]"]["blame"][0] == "-" and "background" not in rows["dW1 [0.weight]"]["name"][1]
+    assert rows["db1 [0.bias]"]["manual vs numerical"][0].startswith("FAIL")
+    assert "manual == -autograd: a sign error" in page and "result: <span" in page and "db1 -&gt; manual" in page
 
 
 # ---------------------------------------------------------------------------------------------- the CLI

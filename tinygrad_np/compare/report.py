@@ -32,6 +32,7 @@ the other agrees with it is blamed; if both or neither agree with the reference,
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -260,6 +261,25 @@ class GradientReport:
 
     __str__ = format
 
+    def _repr_html_(self) -> str:
+        """The report as Jupyter shows it: the same tables in HTML, verdicts coloured, with the blame column."""
+        a_name, b_name = self.names
+        title = f"{a_name} vs {b_name}" + (f", reference: {self.reference}" if self.reference else "")
+        parts = [f"<div><p><b>{html.escape(title)}</b></p>"]
+        parts += [f"<p>{html.escape(line)}</p>" for line in self.context]
+        if self.forward:
+            parts += ["<p>forward (per layer):</p>", _html_table(self.forward, self.names, None)]
+        parts += ["<p>gradients:</p>", _html_table(self.gradients, self.names, self.reference)]
+        notes = [f"{item.label}: {item.pair.note}" for item in self.forward + self.gradients if item.pair.note]
+        notes += [f"note: {note}" for note in self.notes]
+        if notes:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in notes) + "</ul>")
+        background, colour = VERDICT_COLOURS[self.verdict]
+        blame = f" (blame: {', '.join(f'{k} -> {v}' for k, v in self.blamed.items())})" if self.blamed else ""
+        parts.append(f'<p>result: <span style="background: {background}; color: {colour}; font-weight: bold">'
+                     f"{self.verdict}</span>{html.escape(blame)}</p></div>")
+        return "".join(parts)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: non-finite floats become the strings "nan", "inf", "-inf"."""
         def item_dict(item: ArrayComparison) -> dict[str, Any]:
@@ -346,6 +366,27 @@ def _table(items: Sequence[ArrayComparison], names: Sequence[str], reference: st
                          for col, (cell, width) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     return [line(headers), line(["-" * width for width in widths]), *(line(row) for row in rows)]
+
+
+# Background and text colours of a verdict in the HTML report (a verdict cell also starts a reference cell).
+VERDICT_COLOURS = {PASS: ("#d9f2d9", "#1e6b1e"), WARN: ("#fff1c2", "#7a5a00"), FAIL: ("#f9d0d0", "#9b1c1c")}
+
+
+def _html_cell(tag: str, text: str, column: int) -> str:
+    style = ["text-align: right"] if column in _NUMERIC_COLUMNS else ["text-align: left"]
+    verdict = text.split(" ")[0]
+    if tag == "td" and column in (10, 11, 12) and verdict in VERDICT_COLOURS:  # the verdict and vs-reference cells
+        background, colour = VERDICT_COLOURS[verdict]
+        style += [f"background: {background}", f"color: {colour}", "font-weight: bold"]
+    return f'<{tag} style="{"; ".join(style)}">{html.escape(text)}</{tag}>'
+
+
+def _html_table(items: Sequence[ArrayComparison], names: Sequence[str], reference: str | None) -> str:
+    headers, rows = _cells(items, names, reference)
+    head = "".join(_html_cell("th", header, column) for column, header in enumerate(headers))
+    body = "".join("<tr>" + "".join(_html_cell("td", cell, column) for column, cell in enumerate(row)) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def compare_gradients(
