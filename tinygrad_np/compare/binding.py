@@ -401,3 +401,80 @@ def _read_positionally(values: list[Any], out: Gradients, names: Sequence[str], 
     for value in values:
         if isinstance(value, Mapping) or _is_number(value):
             out.put("", value, names, sizes)
+
+
+# ---- the hand-written side, whole -----------------------------------------------------------------------
+
+
+def as_parameters(params: Any, names: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """The code's own parameters as {"W1": ..., "b1": ...}: from a dict keyed W1/w1/..., or a tuple W1, b1, W2, ..."""
+    if isinstance(params, Mapping):
+        found = {parameter_name(str(key)): np.asarray(value) for key, value in params.items()}
+        return {key: value for key, value in found.items() if key is not None}
+    if isinstance(params, (tuple, list)) and len(params) == len(names):
+        return {name: np.asarray(value) for name, value in zip(names, params, strict=True)}
+    raise TypeError(f"params must be a dict keyed {', '.join(names)} or a tuple in that order, got "
+                    f"{describe(params)}")
+
+
+def owner_parameters(*functions: Callable[..., Any] | None) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The parameters held by the object a method belongs to (self.params, self.weights/self.biases, self.W1)."""
+    for function in functions:
+        owner = getattr(function, "__self__", None)
+        if owner is None or not hasattr(owner, "__dict__"):
+            continue
+        found, where = {}, []
+        for attribute, value in vars(owner).items():
+            kind = _CANONICAL.get(normalise(attribute))
+            if kind == "params" and isinstance(value, Mapping):
+                found.update(as_parameters(value, {}))
+            elif kind in ("weights", "biases") and isinstance(value, (list, tuple)):
+                found.update({f"{'W' if kind == 'weights' else 'b'}{i}": np.asarray(v)
+                              for i, v in enumerate(value, start=1)})
+            elif (name := parameter_name(attribute)) is not None and isinstance(value, np.ndarray):
+                found[name] = value
+            else:
+                continue
+            where.append(f"self.{attribute}")
+        if found:
+            return found, f"{type(owner).__name__} ({', '.join(where)})"
+    return None, None
+
+
+class HandWritten:
+    """The hand-written forward and backward, called by argument name, once per batch or once per example."""
+
+    def __init__(self, forward: Callable[..., Any] | None, backward: Callable[..., Any],
+                 arguments: Mapping[str, Any]) -> None:
+        self.forward, self.backward, self.arguments = forward, backward, dict(arguments)
+        self.forward_source = Source.of(forward) if forward is not None else None
+        self.backward_source = Source.of(backward)
+
+    def __call__(self, values: dict[str, Any], names: list[str], sizes: dict[str, int]
+                 ) -> tuple[dict[str, np.ndarray], Gradients]:
+        environment = Environment(values, dict(self.arguments))
+        activations: dict[str, np.ndarray] = {}
+        if self.forward is not None:
+            named = read_forward(call(self.forward, environment, "forward"), self.forward_source)
+            owner = getattr(self.forward, "__self__", None)
+            if owner is not None and hasattr(owner, "__dict__"):  # forward kept them on self (self.z1, self.a1)
+                for attribute, value in vars(owner).items():
+                    if activation_name(attribute) and isinstance(value, np.ndarray):
+                        named.setdefault(attribute, value)
+            activations = forward_activations(named)
+            environment.named = {**named, **self.arguments}
+        result = call(self.backward, environment, "backward")
+        return activations, read_gradients(result, self.backward_source, names, sizes)
+
+
+def call_values(params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, one_hot: np.ndarray, m: int,
+            masks: list[np.ndarray] | None) -> dict[str, Any]:
+    """What a call can be given, as fresh copies: the code may write into its arguments."""
+    params = {name: value.copy() for name, value in params.items()}
+    values: dict[str, Any] = {"X": X.copy(), "Y": Y.copy(), "one_hot_Y": one_hot.copy(), "m": m, "params": params,
+                              "weights": [params[n] for n in params if n.startswith("W")],
+                              "biases": [params[n] for n in params if n.startswith("b")], **params}
+    if masks is not None:
+        values["dropout_masks"] = [mask.copy() for mask in masks]
+        values.update({f"D{i}": mask for i, mask in enumerate(values["dropout_masks"], start=1)})
+    return values

@@ -161,8 +161,6 @@ def infer_activations(
 
     None for a layer whose A_l equals its Z_l (no activation); layers the forward doesn't name are left out.
     """
-    from tinygrad_np.compare.model import _values
-
     if code.forward is None:
         return {}
     probe = build_model(sizes, "relu")  # the activation doesn't change a shape, nor do the values matter here
@@ -172,7 +170,7 @@ def infer_activations(
     X = resolved.batch_to_user(np.asarray(x, dtype=np.float64))
     labels = np.zeros(len(x), dtype=np.int64)
     one_hot = resolved.batch_to_user(np.eye(sizes[-1])[labels])
-    values = _values(user, X, labels, one_hot, len(x), None)
+    values = binding.call_values(user, X, labels, one_hot, len(x), None)
     environment = binding.Environment(values, dict(arguments))
     source = binding.Source.of(code.forward)
     found = binding.forward_activations(binding.read_forward(binding.call(code.forward, environment, "forward"),
@@ -217,7 +215,6 @@ def model_for(
     (the loss applies the softmax), with NLL it is a log_softmax.
     """
     from tinygrad_np.compare.layout import model_params
-    from tinygrad_np.compare.model import _owner_params, _user_params
 
     arguments = dict(arguments or {})
     features, notes = x.shape[1], []
@@ -225,14 +222,14 @@ def model_for(
     if raw is not None:
         notes.append(f"parameters: yours, from {code.init.__name__}()")
     else:
-        raw, where = _owner_params(code.backward, code.forward)
+        raw, where = binding.owner_parameters(code.backward, code.forward)
         notes += [f"parameters: yours, from {where}"] if raw is not None else []
     if raw is not None:
         if isinstance(raw, Mapping):
-            params = _user_params(raw, {})
+            params = binding.as_parameters(raw, {})
         else:
             items = list(raw)
-            params = _user_params(items, {f"{'Wb'[i % 2]}{i // 2 + 1}": None for i in range(len(items))})
+            params = binding.as_parameters(items, {f"{'Wb'[i % 2]}{i // 2 + 1}": None for i in range(len(items))})
         sizes = layer_sizes(params, features)
     else:
         if not hidden_sizes:

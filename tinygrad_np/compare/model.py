@@ -187,84 +187,8 @@ def numerical_gradients(
     return grads, counts
 
 
-# ---- the hand-written side -------------------------------------------------------------------------------
-
-
-def _user_params(params: Any, names: Mapping[str, str]) -> dict[str, np.ndarray]:
-    """The code's own parameters as {"W1": ..., "b1": ...}: from a dict keyed W1/w1/..., or a tuple W1, b1, W2, ..."""
-    if isinstance(params, Mapping):
-        found = {binding.parameter_name(str(key)): np.asarray(value) for key, value in params.items()}
-        return {key: value for key, value in found.items() if key is not None}
-    if isinstance(params, (tuple, list)) and len(params) == len(names):
-        return {name: np.asarray(value) for name, value in zip(names, params, strict=True)}
-    raise TypeError(f"params must be a dict keyed {', '.join(names)} or a tuple in that order, got "
-                    f"{binding.describe(params)}")
-
-
-def _owner_params(*functions: Callable[..., Any] | None) -> tuple[dict[str, np.ndarray] | None, str | None]:
-    """The parameters held by the object a method belongs to (self.params, self.weights/self.biases, self.W1)."""
-    for function in functions:
-        owner = getattr(function, "__self__", None)
-        if owner is None or not hasattr(owner, "__dict__"):
-            continue
-        found, where = {}, []
-        for attribute, value in vars(owner).items():
-            kind = binding._CANONICAL.get(binding.normalise(attribute))
-            if kind == "params" and isinstance(value, Mapping):
-                found.update(_user_params(value, {}))
-            elif kind in ("weights", "biases") and isinstance(value, (list, tuple)):
-                found.update({f"{'W' if kind == 'weights' else 'b'}{i}": np.asarray(v)
-                              for i, v in enumerate(value, start=1)})
-            elif (name := binding.parameter_name(attribute)) is not None and isinstance(value, np.ndarray):
-                found[name] = value
-            else:
-                continue
-            where.append(f"self.{attribute}")
-        if found:
-            return found, f"{type(owner).__name__} ({', '.join(where)})"
-    return None, None
-
-
-class _Manual:
-    """The hand-written forward and backward, called by argument name, once per batch or once per example."""
-
-    def __init__(self, forward: Callable[..., Any] | None, backward: Callable[..., Any],
-                 arguments: Mapping[str, Any]) -> None:
-        self.forward, self.backward, self.arguments = forward, backward, dict(arguments)
-        self.forward_source = binding.Source.of(forward) if forward is not None else None
-        self.backward_source = binding.Source.of(backward)
-
-    def __call__(self, values: dict[str, Any], names: list[str], sizes: dict[str, int]
-                 ) -> tuple[dict[str, np.ndarray], binding.Gradients]:
-        environment = binding.Environment(values, dict(self.arguments))
-        activations: dict[str, np.ndarray] = {}
-        if self.forward is not None:
-            named = binding.read_forward(binding.call(self.forward, environment, "forward"), self.forward_source)
-            owner = getattr(self.forward, "__self__", None)
-            if owner is not None and hasattr(owner, "__dict__"):  # forward kept them on self (self.z1, self.a1)
-                for attribute, value in vars(owner).items():
-                    if binding.activation_name(attribute) and isinstance(value, np.ndarray):
-                        named.setdefault(attribute, value)
-            activations = binding.forward_activations(named)
-            environment.named = {**named, **self.arguments}
-        result = binding.call(self.backward, environment, "backward")
-        return activations, binding.read_gradients(result, self.backward_source, names, sizes)
-
-
-def _values(params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, one_hot: np.ndarray, m: int,
-            masks: list[np.ndarray] | None) -> dict[str, Any]:
-    """What a call can be given, as fresh copies: the code may write into its arguments."""
-    params = {name: value.copy() for name, value in params.items()}
-    values: dict[str, Any] = {"X": X.copy(), "Y": Y.copy(), "one_hot_Y": one_hot.copy(), "m": m, "params": params,
-                              "weights": [params[n] for n in params if n.startswith("W")],
-                              "biases": [params[n] for n in params if n.startswith("b")], **params}
-    if masks is not None:
-        values["dropout_masks"] = [mask.copy() for mask in masks]
-        values.update({f"D{i}": mask for i, mask in enumerate(values["dropout_masks"], start=1)})
-    return values
-
-
 def _take(array: np.ndarray, index: int, axis: int) -> np.ndarray:
+    """Example `index` along the batch axis, keeping the axis (a column stays a column)."""
     return np.take(array, [index], axis=axis) if array.ndim > axis else array[index:index + 1]
 
 
@@ -315,8 +239,8 @@ def compare_model(
     state_shapes = {name: value.shape for name, value in model.state_dict().items()}
 
     context, first, notes = [f"loss: {objective.describe()}"], [], []
-    user_params, source = (_user_params(params, param_names), "params=") if params is not None else \
-        _owner_params(manual_backward, manual_forward)
+    user_params, source = (binding.as_parameters(params, param_names), "params=") if params is not None else \
+        binding.owner_parameters(manual_backward, manual_forward)
     layout_, detected = resolve_layout(layout, param_names, state_shapes, user_params)
     context.append(f"layout: {layout_.describe()}" + (" (detected from your parameters' shapes)" if detected else ""))
 
@@ -346,13 +270,13 @@ def compare_model(
     one_hot_wanted = targets == "one_hot" or (targets is None and (objective.one_hot_targets or y.ndim == 2))
     Y = one_hot if one_hot_wanted else y
     user_masks = None if masks is None else [layout_.batch_to_user(mask.astype(dtype)) for mask in masks]
-    manual_code = _Manual(manual_forward, manual_backward, arguments)
+    manual_code = binding.HandWritten(manual_forward, manual_backward, arguments)
     sizes = {name: int(np.prod(shape)) for name, shape in
              ((name, state_shapes[state_name]) for name, state_name in param_names.items())}
     order = list(param_names)
     axis = layout_.batch_axis()
     if not per_example:
-        manual_activations, read = manual_code(_values(params_user, X, Y, one_hot, x.shape[0], user_masks),
+        manual_activations, read = manual_code(binding.call_values(params_user, X, Y, one_hot, x.shape[0], user_masks),
                                                order, sizes)
         manual, own_loss, ignored = read.grads, read.loss, read.ignored
     else:
@@ -360,7 +284,8 @@ def compare_model(
         for i in range(x.shape[0]):
             example_masks = None if user_masks is None else [_take(mask, i, axis) for mask in user_masks]
             example_y = _take(Y, i, axis) if Y.ndim == 2 else Y[i:i + 1]
-            example = _values(params_user, _take(X, i, axis), example_y, _take(one_hot, i, axis), 1, example_masks)
+            example = binding.call_values(params_user, _take(X, i, axis), example_y, _take(one_hot, i, axis), 1,
+                                          example_masks)
             acts, read = manual_code(example, order, sizes)
             for name, grad in read.grads.items():
                 if name in manual and manual[name].shape != grad.shape:
