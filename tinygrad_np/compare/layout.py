@@ -131,7 +131,7 @@ def resolve_layout(
     state_shapes: Mapping[str, tuple[int, ...]],
     user_params: Mapping[str, np.ndarray] | None,
 ) -> tuple[Layout, str | None]:
-    """The layout to hand the code its arrays in, and a note saying what was detected (None if nothing was).
+    """The layout to hand the code its arrays in, and how it was found ("detected from ..."; None if given).
 
     Forms come from the code's own parameters where their shapes decide (always, if given), then from the
     named layout or the map; the batch's orientation from the biases ((n, 1): column), the map or the name.
@@ -172,6 +172,11 @@ def resolve_layout(
         raise TypeError(f"layout must be a name or a per-parameter map; use {LAYOUT_HELP}")
 
     forms = {key: given.get(key) or detected.get(key) for key in names}
+    # A square W fits both weight forms; it is taken like the other weights when they all agree (the tutorial's W2).
+    weight_forms = {form for key, form in forms.items() if key.startswith("W") and form is not None}
+    squares = [key for key, form in forms.items() if key.startswith("W") and form is None]
+    if squares and len(weight_forms) == 1:
+        forms.update(dict.fromkeys(squares, weight_forms.pop()))
     batch = given.get("X") or _batch_from_forms(forms)
     unknown = [key for key, form in forms.items() if form is None] + ([] if batch else ["X"])
     if unknown:
@@ -182,7 +187,8 @@ def resolve_layout(
         raise ValueError(f"can't tell the layout: {why}; pass {LAYOUT_HELP}")
     resolved = Layout(batch, forms, _name_of(batch, forms))
     note = None if isinstance(layout, Mapping) and len(given) == len(names) + 1 else \
-        f"layout detected from your parameters' shapes: {resolved.describe()}"
+        "detected from your parameters' shapes" + (
+            f"; {', '.join(squares)} square, taken like the other weights" if squares else "")
     return resolved, note
 
 

@@ -242,7 +242,7 @@ def compare_model(
     user_params, source = (binding.as_parameters(params, param_names), "params=") if params is not None else \
         binding.owner_parameters(manual_backward, manual_forward)
     layout_, detected = resolve_layout(layout, param_names, state_shapes, user_params)
-    context.append(f"layout: {layout_.describe()}" + (" (detected from your parameters' shapes)" if detected else ""))
+    context.append(f"layout: {layout_.describe()}" + (f" ({detected})" if detected else ""))
 
     # Autograd on a copy, so the caller's parameters and their accumulated .grad stay as they were; at the
     # code's own parameter values (and in their float dtype) when it brought them.
