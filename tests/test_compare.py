@@ -4,7 +4,9 @@ and with the numerical third source the report blames the side that is wrong."""
 import argparse
 import functools
 import json
+import re
 from html.parser import HTMLParser
+from pathlib import Path
 from xml.etree import ElementTree
 
 import numpy as np
@@ -589,6 +591,99 @@ def test_cli_exits_1_when_the_hand_derivation_is_wrong(capsys, monkeypatch):
 def test_cli_exits_2_with_a_message_on_unusable_input(capsys, argv, message):
     status, _, err = run_cli(capsys, "--offline", *argv)
     assert status == 2 and message in err
+
+
+COLUMN_TANH = """
+import numpy as np
+
+
+def init_params(n_x, n_h, n_y, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"W1": rng.normal(size=(n_h, n_x)) * 0.05, "b1": np.zeros((n_h, 1)),
+            "W2": rng.normal(size=(n_y, n_h)) * 0.5, "b2": np.zeros((n_y, 1))}
+
+
+def forward_prop(X, params):
+    Z1 = params["W1"] @ X + params["b1"]
+    A1 = np.tanh(Z1)
+    Z2 = params["W2"] @ A1 + params["b2"]
+    A2 = np.exp(Z2 - Z2.max(0)) / np.exp(Z2 - Z2.max(0)).sum(0)
+    return {"Z1": Z1, "A1": A1, "Z2": Z2, "A2": A2}
+
+
+def backward_prop(params, cache, X, one_hot_Y, lambd):
+    m = X.shape[1]
+    dZ2 = cache["A2"] - one_hot_Y
+    dZ1 = params["W2"].T @ dZ2 * (1 - cache["A1"] ** 2)
+    return {"dW1": dZ1 @ X.T / m + lambd / m * params["W1"], "db1": dZ1.sum(1, keepdims=True) / m,
+            "dW2": dZ2 @ cache["A1"].T / m + lambd / m * params["W2"], "db2": dZ2.sum(1, keepdims=True) / m}
+"""
+
+
+@pytest.fixture
+def column_tanh(tmp_path):
+    path = tmp_path / "my_net.py"
+    path.write_text(COLUMN_TANH)
+    return path
+
+
+def test_cli_compares_your_own_file_with_its_l2_term_as_written(capsys, column_tanh):
+    common = ["--offline", "--batch-size", "12", "--manual", str(column_tanh), "--hidden-sizes", "8"]
+    status, out, _ = run_cli(capsys, *common, "--l2", "lambd/m * W", "--arg", "lambd=0.5", "--numerical")
+    assert status == 0, out
+    assert "model: Linear(784, 8) -> Tanh -> Linear(8, 10)" in out
+    assert "parameters: yours, from init_params()" in out and "hidden activation tanh, read off your forward" in out
+    assert "layout: column: X (features, m) = x.T, W (out, in), b (n, 1) (detected from your parameters' shapes)" in out
+    assert "forward (per layer):" in out and out.rstrip().endswith("result: PASS")
+    status, out, _ = run_cli(capsys, *common, "--arg", "lambd=0.5")  # the L2 term left undeclared
+    assert status == 1
+    assert "dW1 [0.weight]: an L2 term differs (c = 0.0416667)" in out
+
+
+def test_cli_blames_a_planted_bug_in_your_file(capsys, tmp_path):
+    source = Path("examples/backprop/torch_layout_style.py").read_text().replace("db3 = g3.sum(0)", "db3 = g3.sum(1)")
+    (tmp_path / "net.py").write_text(source)
+    status, out, _ = run_cli(capsys, "--offline", "--batch-size", "12", "--manual", str(tmp_path / "net.py"),
+                             "--loss", "nll", "--numerical", "--numerical-entries", "50")
+    assert status == 1
+    assert "bias summed over the wrong axis" in out and "result: FAIL (blame: db3 -> manual)" in out
+
+
+@pytest.mark.parametrize(
+    ("source", "argv", "message"),
+    [
+        (None, ["--manual", "no_such_net.py"], "no_such_net.py is not a Python file"),
+        (COLUMN_TANH, ["--hidden-sizes", "8", "--manual", "{path}:forward_prop,backprop"], "has no 'backprop'; it "
+                                                                                           "defines backward_prop"),
+        (COLUMN_TANH, ["--manual", "{path}"], r"init_params\(\) takes n_h, which needs --hidden-sizes"),
+        (COLUMN_TANH, ["--hidden-sizes", "8", "--manual", "{path}"], "takes lambd, which can't be bound by name"),
+        (COLUMN_TANH.replace("(1 - cache[\"A1\"] ** 2)", "(1 - cache[\"A1\"] ** 2).T"),
+         ["--hidden-sizes", "8", "--manual", "{path}", "--arg", "lambd=1"],
+         r"your backward function backward_prop raised ValueError: operands could not be broadcast together .* at "
+         r"my_net.py:\d+ \(dZ1 = .*\); it was called with params=\{W1: \(8, 784\), .*X=\(784, 12\)"),
+        ("raise ImportError('no module named mnist_loader')\n", ["--manual", "{path}"],
+         "importing .*my_net.py raised ImportError: no module named mnist_loader"),
+        (None, ["--layout", "row"], "--layout describe your own code: use them with --manual"),
+        (COLUMN_TANH, ["--hidden-sizes", "8", "--manual", "{path}", "--weight-decay", "0.1"],
+         "--dropout and --weight-decay are for the reference networks"),
+    ],
+    ids=["no file", "no such function", "init needs sizes", "unbound argument", "the code raises",
+         "the file raises on import", "own-code option without --manual", "reference-network option"],
+)
+def test_cli_manual_errors_are_one_line_and_exit_2(capsys, tmp_path, source, argv, message):
+    path = tmp_path / "my_net.py"
+    if source is not None:
+        path.write_text(source)
+    status, _, err = run_cli(capsys, "--offline", "--batch-size", "12", *[a.format(path=path) for a in argv])
+    assert status == 2
+    errors = [line for line in err.splitlines() if line.startswith("tinygrad-np compare: error: ")]
+    assert len(errors) == 1 and errors[0] == err.splitlines()[-1] and re.search(message, errors[0]), err
+
+
+def test_cli_refuses_an_argument_without_a_value(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(capsys, "--manual", "x.py", "--arg", "lambd")
+    assert exit_.value.code == 2 and "expected NAME=VALUE" in capsys.readouterr().err
 
 
 def test_cli_on_full_mnist(capsys, mnist_dir):

@@ -14,7 +14,8 @@ Each argument is looked up by its name, ignoring case and underscores:
     params, parameters                                  {"W1": ..., "b1": ..., ...}
     weights, biases                                     [W1, W2, ...], [b1, b2, ...]
     dropout_masks, masks, D1, D2                        the dropout keep-masks, in the code's layout
-    whatever the forward function returned              by the name it returned it under (Z1, cache)
+    whatever the forward function returned              by the name it returned it under (Z1, cache), and
+                                                        as a whole as ``cache`` when its return line names nothing
     whatever is in arguments=                           as given (lambd, reg, learning_rate, ...)
     ==================================================  ===============================================
 
@@ -300,6 +301,8 @@ def read_forward(result: Any, source: Source) -> dict[str, Any]:
             named = {}
     else:
         named = {source.returns[0]: result} if source.returns is not None and len(source.returns) == 1 else {}
+    if source.returns is None:
+        named.setdefault("cache", result)  # what backward(..., cache) means when the return line names nothing
     for label, value in list(named.items()):  # what a returned dict or a tuple named in the source holds
         if isinstance(value, Mapping):
             for key, item in value.items():

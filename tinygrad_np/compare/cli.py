@@ -21,6 +21,7 @@ import numpy as np
 
 from tinygrad_np.compare.layers import ACTIVATIONS, describe
 from tinygrad_np.compare.layout import NAMED_LAYOUTS
+from tinygrad_np.compare.manual import ManualCode, load_manual, model_for
 from tinygrad_np.compare.model import compare_model
 from tinygrad_np.compare.objective import LOSSES
 from tinygrad_np.compare.report import GradientReport
@@ -111,14 +112,9 @@ def _batch(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndarr
     return images[chosen].astype(args.dtype), labels[chosen]
 
 
-def _manual(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, options: dict) -> GradientReport:
+def _manual(args: argparse.Namespace, code: ManualCode, x: np.ndarray, y: np.ndarray, options: dict
+            ) -> GradientReport:
     """--manual: the user's file, its model built from its own parameters and forward pass."""
-    from tinygrad_np.compare.manual import load_manual, model_for
-
-    if args.dropout or args.weight_decay:
-        raise ValueError("--dropout and --weight-decay are for the reference networks; with --manual declare your "
-                         "L2 term as your code writes it: --l2 'lambd/m * W' --arg lambd=0.7")
-    code = load_manual(args.manual)
     arguments = dict(args.arg)
     model, params, notes = model_for(code, x, hidden_sizes=args.hidden_sizes, layout=args.layout,
                                      activation=args.activation, output_activation=args.output_activation,
@@ -134,11 +130,14 @@ def _manual(args: argparse.Namespace, x: np.ndarray, y: np.ndarray, options: dic
 def build(args: argparse.Namespace) -> GradientReport:
     """Load the batch, build the network and its hand-derived functions, and compare."""
     rng = np.random.default_rng(args.seed)
-    x, y = _batch(args, rng)
     dtype = np.dtype(args.dtype)
     options = {"numerical": args.numerical, "seed": args.seed, "numerical_entries": args.numerical_entries or None}
-    if args.manual is not None:
-        return _manual(args, x, y, options)
+    if args.manual is not None:  # the user's file first: its mistakes show before any data is loaded
+        if args.dropout or args.weight_decay:
+            raise ValueError("--dropout and --weight-decay are for the reference networks; with --manual declare "
+                             "your L2 term as your code writes it: --l2 'lambd/m * W' --arg lambd=0.7")
+        code = load_manual(args.manual)
+        return _manual(args, code, *_batch(args, rng), options)
     own_only = [flag for flag, value in (("--layout", args.layout), ("--l2", args.l2), ("--arg", args.arg),
                                          ("--activation", args.activation), ("--targets", args.targets),
                                          ("--output-activation", args.output_activation),
@@ -147,6 +146,7 @@ def build(args: argparse.Namespace) -> GradientReport:
     if own_only or args.loss != "cross_entropy" or args.reduction != "mean":
         raise ValueError(f"{', '.join(own_only) or '--loss/--reduction'} describe your own code: use them with "
                          "--manual my_net.py")
+    x, y = _batch(args, rng)
 
     from models import mlp as mlp_reference
     from models import two_layer as tutorial
