@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from tinygrad_np.cli.common import _finite_float
 from tinygrad_np.compare.layers import ACTIVATIONS, describe
 from tinygrad_np.compare.layout import NAMED_LAYOUTS
 from tinygrad_np.compare.manual import ManualCode, load_manual, model_for
@@ -28,16 +29,11 @@ from tinygrad_np.compare.report import GradientReport
 
 
 def _assignment(text: str) -> tuple[str, float]:
+    """--arg NAME=VALUE: a name the user's functions take, and its finite value."""
     name, equals, value = text.partition("=")
     if not equals or not name.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. lambd=0.7), got {text!r}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"the value of {name.strip()} must be a number, got {value!r}") from None
-    if not np.isfinite(number):
-        raise argparse.ArgumentTypeError(f"the value of {name.strip()} must be finite, got {value}")
-    return name.strip(), number
+    return name.strip(), _finite_float(value)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
