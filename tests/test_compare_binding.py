@@ -258,3 +258,26 @@ def test_a_new_layer_kind_is_one_table_entry(monkeypatch):
     assert report.failed == ["dW1", "db1"] and report["dW1"].verdict == FAIL
     assert report["dW1"].pair.note == ("softplus's derivative left out (layer 1, softplus; the right one: "
                                        "dZ1 = dA1 * sigmoid(Z1))")
+
+
+def test_a_softmax_layer_with_a_squared_loss_and_dropout_masks():
+    """Softmax and Dropout as layers of the Sequential, PyTorch's MSE on the probabilities, judged numerically."""
+    model = nn.Sequential(nn.Linear(5, 4, generator=0, dtype=np.float64), nn.Sigmoid(), nn.Dropout(0.25),
+                          nn.Linear(4, 3, generator=1, dtype=np.float64), nn.Softmax())
+    rng = np.random.default_rng(3)
+    x, y = rng.random((6, 5)), rng.integers(0, 3, 6)
+    masks = [(rng.random((6, 4)) > 0.25).astype(float)]
+
+    def backward(x, one_hot_Y, W1, b1, W2, b2, D1):
+        A1 = 1 / (1 + np.exp(-(x @ W1.T + b1)))
+        H = A1 * D1 / 0.75
+        Z2 = H @ W2.T + b2
+        P = np.exp(Z2) / np.exp(Z2).sum(axis=1, keepdims=True)
+        dP = 2 * (P - one_hot_Y) / P.size
+        dZ2 = P * (dP - (dP * P).sum(axis=1, keepdims=True))  # the softmax's Jacobian, row by row
+        dZ1 = dZ2 @ W2 * D1 / 0.75 * A1 * (1 - A1)
+        return {"dW1": dZ1.T @ x, "db1": dZ1.sum(0), "dW2": dZ2.T @ H, "db2": dZ2.sum(0)}
+
+    report = compare_model(model, backward, x, y, layout="torch", loss="mse", dropout_masks=masks, numerical=True)
+    assert report.verdict == PASS, report.format()
+    assert all(item.reference_b.verdict == PASS for item in report.gradients)
