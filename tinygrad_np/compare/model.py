@@ -192,6 +192,40 @@ def _take(array: np.ndarray, index: int, axis: int) -> np.ndarray:
     return np.take(array, [index], axis=axis) if array.ndim > axis else array[index:index + 1]
 
 
+def _hand_written(
+    code: binding.HandWritten, params: dict[str, np.ndarray], X: np.ndarray, Y: np.ndarray, one_hot: np.ndarray,
+    masks: list[np.ndarray] | None, axis: int, per_example: bool, reduction: str, sizes: dict[str, int],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float | None, list[str]]:
+    """The code's gradients, its forward activations, its own loss and what it returned besides: from one call
+    on the batch, or one call per example with the gradients (and losses) summed or averaged."""
+    m, order = X.shape[axis], list(sizes)
+    if not per_example:
+        activations, read = code(binding.call_values(params, X, Y, one_hot, m, masks), order, sizes)
+        return read.grads, activations, read.loss, read.ignored
+    grads: dict[str, np.ndarray] = {}
+    pieces: dict[str, list[np.ndarray]] = {}
+    loss: float | None = 0.0
+    for i in range(m):
+        example = binding.call_values(params, _take(X, i, axis), _take(Y, i, axis) if Y.ndim == 2 else Y[i:i + 1],
+                                      _take(one_hot, i, axis), 1,
+                                      None if masks is None else [_take(mask, i, axis) for mask in masks])
+        activations, read = code(example, order, sizes)
+        for name, grad in read.grads.items():
+            if name in grads and grads[name].shape != grad.shape:
+                raise binding.ManualCodeError(f"the per-example gradient of {name} has shape {grad.shape} for "
+                                              f"example {i} but {grads[name].shape} before")
+            grads[name] = grads.get(name, 0) + grad.astype(np.result_type(grad, np.float64))
+        for name, activation in activations.items():
+            pieces.setdefault(name, []).append(activation)
+        loss = None if read.loss is None or loss is None else loss + read.loss
+    if reduction == "mean":
+        grads = {name: grad / m for name, grad in grads.items()}
+        loss = None if loss is None else loss / m
+    activations = {name: np.concatenate(parts, axis=axis) for name, parts in pieces.items()
+                   if all(np.ndim(part) == 2 and np.shape(part)[axis] == 1 for part in parts)}
+    return grads, activations, loss, read.ignored
+
+
 # ---- compare_model ---------------------------------------------------------------------------------------
 
 
@@ -271,36 +305,10 @@ def compare_model(
     Y = one_hot if one_hot_wanted else y
     user_masks = None if masks is None else [layout_.batch_to_user(mask.astype(dtype)) for mask in masks]
     manual_code = binding.HandWritten(manual_forward, manual_backward, arguments)
-    sizes = {name: int(np.prod(shape)) for name, shape in
-             ((name, state_shapes[state_name]) for name, state_name in param_names.items())}
-    order = list(param_names)
-    axis = layout_.batch_axis()
-    if not per_example:
-        manual_activations, read = manual_code(binding.call_values(params_user, X, Y, one_hot, x.shape[0], user_masks),
-                                               order, sizes)
-        manual, own_loss, ignored = read.grads, read.loss, read.ignored
-    else:
-        manual, own_loss, ignored, pieces = {}, 0.0, [], {}
-        for i in range(x.shape[0]):
-            example_masks = None if user_masks is None else [_take(mask, i, axis) for mask in user_masks]
-            example_y = _take(Y, i, axis) if Y.ndim == 2 else Y[i:i + 1]
-            example = binding.call_values(params_user, _take(X, i, axis), example_y, _take(one_hot, i, axis), 1,
-                                          example_masks)
-            acts, read = manual_code(example, order, sizes)
-            for name, grad in read.grads.items():
-                if name in manual and manual[name].shape != grad.shape:
-                    raise binding.ManualCodeError(f"the per-example gradient of {name} has shape {grad.shape} for "
-                                                  f"example {i} but {manual[name].shape} before")
-                manual[name] = manual.get(name, 0) + grad.astype(np.result_type(grad, np.float64))
-            for name, act in acts.items():
-                pieces.setdefault(name, []).append(act)
-            own_loss = None if read.loss is None or own_loss is None else own_loss + read.loss
-            ignored = read.ignored
-        if reduction == "mean":
-            manual = {name: grad / x.shape[0] for name, grad in manual.items()}
-            own_loss = None if own_loss is None else own_loss / x.shape[0]
-        manual_activations = {name: np.concatenate(parts, axis=axis) for name, parts in pieces.items()
-                               if all(np.ndim(part) == 2 and np.shape(part)[axis] == 1 for part in parts)}
+    manual, manual_activations, own_loss, ignored = _hand_written(
+        manual_code, params_user, X, Y, one_hot, user_masks, layout_.batch_axis(), per_example, reduction,
+        {name: int(np.prod(state_shapes[state])) for name, state in param_names.items()})
+    if per_example:
         combined = "averaged" if reduction == "mean" else "summed"
         context.append(f"per example: {x.shape[0]} calls, the gradients {combined}")
 
@@ -355,16 +363,13 @@ def compare_model(
     if manual_forward is not None:
         auto_activations = {key: layout_.batch_to_user(tensor.data) for key, tensor in activations.items()}
         last = f"A{len(linear_steps(plan))}"
-        if last not in auto_activations and objective.loss == "cross_entropy":
+        if last not in auto_activations and objective.loss == "cross_entropy":  # the softmax inside the loss
             auto_activations[last] = layout_.batch_to_user(output.softmax(axis=-1).data)
-        shared = [key for key in auto_activations if key in manual_activations]
-        if shared:
-            report.forward = compare_gradients({key: auto_activations[key] for key in shared},
-                                               {key: manual_activations[key] for key in shared}, names).gradients
-            first_bad = next((item.name for item in report.forward if item.verdict == FAIL), None)
-            if first_bad is not None:
-                first.append(f"the forward pass differs first at {first_bad}: fix it before reading the gradients")
-        else:
+        report.forward = _forward_table(auto_activations, manual_activations, names)
+        first_bad = next((item.name for item in report.forward if item.verdict == FAIL), None)
+        if first_bad is not None:
+            first.append(f"the forward pass differs first at {first_bad}: fix it before reading the gradients")
+        if not report.forward:
             notes.append("your forward function returned no arrays named Z1, A1, ...: no forward table")
 
     variants: dict[str, dict[str, np.ndarray]] = {}
@@ -382,6 +387,15 @@ def compare_model(
                           variant=variant, names=tuple(names), per_example=per_example))
     report.notes = first + report.notes + notes
     return report
+
+
+def _forward_table(autograd: dict[str, np.ndarray], manual: dict[str, np.ndarray], names: Sequence[str]) -> list:
+    """Z_l and A_l that both sides have, compared in the code's layout."""
+    shared = [key for key in autograd if key in manual]
+    if not shared:
+        return []
+    return compare_gradients({key: autograd[key] for key in shared}, {key: manual[key] for key in shared},
+                             names).gradients
 
 
 def _masked_to_user(layout: Layout, name: str, grad: np.ndarray) -> np.ndarray:
