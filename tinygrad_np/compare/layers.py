@@ -1,8 +1,10 @@
 """The layers compare_model understands: one table entry per kind, with how people get its derivative wrong.
 
-Adding a layer kind is one entry in `LAYER_KINDS`: its role (a parameterised "linear" layer whose output is
-``Z_l``, an elementwise "activation" whose output is ``A_l``, or "dropout"), its name on the command line,
-the derivative as the hand-derived code should write it, and the usual slips. A slip is a wrong derivative
+Adding a layer kind is one entry in `LAYER_KINDS`: its role (a "linear" layer with a weight and a bias, whose
+output is ``Z_l``; an elementwise "activation" whose output is ``A_l``; or "dropout"), its name on the command
+line, the derivative as the hand-derived code should write it, and the usual slips. (A layer with weights
+that are not a matrix, such as Conv2d, also needs its weights' forms in `layout.py`, which knows 2-D weights,
+and a batch check for 4-D inputs in `model.py`.) A slip is a wrong derivative
 f'(z) written as a function of ``z`` and ``a = f(z)``; `SlippedActivation` runs autograd with it, so a hint
 can say "your gradients are exactly those of the missing ReLU mask" instead of guessing from patterns.
 """

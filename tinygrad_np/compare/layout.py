@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_np import nn
+from tinygrad_np.compare.layers import LAYER_KINDS
 
 WEIGHT_FORMS = ("(out, in)", "(in, out)")
 BIAS_FORMS = ("(n, 1)", "(n,)", "(1, n)")
@@ -48,12 +49,14 @@ LAYOUT_HELP = ("layout='column' (X = x.T, W (out, in), b (n, 1)), 'torch' (x, W 
 
 
 def parameter_names(model: nn.Module) -> dict[str, str]:
-    """{manual name: state-dict name}: W1 -> 0.weight, b1 -> 0.bias, W2 -> 2.weight, ... for each Linear in order."""
+    """{manual name: state-dict name}: W1 -> 0.weight, b1 -> 0.bias, W2 -> 2.weight, ... for each layer with
+    weights (role "linear" in the layer table), in order."""
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"expected an nn.Sequential, got {type(model).__name__}")
     names, number = {}, 0
     for index, layer in enumerate(model):
-        if isinstance(layer, nn.Linear):
+        kind = LAYER_KINDS.get(type(layer))
+        if kind is not None and kind.role == "linear":
             number += 1
             names[f"W{number}"] = f"{index}.weight"
             if layer.bias is not None:
