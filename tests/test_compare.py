@@ -649,6 +649,17 @@ def test_cli_blames_a_planted_bug_in_your_file(capsys, tmp_path):
     assert "bias summed over the wrong axis" in out and "result: FAIL (blame: db3 -> manual)" in out
 
 
+def test_cli_reaches_a_method_of_a_module_level_object_one_example_at_a_time(capsys, tmp_path):
+    source = Path("examples/backprop/nielsen_style.py").read_text() + "\nnet = Network([784, 16, 10])\n"
+    (tmp_path / "net.py").write_text(source)
+    status, out, _ = run_cli(capsys, "--offline", "--batch-size", "12", "--manual",
+                             f"{tmp_path / 'net.py'}:net.backprop", "--loss", "quadratic", "--per-example",
+                             "--activation", "sigmoid", "--output-activation", "sigmoid")
+    assert status == 0, out
+    assert "parameters: yours, from Network (self.biases, self.weights)" in out
+    assert "per example: 12 calls, the gradients averaged" in out
+
+
 @pytest.mark.parametrize(
     ("source", "argv", "message"),
     [
