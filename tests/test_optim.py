@@ -473,3 +473,21 @@ def test_a_state_dict_with_impossible_hyperparameters_is_refused_and_changes_not
     scheduler = optim.StepLR(adam, step_size=2)
     with pytest.raises(ValueError, match="base_lr"):
         scheduler.load_state_dict({"base_lr": -1.0, "last_epoch": 0})
+
+
+@pytest.mark.parametrize(("name", "make", "reference", "make_torch"), CASES, ids=IDS)
+def test_a_0d_parameter_is_updated_as_torch_does(torch, name, make, reference, make_torch):
+    # Issue 11: NumPy returns scalars for 0-d arithmetic; SGD's momentum buffer was such a scalar, and the
+    # in-place updates rebound it instead of changing it, so the buffer stayed at the first gradient.
+    param = Tensor(np.array(1.0), requires_grad=True)
+    torch_param = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    optimizer, torch_optimizer = make([param]), make_torch(torch, [torch_param])
+    for step in range(5):
+        optimizer.zero_grad()
+        torch_optimizer.zero_grad()
+        (param * 2.0).backward()
+        (torch_param * 2.0).backward()
+        optimizer.step()
+        torch_optimizer.step()
+        np.testing.assert_allclose(param.item(), torch_param.item(), rtol=1e-13, err_msg=f"step {step + 1}")
+    assert param.shape == () and type(param.data) is np.ndarray

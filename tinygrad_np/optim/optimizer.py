@@ -41,7 +41,7 @@ class Optimizer:
         for i, p in enumerate(self.params):
             if p.grad is not None:
                 self.param_steps[i] += 1
-                self._update(i, p.data, p.grad)
+                self._update(i, p.data, np.asarray(p.grad))  # a 0-d grad may be a NumPy scalar
 
     def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
         raise NotImplementedError

@@ -45,7 +45,9 @@ class SGD(Optimizer):
             state = self.state[index]
             velocity = state.get("momentum_buffer")
             if velocity is None:
-                velocity = state["momentum_buffer"] = grad.copy()
+                # np.array, not grad.copy(): for a 0-d parameter `grad` may be a NumPy scalar, whose copy is
+                # another scalar, and the in-place updates below would rebind it instead of changing the state.
+                velocity = state["momentum_buffer"] = np.array(grad, dtype=param.dtype)
             else:
                 velocity *= self.momentum
                 velocity += grad
