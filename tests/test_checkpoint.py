@@ -79,11 +79,7 @@ def assert_same_run(resumed: Trainer, reference: Trainer) -> None:
         assert p.dtype == q.dtype
         np.testing.assert_array_equal(p.data, q.data, err_msg=name)
     a, b = resumed.optimizer.state_dict(), reference.optimizer.state_dict()
-    assert (a["step_count"], a["param_steps"], a["hyperparameters"]) == (
-        b["step_count"],
-        b["param_steps"],
-        b["hyperparameters"],
-    )
+    assert a["param_groups"] == b["param_groups"]
     for state_a, state_b in zip(a["state"], b["state"], strict=True):
         assert state_a.keys() == state_b.keys()
         for key in state_a:
@@ -243,9 +239,9 @@ def damage(trainer: dict, where: str) -> None:
     elif where == "optimizer moment NaN":
         trainer["optimizer"]["state"][1]["exp_avg_sq"] = trainer["optimizer"]["state"][1]["exp_avg_sq"] * np.nan
     elif where == "optimizer lr text":
-        trainer["optimizer"]["hyperparameters"]["lr"] = "fast"
+        trainer["optimizer"]["param_groups"][0]["lr"] = "fast"
     elif where == "negative step count":
-        trainer["optimizer"]["step_count"] = -1
+        trainer["optimizer"]["state"][0]["step"] = -1
     elif where == "weights of int":
         trainer["model"]["0.weight"] = trainer["model"]["0.weight"].astype(np.int64)
     elif where == "random state":
@@ -373,7 +369,7 @@ def test_a_diverging_run_stops_with_a_clear_message(lr, expected):
     trainer = small_trainer(optimizer="sgd")
     trainer.optimizer.lr = lr
     if trainer.scheduler is not None:
-        trainer.scheduler.base_lr = lr
+        trainer.scheduler.base_lrs = [lr]
     with pytest.raises(DivergenceError, match=expected) as raised:
         trainer.fit(EPOCHS)
     assert "lower the learning rate" in str(raised.value)

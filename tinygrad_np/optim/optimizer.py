@@ -1,49 +1,126 @@
-"""The Optimizer base: a list of parameters, a learning rate, per-parameter state, zero_grad()."""
+"""The Optimizer base: parameter groups, per-parameter state, zero_grad(), step() and state dicts, as in PyTorch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
-from tinygrad_np.tensor import Tensor
+from tinygrad_np.tensor import Tensor, enable_grad
+
+ParamGroup = dict[str, Any]
 
 
 class Optimizer:
-    """Subclasses implement `_update(index, param, grad)`; state lives in `self.state[index]` as ndarrays."""
+    """Parameters in groups, each group a dict of "params" and its own hyperparameters.
 
-    def __init__(self, params: Iterable[Tensor], lr: float) -> None:
+    `params` is an iterable of Tensors (one group) or of dicts `{"params": [...], "lr": ..., ...}`; a group
+    takes every hyperparameter it doesn't name from `defaults`, the constructor's arguments. Subclasses
+    implement `check_hyperparameters` (the one place a value is validated) and
+    `_update(param, grad, state, group)`; state lives in `self.state[p]`, a dict of ndarrays and a "step" count.
+    """
+
+    state_keys: tuple[str, ...] = ()  # every key `_update` may keep in a parameter's state
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[ParamGroup], defaults: dict[str, Any]) -> None:
         if callable(getattr(params, "parameters", None)):
             raise TypeError(f"optimizer got the {type(params).__name__} model itself; pass model.parameters()")
-        self.params = list(params)
-        if not self.params:
+        if isinstance(params, Tensor):
+            raise TypeError("optimizer got a single Tensor; pass a list of parameters, e.g. [w]")
+        self.defaults = self.check_hyperparameters(defaults)
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        self.param_groups: list[ParamGroup] = []
+        groups = list(params)
+        if not groups:
             raise ValueError("optimizer got an empty parameter list; pass model.parameters()")
-        for i, p in enumerate(self.params):
-            if not isinstance(p, Tensor) or not p.requires_grad:
-                raise TypeError(f"parameter {i} is not a Tensor that requires grad")
-        _check_non_negative("learning rate", lr)
-        self.lr = float(lr)
-        self.state: list[dict[str, np.ndarray]] = [{} for _ in self.params]
-        self.step_count = 0
-        # Updates each parameter has had: one that had no gradient at some step() is behind step_count,
-        # and Adam's bias correction must use its own count (as torch keeps a "step" per parameter).
-        self.param_steps = [0 for _ in self.params]
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
         self._work: dict[np.dtype, np.ndarray] = {}
 
+    def check_hyperparameters(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """`settings` with each value checked and normalised; ValueError naming the first bad one."""
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: ParamGroup) -> None:
+        """Add a group (a layer unfrozen mid-training, say); what it doesn't set comes from `defaults`."""
+        index = len(self.param_groups)
+        if not isinstance(param_group, dict):
+            raise TypeError(f"parameter group {index} must be a dict with 'params', got {type(param_group).__name__}")
+        if "params" not in param_group:
+            raise ValueError(f"parameter group {index} has no 'params' entry")
+        params = param_group["params"]
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"parameter group {index} holds a set; pass a list, so the order is the same every run")
+        params = [params] if isinstance(params, Tensor) else list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"parameter {i} of group {index} is a {type(p).__name__}, not a Tensor")
+            if not p.requires_grad:
+                raise TypeError(f"parameter {i} of group {index} is a Tensor that doesn't require grad")
+            if not p.is_leaf:
+                raise ValueError(f"parameter {i} of group {index} is not a leaf (it was computed); optimize leaves")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError(f"parameter group {index} lists a parameter twice")
+        if {id(p) for p in params} & {id(q) for q in self._params()}:
+            raise ValueError("some parameters appear in more than one parameter group")
+        unknown = sorted(set(param_group) - set(self.defaults) - {"params", "initial_lr"})
+        if unknown:
+            raise ValueError(
+                f"parameter group {index} sets {', '.join(unknown)}, which {type(self).__name__} doesn't take; "
+                f"it takes {', '.join(self.defaults)}"
+            )
+        settings = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        try:
+            checked = self.check_hyperparameters({k: settings[k] for k in self.defaults})
+        except ValueError as err:
+            raise ValueError(f"parameter group {index}: {err}") from None
+        if "initial_lr" in settings:
+            checked["initial_lr"] = check_non_negative("initial_lr", settings["initial_lr"])
+        self.param_groups.append({"params": params, **checked})
+
+    def _params(self) -> list[Tensor]:
+        """Every parameter, group after group: the numbering `state_dict` uses."""
+        return [p for group in self.param_groups for p in group["params"]]
+
+    @property
+    def lr(self) -> float:
+        """The first group's learning rate; setting it sets every group's (for the one-group case)."""
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        value = check_non_negative("lr", value)
+        for group in self.param_groups:
+            group["lr"] = value
+
     def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
 
-    def step(self) -> None:
-        """Update every parameter that has a gradient, in place."""
-        self.step_count += 1
-        for i, p in enumerate(self.params):
-            if p.grad is not None:
-                self.param_steps[i] += 1
-                self._update(i, p.data, np.asarray(p.grad))  # a 0-d grad may be a NumPy scalar
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter that has a gradient, in place; returns `closure()` if given (it re-evaluates
+        the loss, with gradients recorded)."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = np.asarray(p.grad)  # a 0-d gradient may be a NumPy scalar; updates need an array
+                if grad.shape != p.shape:
+                    raise ValueError(f"a parameter of shape {p.shape} has a gradient of shape {grad.shape}")
+                self._update(p.data, grad, self.state[p], group)
+        return loss
 
-    def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: ParamGroup) -> None:
         raise NotImplementedError
 
     def _scratch(self, like: np.ndarray) -> np.ndarray:
@@ -58,87 +135,144 @@ class Optimizer:
             buffer = self._work[like.dtype] = np.empty(like.size, dtype=like.dtype)
         return buffer[: like.size].reshape(like.shape)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr}
+    # ---- state dicts -----------------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters, step count and per-parameter arrays; plain types only (no pickle needed)."""
-        return {
-            "type": type(self).__name__,
-            "hyperparameters": self.hyperparameters(),
-            "step_count": self.step_count,
-            "param_steps": list(self.param_steps),
-            "state": [{k: v.copy() for k, v in s.items()} for s in self.state],
-        }
+        """{"type", "state", "param_groups"} in plain types (no pickle needed), as PyTorch lays it out, except
+        that "state" is a list indexed by the parameter numbers in "params" (PyTorch: a dict keyed by them),
+        because a checkpoint stores it as JSON, whose keys are strings."""
+        groups, start = [], 0
+        for group in self.param_groups:
+            count = len(group["params"])
+            settings = {k: v for k, v in group.items() if k != "params"}
+            groups.append({**settings, "params": list(range(start, start + count))})
+            start += count
+        states = [
+            {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self.state.get(p, {}).items()}
+            for p in self._params()
+        ]
+        return {"type": type(self).__name__, "state": states, "param_groups": groups}
 
-    def state_keys(self) -> tuple[str, ...]:
-        """The arrays `_update` keeps per parameter (none before the parameter's first step)."""
-        return ()
-
-    def check_state_dict(self, state_dict: dict[str, Any]) -> Optimizer:
+    def check_state_dict(self, state_dict: dict[str, Any]) -> list[dict[str, Any]]:
         """Raise ValueError unless this optimizer could have written `state_dict`; changes nothing.
 
-        Returns an optimizer built from the saved hyperparameters, so the constructor's checks apply: a
-        damaged file can't set beta2 = 2 or a negative learning rate."""
-        if state_dict.get("type") != type(self).__name__:
-            raise ValueError(f"optimizer state is for {state_dict.get('type')}, not {type(self).__name__}")
-        hyperparameters = state_dict["hyperparameters"]
-        if not isinstance(hyperparameters, dict) or set(hyperparameters) != set(self.hyperparameters()):
-            raise ValueError(f"optimizer state must name the hyperparameters {sorted(self.hyperparameters())}")
-        try:
-            checked = type(self)(self.params, **hyperparameters)
-        except (TypeError, ValueError, IndexError) as err:
-            raise ValueError(f"optimizer state has invalid hyperparameters ({err})") from None
-        step_count = state_dict["step_count"]
-        states = state_dict["state"]
-        if not isinstance(states, list):
-            raise ValueError("optimizer state must hold a list with one entry per parameter")
-        if len(states) != len(self.params):
-            raise ValueError(f"optimizer state has {len(states)} parameters, this optimizer has {len(self.params)}")
-        # A state dict from before param_steps existed: every parameter that has state took every step.
-        param_steps = state_dict.get("param_steps", [step_count if s else 0 for s in states])
-        if not (
-            type(step_count) is int
-            and 0 <= step_count < 2**53
-            and isinstance(param_steps, list)
-            and len(param_steps) == len(self.params)
-            and all(type(n) is int and 0 <= n <= step_count for n in param_steps)
-        ):
-            raise ValueError("optimizer step counts must be whole numbers with 0 <= param_steps <= step_count")
-        keys = set(checked.state_keys())
-        for i, (p, arrays) in enumerate(zip(self.params, states, strict=True)):
-            if not isinstance(arrays, dict) or (arrays and set(arrays) != keys):
-                raise ValueError(f"optimizer state of parameter {i} must be empty or hold {sorted(keys)}")
-            for key, value in arrays.items():
-                array = np.asarray(value)
-                if array.shape != p.shape:
-                    raise ValueError(f"optimizer state {key!r} of parameter {i} has shape {array.shape}, not {p.shape}")
-                if array.dtype.kind != "f" or not np.isfinite(array).all():
-                    raise ValueError(f"optimizer state {key!r} of parameter {i} must hold finite real numbers")
-        return checked
+        Every saved group's hyperparameters go through `check_hyperparameters`, the constructor's checks, so a
+        damaged file can't set betas[1] = 2 or a negative learning rate. Returns the checked group settings."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"optimizer state must be a dict, got {type(state_dict).__name__}")
+        if state_dict.get("type") != name:
+            raise ValueError(f"optimizer state is for {state_dict.get('type')}, not {name}")
+        groups, states = state_dict.get("param_groups"), state_dict.get("state")
+        if not isinstance(groups, list) or not isinstance(states, list):
+            raise ValueError("optimizer state must hold the lists 'param_groups' and 'state', as state_dict() writes")
+        params = self._params()
+        if len(states) != len(params):
+            raise ValueError(f"optimizer state has {len(states)} parameters, this optimizer has {len(params)}")
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"optimizer state has {len(groups)} parameter groups, this optimizer has {len(self.param_groups)}"
+            )
+        settings, start = [], 0
+        for index, (saved, group) in enumerate(zip(groups, self.param_groups, strict=True)):
+            count = len(group["params"])
+            if not isinstance(saved, dict) or saved.get("params") != list(range(start, start + count)):
+                raise ValueError(
+                    f"parameter group {index} of the optimizer state must list parameters {start} to "
+                    f"{start + count - 1}, as this optimizer's group holds {count}"
+                )
+            start += count
+            missing = sorted(set(self.defaults) - set(saved))
+            unknown = sorted(set(saved) - set(self.defaults) - {"params", "initial_lr"})
+            if missing or unknown:
+                raise ValueError(
+                    f"parameter group {index} of the optimizer state must hold {', '.join(self.defaults)}"
+                    + (f"; it lacks {', '.join(missing)}" if missing else "")
+                    + (f"; it has unknown {', '.join(unknown)}" if unknown else "")
+                )
+            try:
+                checked = self.check_hyperparameters({k: saved[k] for k in self.defaults})
+                if "initial_lr" in saved:
+                    checked["initial_lr"] = check_non_negative("initial_lr", saved["initial_lr"])
+            except ValueError as err:
+                raise ValueError(f"parameter group {index} of the optimizer state: {err}") from None
+            settings.append(checked)
+        for i, (p, entry) in enumerate(zip(params, states, strict=True)):
+            _check_parameter_state(i, p, entry, self.state_keys)
+        return settings
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned; everything is checked before anything changes."""
-        checked = self.check_state_dict(state_dict)
-        states = state_dict["state"]
-        self.state = [
-            {k: np.array(v, dtype=p.dtype) for k, v in s.items()} for p, s in zip(self.params, states, strict=True)
-        ]
-        self.step_count = state_dict["step_count"]
-        self.param_steps = list(state_dict.get("param_steps", [self.step_count if s else 0 for s in states]))
-        for key in state_dict["hyperparameters"]:
-            setattr(self, key, getattr(checked, key))
+        """Restore what `state_dict` returned: each group's hyperparameters and each parameter's state, cast
+        to the parameter's dtype. Everything is checked before anything changes."""
+        settings = self.check_state_dict(state_dict)
+        for group, checked in zip(self.param_groups, settings, strict=True):
+            params = group["params"]
+            group.clear()  # as in PyTorch, the saved group replaces this one (an initial_lr it lacks goes too)
+            group.update({"params": params, **checked})
+        self.state = defaultdict(dict)
+        for p, entry in zip(self._params(), state_dict["state"], strict=True):
+            if entry:
+                self.state[p] = {k: int(v) if k == "step" else np.array(v, dtype=p.dtype) for k, v in entry.items()}
 
     def __repr__(self) -> str:
-        settings = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
-        return f"{type(self).__name__}({settings})"
+        """PyTorch's layout: each group's settings, sorted by name."""
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {key}: {group[key]}" for key in sorted(group) if key != "params"]
+        return "\n".join(lines) + "\n)"
 
 
-def _check_non_negative(name: str, value: float) -> None:
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+def _check_parameter_state(index: int, param: Tensor, entry: Any, keys: tuple[str, ...]) -> None:
+    if not isinstance(entry, dict) or not set(entry) <= set(keys):
+        raise ValueError(f"optimizer state of parameter {index} must be a dict with keys from {sorted(keys)}")
+    if entry and "step" in keys and "step" not in entry:
+        raise ValueError(f"optimizer state of parameter {index} has no 'step' count")
+    for key, value in entry.items():
+        if key == "step":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**53:
+                raise ValueError(f"optimizer state 'step' of parameter {index} must be a whole number >= 0")
+            continue
+        array = np.asarray(value)
+        if array.shape != param.shape:
+            raise ValueError(f"optimizer state {key!r} of parameter {index} has shape {array.shape}, not {param.shape}")
+        if array.dtype.kind != "f" or not np.isfinite(array).all():
+            raise ValueError(f"optimizer state {key!r} of parameter {index} must hold finite real numbers")
 
 
-def _check_unit_interval(name: str, value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
+def buffer(state: dict[str, Any], key: str, like: np.ndarray) -> np.ndarray:
+    """state[key], made as zeros shaped like `like` on first use. np.zeros_like gives a 0-d *array* for a 0-d
+    parameter, which in-place updates change; an expression of 0-d arrays would be an immutable NumPy scalar."""
+    array = state.get(key)
+    if array is None:
+        array = state[key] = np.zeros_like(like)
+    return array
+
+
+# ---- hyperparameter checks (the messages name the argument and the value, for the CLI to show) ---------------
+
+
+def _check(name: str, value: Any, rule: str, holds: Callable[[float], bool]) -> float:
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not (is_number and math.isfinite(value) and holds(float(value))):
+        shown = value if is_number else repr(value)
+        raise ValueError(f"{name} must be {rule}, got {shown}")
+    return float(value)
+
+
+def check_finite(name: str, value: Any) -> float:
+    return _check(name, value, "a finite number", lambda x: True)
+
+
+def check_non_negative(name: str, value: Any) -> float:
+    return _check(name, value, "a finite number >= 0", lambda x: x >= 0)
+
+
+def check_unit_interval(name: str, value: Any) -> float:
+    return _check(name, value, "in [0, 1)", lambda x: 0 <= x < 1)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -1,4 +1,4 @@
-"""Stochastic gradient descent, with momentum, Nesterov momentum and weight decay."""
+"""Stochastic gradient descent, with momentum (dampened or Nesterov), weight decay and maximisation."""
 
 from __future__ import annotations
 
@@ -7,49 +7,75 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_np.optim.optimizer import Optimizer, _check_non_negative, _check_unit_interval
+from tinygrad_np.optim.optimizer import (
+    Optimizer,
+    ParamGroup,
+    check_finite,
+    check_flag,
+    check_non_negative,
+)
 from tinygrad_np.tensor import Tensor
 
 
 class SGD(Optimizer):
-    """g = grad + wd p;  v = mu v + g;  p -= lr (g + mu v if nesterov else v)   (v = g at the first step).
+    """g = grad + wd p;  v = mu v + (1 - dampening) g  (v = g at the first step);
+    p -= lr (g + mu v if nesterov else v)   (with maximize, grad is negated first).
 
     With momentum 0 this is the tutorial's update, p -= lr grad.
     """
 
+    state_keys = ("momentum_buffer",)
+
     def __init__(
         self,
-        params: Iterable[Tensor],
-        lr: float = 0.01,
+        params: Iterable[Tensor] | Iterable[ParamGroup],
+        lr: float = 1e-3,
         momentum: float = 0.0,
-        nesterov: bool = False,
+        dampening: float = 0.0,
         weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
     ) -> None:
-        super().__init__(params, lr)
-        _check_unit_interval("momentum", momentum)
-        _check_non_negative("weight_decay", weight_decay)
-        if nesterov and momentum == 0:
-            raise ValueError("Nesterov momentum needs momentum > 0")
-        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
+        defaults = dict(
+            lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+            maximize=maximize,
+        )  # fmt: skip
+        super().__init__(params, defaults)
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+    def check_hyperparameters(self, settings: dict[str, Any]) -> dict[str, Any]:
+        checked = {
+            "lr": check_non_negative("lr", settings["lr"]),
+            "momentum": check_non_negative("momentum", settings["momentum"]),
+            "dampening": check_finite("dampening", settings["dampening"]),
+            "weight_decay": check_non_negative("weight_decay", settings["weight_decay"]),
+            "nesterov": check_flag("nesterov", settings["nesterov"]),
+            "maximize": check_flag("maximize", settings["maximize"]),
+        }
+        if checked["nesterov"] and (checked["momentum"] <= 0 or checked["dampening"] != 0):
+            raise ValueError(
+                f"nesterov=True needs momentum > 0 and dampening 0, got momentum {checked['momentum']} "
+                f"and dampening {checked['dampening']}"
+            )
+        return checked
 
-    def state_keys(self) -> tuple[str, ...]:
-        return ("momentum_buffer",) if self.momentum else ()
-
-    def _update(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
-        if self.weight_decay:
-            grad = grad + self.weight_decay * param
-        if self.momentum:
-            state = self.state[index]
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: ParamGroup) -> None:
+        momentum, work = group["momentum"], self._scratch(param)
+        if group["maximize"]:
+            grad = -grad
+        if group["weight_decay"]:
+            grad = grad + group["weight_decay"] * param
+        if momentum:
             velocity = state.get("momentum_buffer")
             if velocity is None:
                 # np.array, not grad.copy(): for a 0-d parameter `grad` may be a NumPy scalar, whose copy is
                 # another scalar, and the in-place updates below would rebind it instead of changing the state.
                 velocity = state["momentum_buffer"] = np.array(grad, dtype=param.dtype)
             else:
-                velocity *= self.momentum
-                velocity += grad
-            grad = grad + self.momentum * velocity if self.nesterov else velocity
-        param -= np.multiply(grad, self.lr, out=self._scratch(param))
+                velocity *= momentum
+                if group["dampening"]:
+                    velocity += np.multiply(grad, 1 - group["dampening"], out=work)
+                else:
+                    velocity += grad
+            grad = grad + momentum * velocity if group["nesterov"] else velocity
+        param -= np.multiply(grad, group["lr"], out=work)
