@@ -545,40 +545,154 @@ class Linear(Function):
 
 
 # ---- losses (fused: numerically delicate, and their gradients are the textbook ones) -------------------
+#
+# Both take PyTorch's layouts: (C,) unbatched, (N, C), or (N, C, d1, ...) with the class axis second; they work
+# on rows, one per prediction (the class axis moved last). `ignored` marks predictions whose label is the
+# ignore_index (their label is then not read); `weight` holds one weight per class. 'mean' divides by the
+# total weight of the predictions kept, w[t_i] summed over kept i (their count when unweighted), as PyTorch
+# does: an all-ignored batch gives 0 / 0 = nan, and a zero gradient.
 
 
-class CrossEntropy(Function):
-    """y = -mean_i log softmax(z_i)[t_i];  dz = g * (softmax(z) - onehot(t)) / m"""
+def _as_rows(a: np.ndarray) -> np.ndarray:
+    """(C,) -> (1, C);  (N, C) as is;  (N, C, d1, ...) -> (N d1 ..., C)."""
+    if a.ndim == 2:
+        return a
+    return a[None] if a.ndim == 1 else np.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
 
-    def forward(self, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        rows = np.arange(logits.shape[0])
-        shifted = logits - _row_max(logits)
-        picked = shifted[rows, labels]
+
+def _from_rows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Undo `_as_rows` for an array of the input's shape."""
+    if len(shape) == 2:
+        return rows
+    return rows[0] if len(shape) == 1 else np.moveaxis(rows.reshape(shape[0], *shape[2:], shape[1]), -1, 1)
+
+
+class _ClassLoss(Function):
+    """Shared by the two class-index losses: labels as rows, the reduction and its gradient's scale."""
+
+    def _targets(self, shape: tuple[int, ...], labels: np.ndarray, weight: Any, ignored: Any, reduction: str) -> None:
+        self.shape, self.labels_shape, self.reduction = shape, labels.shape, reduction
+        labels = labels.reshape(-1)
+        self.targets = labels if ignored is None else np.where(ignored.reshape(-1), 0, labels)
+        self.ignored = None if ignored is None else ignored.reshape(-1)
+        self.rows = np.arange(len(labels))
+        self.weight = weight
+        self.target_weight = None if weight is None else weight[self.targets]  # w[t_i]
+
+    def _reduce(self, losses: np.ndarray) -> np.ndarray:
+        """losses holds one loss per row, 0 where ignored."""
+        if self.reduction == "none":
+            return losses.reshape(self.labels_shape)
+        if self.reduction == "sum":
+            return losses.sum()
+        if self.target_weight is None:  # a Python int, so float32 losses stay float32
+            self.total_weight = len(self.rows) if self.ignored is None else int(np.count_nonzero(~self.ignored))
+        else:
+            kept = self.target_weight if self.ignored is None else np.where(self.ignored, 0, self.target_weight)
+            self.total_weight = kept.sum()
+        if not self.total_weight:  # nothing kept (or all of weight 0): 0 / 0 = nan, even with smoothing, as in
+            return np.array(np.nan, dtype=losses.dtype)  # PyTorch, which divides the two terms separately
+        return losses.sum() / self.total_weight
+
+    def _row_scales(self, g: np.ndarray) -> np.ndarray:
+        """d(output) / d(loss_i) times g, per row; exactly 0 for ignored rows."""
+        if self.reduction == "none":
+            scales = g.reshape(-1)
+        elif self.reduction == "sum":
+            scales = np.broadcast_to(g, self.rows.shape)
+        else:  # a mean over zero total weight is 0 / 0: its gradient is nan too (where not ignored), as in PyTorch
+            scale = g / self.total_weight if self.total_weight else np.full_like(g, np.nan)
+            scales = np.broadcast_to(scale, self.rows.shape)
+        return scales if self.ignored is None else np.where(self.ignored, 0, scales)
+
+
+class CrossEntropy(_ClassLoss):
+    """l_i = (1 - s) w[t_i] (lse(z_i) - z_i[t_i]) + (s / C) sum_c w_c (lse(z_i) - z_ic), reduced (mean: / sum w[t_i]);
+    dz_i = g_i [((1 - s) w[t_i] + (s / C) sum w) softmax(z_i) - (1 - s) w[t_i] onehot(t_i) - (s / C) w]"""
+
+    def forward(
+        self,
+        logits: np.ndarray,
+        labels: np.ndarray,
+        weight: np.ndarray | None = None,
+        ignored: np.ndarray | None = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> np.ndarray:
+        self._targets(logits.shape, labels, weight, ignored, reduction)
+        self.smoothing = label_smoothing
+        z = _as_rows(logits)
+        shifted = z - _row_max(z)
+        picked = shifted[self.rows, self.targets]
+        if label_smoothing:  # sum_c w_c (z_ic - max_i), taken before `shifted` is overwritten
+            smooth_sum = _row_sum(shifted)[:, 0] if weight is None else shifted @ weight
         probs = np.exp(shifted, out=shifted)  # `shifted` isn't needed any more: reuse its memory
         total = _row_sum(probs)
         probs /= total
-        self.labels, self.rows, self.probs = labels, rows, probs
-        return -(picked - np.log(total[:, 0])).mean()
+        self.probs = probs
+        log_total = np.log(total[:, 0])
+        self.plain = weight is None and ignored is None and not label_smoothing and reduction == "mean"
+        if self.plain:  # the common case, one pass fewer: -mean_i log softmax(z_i)[t_i]
+            self.total_weight = len(self.rows)
+            with np.errstate(invalid="ignore"):  # an empty batch: 0 / 0 = nan, as in PyTorch
+                return -(picked - log_total).sum() / self.total_weight
+        losses = log_total - picked  # -log softmax(z_i)[t_i]
+        if weight is not None:
+            losses *= self.target_weight
+        if label_smoothing:
+            class_weight = z.shape[1] if weight is None else weight.sum()
+            losses = (1 - label_smoothing) * losses + label_smoothing / z.shape[1] * (
+                class_weight * log_total - smooth_sum
+            )
+        if ignored is not None:
+            losses[self.ignored] = 0
+        return self._reduce(losses)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        scale = g / len(self.labels)
-        grad = self.probs * scale  # one pass, where copy-then-scale made two
-        grad[self.rows, self.labels] -= scale
-        return grad
+        if self.plain:
+            with np.errstate(divide="ignore", invalid="ignore"):  # an empty batch, whose gradient is empty
+                scale = g / self.total_weight
+            grad = self.probs * scale  # one pass, where copy-then-scale made two
+            grad[self.rows, self.targets] -= scale
+            return _from_rows(grad, self.shape)
+        s, classes = self.smoothing, self.probs.shape[1]
+        scales = self._row_scales(g)
+        target_part = scales * (1 - s) if self.target_weight is None else scales * ((1 - s) * self.target_weight)
+        if s:
+            class_weight = classes if self.weight is None else self.weight.sum()
+            grad = self.probs * (target_part + scales * (s / classes * class_weight))[:, None]
+            smoothing_part = scales * (s / classes)
+            grad -= smoothing_part[:, None] if self.weight is None else np.outer(smoothing_part, self.weight)
+        else:
+            grad = self.probs * target_part[:, None]
+        grad[self.rows, self.targets] -= target_part
+        return _from_rows(grad, self.shape)
 
 
-class NLLLoss(Function):
-    """y = -mean_i p_i[t_i] (p holds log-probabilities);  dp[i, t_i] = -g / m, 0 elsewhere"""
+class NLLLoss(_ClassLoss):
+    """l_i = -w[t_i] p_i[t_i] (p holds log-probabilities), reduced (mean: / sum w[t_i]);  dp_i[t_i] = -g_i w[t_i]"""
 
-    def forward(self, log_probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        self.shape, self.labels = log_probs.shape, labels
-        self.rows = np.arange(log_probs.shape[0])
-        return -log_probs[self.rows, labels].mean()
+    def forward(
+        self,
+        log_probs: np.ndarray,
+        labels: np.ndarray,
+        weight: np.ndarray | None = None,
+        ignored: np.ndarray | None = None,
+        reduction: str = "mean",
+    ) -> np.ndarray:
+        self._targets(log_probs.shape, labels, weight, ignored, reduction)
+        losses = -_as_rows(log_probs)[self.rows, self.targets]
+        if weight is not None:
+            losses *= self.target_weight
+        if ignored is not None:
+            losses[self.ignored] = 0
+        return self._reduce(losses)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        grad = np.zeros(self.shape, dtype=g.dtype)
-        grad[self.rows, self.labels] = -g / len(self.labels)
-        return grad
+        scales = self._row_scales(g)
+        grad = np.zeros((len(self.rows), self.shape[0] if len(self.shape) == 1 else self.shape[1]), dtype=g.dtype)
+        grad[self.rows, self.targets] = -scales if self.target_weight is None else -scales * self.target_weight
+        return _from_rows(grad, self.shape)
 
 
 # ---- functions over several tensors -------------------------------------------------------------------
