@@ -780,3 +780,51 @@ def test_a_damaged_scheduler_state_is_refused(state, message):
     with pytest.raises(ValueError, match=message):
         scheduler.load_state_dict(state)
     assert scheduler.state_dict() == {"base_lrs": [0.1], "last_epoch": 0, "_last_lr": [0.1]}
+
+
+# ---- the trainer's checkpoints keep groups -------------------------------------------------------------------
+
+
+def _grouped_trainer():
+    """A trainer whose optimizer has groups (no decay on biases) and a cosine schedule run past its T_max."""
+    from models.mlp import mlp
+    from tinygrad_np.train import Trainer
+
+    data = np.random.default_rng(1)
+    images, labels = data.random((48, 20), dtype=np.float32), data.integers(0, 4, 48)
+    model = mlp(input_size=20, hidden_sizes=(8,), num_classes=4, dropout=0.2, generator=3)
+    groups = optim.param_groups(model, no_weight_decay=("bias",))
+    optimizer = optim.AdamW(groups, lr=0.02, weight_decay=0.1, amsgrad=True)
+    scheduler = optim.CosineAnnealingLR(optimizer, T_max=2, eta_min=0.001)
+    return Trainer(model, optimizer, (images, labels), batch_size=10, scheduler=scheduler, seed=5)
+
+
+def test_a_trainer_with_parameter_groups_resumes_from_its_checkpoint_bit_identically(tmp_path):
+    from tinygrad_np.checkpoint import CheckpointManager
+    from tinygrad_np.train import TrainingInterrupted
+
+    reference = _grouped_trainer()
+    reference.fit(4)
+    trainer, batches = _grouped_trainer(), 0
+
+    def stop_in_epoch_three(t) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 12:
+            t.request_stop()
+
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(4, on_batch_end=stop_in_epoch_three)
+    manager = CheckpointManager(tmp_path, {"groups": "no decay on biases"})
+    manager.save(trainer)
+    resumed = _grouped_trainer()
+    manager.restore(resumed)
+    resumed.fit(4)
+    for p, q in zip(resumed.model.parameters(), reference.model.parameters(), strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    ours, theirs = resumed.optimizer.state_dict(), reference.optimizer.state_dict()
+    assert ours["param_groups"] == theirs["param_groups"]
+    assert [g["weight_decay"] for g in ours["param_groups"]] == [0.1, 0.0]
+    for a, b in zip(ours["state"], theirs["state"], strict=True):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in reference.history]
