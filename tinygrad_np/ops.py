@@ -567,8 +567,8 @@ def _from_rows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return rows[0] if len(shape) == 1 else np.moveaxis(rows.reshape(shape[0], *shape[2:], shape[1]), -1, 1)
 
 
-class _ClassLoss(Function):
-    """Shared by the two class-index losses: labels as rows, the reduction and its gradient's scale."""
+class _ClassIndexLoss:
+    """What the two class-index losses share: labels as rows, the reduction and its gradient's scale."""
 
     def _targets(self, shape: tuple[int, ...], labels: np.ndarray, weight: Any, ignored: Any, reduction: str) -> None:
         self.shape, self.labels_shape, self.reduction = shape, labels.shape, reduction
@@ -606,9 +606,13 @@ class _ClassLoss(Function):
         return scales if self.ignored is None else np.where(self.ignored, 0, scales)
 
 
-class CrossEntropy(_ClassLoss):
-    """l_i = (1 - s) w[t_i] (lse(z_i) - z_i[t_i]) + (s / C) sum_c w_c (lse(z_i) - z_ic), reduced (mean: / sum w[t_i]);
-    dz_i = g_i [((1 - s) w[t_i] + (s / C) sum w) softmax(z_i) - (1 - s) w[t_i] onehot(t_i) - (s / C) w]"""
+class CrossEntropy(_ClassIndexLoss, Function):
+    """y = -mean_i log softmax(z_i)[t_i];  dz = g * (softmax(z) - onehot(t)) / m
+
+    That is the common case. In general, per row i (0 where t_i is ignored), with class weights w and smoothing s:
+    l_i = (1 - s) w[t_i] (lse(z_i) - z_i[t_i]) + (s / C) sum_c w_c (lse(z_i) - z_ic), reduced ('mean': / sum w[t_i]);
+    dz_i = g_i [((1 - s) w[t_i] + (s / C) sum w) softmax(z_i) - (1 - s) w[t_i] onehot(t_i) - (s / C) w].
+    """
 
     def forward(
         self,
@@ -669,8 +673,12 @@ class CrossEntropy(_ClassLoss):
         return _from_rows(grad, self.shape)
 
 
-class NLLLoss(_ClassLoss):
-    """l_i = -w[t_i] p_i[t_i] (p holds log-probabilities), reduced (mean: / sum w[t_i]);  dp_i[t_i] = -g_i w[t_i]"""
+class NLLLoss(_ClassIndexLoss, Function):
+    """y = -mean_i p_i[t_i] (p holds log-probabilities);  dp[i, t_i] = -g / m, 0 elsewhere
+
+    That is the common case. In general, per row i (0 where t_i is ignored), with class weights w:
+    l_i = -w[t_i] p_i[t_i], reduced ('mean': / sum w[t_i]);  dp_i[t_i] = -g_i w[t_i].
+    """
 
     def forward(
         self,
