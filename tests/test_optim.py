@@ -597,6 +597,7 @@ def _param() -> list[nn.Parameter]:
         (lambda: optim.Adam(_param(), lr=float("nan")), r"^lr must be a finite number >= 0, got nan$"),
         (lambda: optim.RMSprop(_param(), lr=float("inf")), r"^lr must be a finite number >= 0, got inf$"),
         (lambda: optim.SGD(_param(), lr="0.1"), r"^lr must be a finite number >= 0, got '0.1'$"),
+        (lambda: optim.SGD(_param(), lr=10**400), r"^lr must be a finite number >= 0, got 10000"),
         (lambda: optim.SGD(_param(), momentum=-0.5), r"^momentum must be a finite number >= 0, got -0.5$"),
         (lambda: optim.SGD(_param(), dampening=float("nan")), r"^dampening must be a finite number, got nan$"),
         (lambda: optim.SGD(_param(), weight_decay=-1), r"^weight_decay must be a finite number >= 0, got -1$"),
@@ -828,3 +829,14 @@ def test_a_trainer_with_parameter_groups_resumes_from_its_checkpoint_bit_identic
     for a, b in zip(ours["state"], theirs["state"], strict=True):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert [h["lr"] for h in resumed.history] == [h["lr"] for h in reference.history]
+
+
+def test_a_checkpoint_from_before_parameter_groups_is_refused_naming_the_versions(tmp_path, monkeypatch):
+    from tinygrad_np import checkpoint
+    from tinygrad_np.checkpoint import CheckpointError
+
+    monkeypatch.setattr(checkpoint, "FORMAT_VERSION", 1)
+    path = save_state({"optimizer": {}}, tmp_path / "old.npz")
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="has format version 1; this tinygrad_np reads version 2"):
+        load_state(path)

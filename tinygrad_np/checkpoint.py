@@ -22,7 +22,8 @@ import numpy as np
 from tinygrad_np.files import write_atomic
 
 FORMAT = "tinygrad_np-checkpoint"
-FORMAT_VERSION = 1
+# 2: optimizer state in parameter groups, in PyTorch's layout (1 held one set of hyperparameters and step counts)
+FORMAT_VERSION = 2
 META_KEY = "__meta__"
 
 

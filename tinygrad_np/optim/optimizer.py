@@ -254,10 +254,13 @@ def buffer(state: dict[str, Any], key: str, like: np.ndarray) -> np.ndarray:
 
 def _check(name: str, value: Any, rule: str, holds: Callable[[float], bool]) -> float:
     is_number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    if not (is_number and math.isfinite(value) and holds(float(value))):
-        shown = value if is_number else repr(value)
-        raise ValueError(f"{name} must be {rule}, got {shown}")
-    return float(value)
+    try:
+        number = float(value) if is_number else math.nan
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
+    if not (math.isfinite(number) and holds(number)):
+        raise ValueError(f"{name} must be {rule}, got {value if is_number else repr(value)}")
+    return number
 
 
 def check_finite(name: str, value: Any) -> float:
