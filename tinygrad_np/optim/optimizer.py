@@ -110,14 +110,17 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        state = self.state
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
+                grad, param = p.grad, p.data
+                if grad is None:
                     continue
-                grad = np.asarray(p.grad)  # a 0-d gradient may be a NumPy scalar; updates need an array
-                if grad.shape != p.shape:
-                    raise ValueError(f"a parameter of shape {p.shape} has a gradient of shape {grad.shape}")
-                self._update(p.data, grad, self.state[p], group)
+                if type(grad) is not np.ndarray:  # a 0-d gradient may be a NumPy scalar; updates need an array
+                    grad = np.asarray(grad)
+                if grad.shape != param.shape:
+                    raise ValueError(f"a parameter of shape {param.shape} has a gradient of shape {grad.shape}")
+                self._update(param, grad, state[p], group)
         return loss
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: ParamGroup) -> None:
