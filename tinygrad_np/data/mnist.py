@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import importlib
-import io
+import itertools
 import os
 import re
+import socket
 import sys
 import threading
-import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 
-from .idx import IMAGES_MAGIC, LABELS_MAGIC, MNISTFormatError, read_bytes, read_idx
+from tinygrad_np.files import describe_path
+
+from .idx import IMAGES_MAGIC, LABELS_MAGIC, MAX_DATA_BYTES, MNISTFormatError, open_data, read_idx, reading
 
 __all__ = [
     "ENV_VAR",
@@ -108,8 +112,7 @@ def read_mnist_dir(path: str | os.PathLike) -> MNIST:
     """MNIST from a folder with the four IDX files (any common naming) or mnist_train.csv + mnist_test.csv."""
     root = Path(path).expanduser()
     if not root.is_dir():
-        what = "is not a directory" if root.exists() else "does not exist"
-        raise MNISTNotFoundError(f"MNIST directory {root} {what}; expected a folder with {_LOOKED_FOR}")
+        raise MNISTNotFoundError(f"MNIST directory {root} {describe_path(root)}; expected a folder with {_LOOKED_FOR}")
     idx, csv = _find_files(root)
     if len(idx) == 4:
         train = _read_idx_pair(idx[("train", "images")], idx[("train", "labels")])
@@ -160,45 +163,139 @@ def _check_split(images: np.ndarray, labels: np.ndarray, images_path: object, la
         )
 
 
-def read_mnist_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, 28, 28) uint8, labels (N,) int64) from a CSV: header optional; label, 784 pixels."""
-    width = 1 + IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
-    try:
-        text = read_bytes(path).decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise MNISTFormatError(f"{path}: not a text CSV (byte {exc.start} is not ASCII)") from None
-    if not text.strip():
-        raise MNISTFormatError(f"{path}: not an MNIST CSV: the file is empty (it needs one row per image)")
-    first_line = text.split("\n", 1)[0]
-    # Kaggle's mnist_train.csv starts with `label,1x1,1x2,...`; a first row that is all integers is data.
-    has_header = not all(field.strip().lstrip("+-").isdigit() for field in first_line.split(","))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # an empty file is a UserWarning in loadtxt; we want an error
-            table = np.loadtxt(
-                io.StringIO(text), delimiter=",", dtype=np.int32, skiprows=int(has_header), ndmin=2,
-                comments=None,
+_CSV_WIDTH = 1 + IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+# An MNIST CSV line is at most 785 * 4 = 3,140 bytes; a longer one (or a run of blank lines that long) means the
+# file is not one, and must not make us hold gigabytes of it in memory.
+_MAX_LINE = 16 * 1024
+_CHUNK_LINES = 2048  # parsed together by np.loadtxt: fast, and a few MB at a time
+_INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
+_NOT_TEXT = re.compile(rb"[^\t\n\r\x20-\x7e]")  # printable ASCII and whitespace only
+
+
+def _csv_lines(path: str | os.PathLike, stream: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line, counted from 1 in the file; a UTF-8 BOM is skipped."""
+    blank = 0  # bytes of blank lines since the last line with data
+    for number in itertools.count(1):
+        raw = stream.readline(_MAX_LINE + 1)
+        if not raw:
+            return
+        if len(raw) > _MAX_LINE:
+            raise MNISTFormatError(
+                f"{path}: line {number} is longer than {_MAX_LINE:,} bytes; an MNIST CSV line holds 785 numbers "
+                "(the label, then 784 pixels)"
             )
-    except (ValueError, OverflowError, UserWarning) as exc:
-        raise MNISTFormatError(
-            f"{path}: not an MNIST CSV ({exc}); every row must be {width} integers: the label, then 784 "
-            "pixels"
-        ) from None
-    if table.shape[1] != width or table.shape[0] == 0:
-        raise MNISTFormatError(
-            f"{path}: rows have {table.shape[1]} fields and there are {table.shape[0]} of them; MNIST CSV "
-            f"rows have {width} fields (label, then 784 pixels)"
-        )
-    pixels, labels = table[:, 1:], table[:, 0].astype(np.int64)
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):  # Excel's "CSV UTF-8" starts with one
+            raw = raw[len(codecs.BOM_UTF8) :]
+        if bad := _NOT_TEXT.search(raw):
+            raise MNISTFormatError(
+                f"{path}: line {number}, byte {bad.start() + 1} is 0x{raw[bad.start()]:02x}, not text; an MNIST "
+                "CSV holds numbers and commas only"
+            )
+        text = raw.decode("ascii")
+        if text.strip():
+            blank = 0
+            yield number, text
+        else:
+            blank += len(raw)
+            if blank > _MAX_LINE:
+                raise MNISTFormatError(f"{path}: line {number}: more than {_MAX_LINE:,} bytes of blank lines in a row")
+
+
+def _bad_line(path: str | os.PathLike, lines: list[tuple[int, str]]) -> MNISTFormatError:
+    """The first line of a chunk np.loadtxt refused, and what is wrong with it."""
+    for number, text in lines:
+        fields = text.strip().split(",")
+        if len(fields) != _CSV_WIDTH:
+            return MNISTFormatError(
+                f"{path}: line {number} has {len(fields)} comma-separated fields; every line of an MNIST CSV "
+                f"has {_CSV_WIDTH}: the label, then 784 pixels"
+            )
+        for column, field in enumerate(fields, 1):
+            if not _INTEGER.match(field) or not -(2**63) <= int(field) < 2**63:
+                what = "label" if column == 1 else "pixel"
+                return MNISTFormatError(
+                    f"{path}: line {number}, column {column}: {field.strip()!r} is not a whole number; the {what} "
+                    f"must be an integer in {'0..9' if column == 1 else '0..255'}"
+                )
+    return MNISTFormatError(f"{path}: lines {lines[0][0]} to {lines[-1][0]} are not integers separated by commas")
+
+
+def _parse_chunk(path: str | os.PathLike, lines: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels (n, 784) uint8, labels (n,) int64) from lines of 785 integers, each range-checked."""
+    try:
+        table = np.loadtxt([text for _, text in lines], delimiter=",", dtype=np.int64, ndmin=2, comments=None)
+    except (ValueError, OverflowError):
+        raise _bad_line(path, lines) from None
+    if table.shape != (len(lines), _CSV_WIDTH):
+        raise _bad_line(path, lines)
+    labels, pixels = table[:, 0], table[:, 1:]
+    bad = np.flatnonzero((labels < 0) | (labels >= NUM_CLASSES))
+    if bad.size:
+        raise MNISTFormatError(f"{path}: line {lines[bad[0]][0]}: label {labels[bad[0]]} is outside 0..9")
     bad = np.argwhere((pixels < 0) | (pixels > 255))
     if bad.size:
-        row, col = bad[0]
+        row, column = bad[0]
         raise MNISTFormatError(
-            f"{path}: pixel {int(pixels[row, col])} in data row {row + 1}, column {col + 2} is outside 0..255"
+            f"{path}: line {lines[row][0]}, column {column + 2}: pixel {pixels[row, column]} is outside 0..255"
         )
-    images = pixels.astype(np.uint8).reshape(-1, *IMAGE_SHAPE)
-    _check_split(images, labels, path, path)
-    return images, labels
+    return pixels.astype(np.uint8), labels.copy()  # a copy: a view would keep the whole int64 table alive
+
+
+def read_mnist_csv(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 28, 28) uint8, labels (N,) int64) from a CSV (optionally gzipped): header optional, then one
+    line per image: label, 784 pixels. Errors name the file and the line (counted from 1, the header included).
+
+    Read a few thousand lines at a time; more than `max_bytes` of pixels is refused as it is reached."""
+    max_images = max_bytes // (_CSV_WIDTH - 1)
+    pixels: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    count, header = 0, None
+    with reading(path), open_data(path) as stream:
+        lines = _csv_lines(path, stream)
+        first = next(lines, None)
+        if first is None:
+            raise MNISTFormatError(f"{path}: the file is empty (or blank); an MNIST CSV has one line per image")
+        # Kaggle's mnist_train.csv starts with `label,1x1,1x2,...`; a first line that is all integers is data.
+        if not all(_INTEGER.match(field) for field in first[1].split(",")):
+            if len(first[1].split(",")) != _CSV_WIDTH:
+                raise _bad_line(path, [first])
+            header = first[0]
+            first = None
+        pending = [first] if first else []
+        for line in lines:
+            pending.append(line)
+            if len(pending) == _CHUNK_LINES:
+                count = _add_chunk(path, pending, pixels, labels, count, max_images)
+                pending = []
+        if pending:
+            count = _add_chunk(path, pending, pixels, labels, count, max_images)
+        if count == 0:
+            raise MNISTFormatError(
+                f"{path}: holds a header (line {header}) but no data lines; an MNIST CSV has one line per image"
+            )
+        images = np.concatenate(pixels).reshape(-1, *IMAGE_SHAPE)
+    all_labels = np.concatenate(labels)
+    _check_split(images, all_labels, path, path)
+    return images, all_labels
+
+
+def _add_chunk(
+    path: str | os.PathLike,
+    lines: list[tuple[int, str]],
+    pixels: list[np.ndarray],
+    labels: list[np.ndarray],
+    count: int,
+    max_images: int,
+) -> int:
+    if count + len(lines) > max_images:
+        raise MNISTFormatError(
+            f"{path}: more than {max_images:,} images by line {lines[-1][0]}, beyond the limit for MNIST-like data; "
+            "if the file really is that big, pass a larger max_bytes"
+        )
+    chunk_pixels, chunk_labels = _parse_chunk(path, lines)
+    pixels.append(chunk_pixels)
+    labels.append(chunk_labels)
+    return count + len(lines)
 
 
 # ---------------------------------------------------------------------------- the offline sample
@@ -243,19 +340,22 @@ def load_mnist(
         _report(verbose, f"MNIST from {mnist.source} (set by {origin})")
         return mnist
     if offline:
-        reason = "offline=True"
+        reason = "offline=True was given"
     else:
         try:
             path = _kagglehub_download(download_timeout)
-            mnist = dataclasses.replace(
-                read_mnist_dir(path), source=f"kagglehub {KAGGLE_HANDLE}", source_kind="kagglehub"
-            )
-            _report(verbose, f"MNIST from kagglehub {KAGGLE_HANDLE} ({path})")
-            return mnist
-        except ImportError as exc:
-            reason = f"kagglehub is not importable ({_one_line(exc)}; pip install 'tinygrad-np[mnist]')"
-        except Exception as exc:  # any failure of an optional download means: use the sample
-            reason = f"kagglehub failed: {type(exc).__name__}: {_one_line(exc)}"
+        except Exception as exc:  # any failure of an optional download means: use the sample, saying why
+            reason = _why_no_download(exc, download_timeout)
+        else:
+            try:
+                mnist = dataclasses.replace(
+                    read_mnist_dir(path), source=f"kagglehub {KAGGLE_HANDLE}", source_kind="kagglehub"
+                )
+            except (MNISTNotFoundError, MNISTFormatError) as exc:
+                reason = f"kagglehub's download in {path} is not usable MNIST ({type(exc).__name__})"
+            else:
+                _report(verbose, f"MNIST from kagglehub {KAGGLE_HANDLE} ({path})")
+                return mnist
     mnist = load_offline_sample()
     _report(verbose, f"MNIST from the {mnist.source}, because {reason}; expect lower accuracy than on MNIST")
     return mnist
@@ -286,9 +386,50 @@ def _kagglehub_download(timeout: float) -> str:
     return str(outcome["path"])
 
 
-def _one_line(exc: BaseException) -> str:
+def _why_no_download(exc: Exception, timeout: float) -> str:
+    """Why kagglehub could not download MNIST, as one clause that follows "because"."""
+    if isinstance(exc, ImportError):
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "kagglehub":
+            return 'kagglehub is not installed (pip install "tinygrad-np[mnist]")'
+        return f"kagglehub is installed but can't be imported ({_brief(exc)})"
+    if isinstance(exc, TimeoutError) and "download_timeout" in str(exc):
+        return f"the download did not finish within {timeout:g} s (download_timeout)"
+    requests = sys.modules.get("requests")  # kagglehub's HTTP library: loaded if kagglehub was
+    if requests is not None and isinstance(exc, requests.Timeout):
+        return "Kaggle did not answer in time"
+    if requests is not None and isinstance(exc, requests.HTTPError) and exc.response is not None:
+        status = " ".join(filter(None, [str(exc.response.status_code), exc.response.reason]))
+        return f"Kaggle refused the download (HTTP {status})"
+    network = (ConnectionError, socket.gaierror) + ((requests.ConnectionError,) if requests is not None else ())
+    if isinstance(exc, network):
+        return f"Kaggle could not be reached ({_root_cause(exc)})"
+    return f"kagglehub failed ({_brief(exc)})"
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error under layers of wrapping (requests -> urllib3 -> socket), in a few words."""
+    seen = {id(exc)}
+    while True:
+        inner = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None)
+        if inner is None and exc.args and isinstance(exc.args[0], BaseException):
+            inner = exc.args[0]
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return _brief(exc, with_type=False)
+
+
+def _brief(exc: BaseException, with_type: bool = True, limit: int = 120) -> str:
+    """An error in one short line, cut at a word boundary."""
     text = " ".join(str(exc).split())
-    return text if len(text) <= 200 else text[:197] + "..."
+    if len(text) > limit:
+        text = text[: text.rfind(" ", 0, limit)].rstrip(",;:") + " ..."
+    if not with_type:
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _report(verbose: bool, message: str) -> None:
