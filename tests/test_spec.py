@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 from tinygrad_np import Tensor, nn, no_grad
 from tinygrad_np.spec import (
     LAYER_TYPES,
+    MAX_PARAMETERS,
     TUTORIAL_SPEC,
     SpecError,
     load_spec,
     model_from_spec,
     normalize_spec,
+    parameter_shapes,
     spec_from_model,
 )
 
@@ -307,3 +309,53 @@ def test_file_errors_name_the_file(tmp_path):
         with pytest.raises(SpecError) as info:
             load_spec(path)
         assert str(path) in str(info.value) and expected in str(info.value), (name, str(info.value))
+
+
+# ---- sizes and hostile files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("out_features", [10**9, 2**70])
+def test_a_layer_too_large_to_allocate_is_refused_naming_the_layer_and_field(out_features):
+    spec = {"input_size": 784, "layers": [{"type": "Linear", "out_features": out_features}]}
+    with pytest.raises(SpecError, match=r"layers\[0\] \(Linear\): 'out_features' \d+ makes a 784 x \d+ weight") as info:
+        normalize_spec(spec)
+    assert f"more than the {MAX_PARAMETERS:,} allowed" in str(info.value)
+
+
+def test_the_parameter_limit_counts_the_whole_model_and_names_the_layer_that_crosses_it():
+    width = 7000  # 784*7000 + 7000*7000 = 54.5 million; the third Linear (layers[4]) takes it past 100 million
+    layers = [{"type": "Linear", "out_features": width}, {"type": "ReLU"}] * 4
+    with pytest.raises(SpecError, match=r"layers\[4\] \(Linear\): 'out_features' 7000 makes a 7000 x 7000"):
+        normalize_spec({"input_size": 784, "layers": layers})
+    assert len(parameter_shapes({"input_size": 784, "layers": layers[:4]})) == 4  # two of them are fine
+    just_below = {"input_size": 1, "layers": [{"type": "Linear", "out_features": MAX_PARAMETERS // 2 - 1}]}
+    assert normalize_spec(just_below)["layers"][0]["out_features"] == MAX_PARAMETERS // 2 - 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("deep.json", "[" * 200_000 + "]" * 200_000),
+        ("deep-object.json", '{"a":' * 100_000 + "1" + "}" * 100_000),
+        ("deep.toml", "input_size = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+        ("deep-table.toml", "x = " + "{a = " * 100_000 + "1" + "}" * 100_000 + "\n"),
+    ],
+    ids=["json-lists", "json-objects", "toml-arrays", "toml-tables"],
+)
+def test_deeply_nested_spec_files_are_refused_cleanly(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(SpecError, match=f"{name}: nested too deeply"):
+        load_spec(path)
+
+
+def test_a_huge_spec_file_is_refused_without_reading_it_all(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_bytes(b" " * (2 * 2**20))
+    with pytest.raises(SpecError, match=r"big\.json: more than 1,048,576 bytes"):
+        load_spec(path)
+
+
+def test_a_spec_path_that_is_a_folder_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        load_spec(tmp_path)

@@ -32,6 +32,7 @@ import numpy as np
 
 from tinygrad_np import nn
 from tinygrad_np.creation import as_generator
+from tinygrad_np.files import describe_path
 
 Spec = dict[str, Any]
 
@@ -39,6 +40,11 @@ INITS = ("he", "xavier", "tutorial")
 DTYPES = ("float32", "float64")
 _TOP_LEVEL = ("input_size", "layers", "seed", "init", "dtype")
 _DEFAULT_SEED = 0
+# The most parameters a spec may declare: 100 million is 400 MB of float32 weights (1.6 GB with gradients and
+# Adam's moments), far past any MLP that trains in NumPy, and it stops a typo or a tampered model file from asking
+# for terabytes before anything is allocated.
+MAX_PARAMETERS = 100_000_000
+MAX_SPEC_FILE_BYTES = 2**20  # a spec is a few hundred bytes; a bigger file is not one
 
 # The tutorial's 784-10-10 network (models/two_layer.py builds the same one in code).
 TUTORIAL_SPEC: Spec = {
@@ -167,6 +173,21 @@ _LAYERS: dict[str, tuple[Callable[..., tuple[Spec, Any, Shape]], tuple[str, ...]
 LAYER_TYPES = tuple(_LAYERS)
 
 
+def _count_parameters(where: str, layer: Mapping[str, Any], shape: Shape, before: int, dtype: str) -> int:
+    """The model's parameter count with this Linear added; a SpecError naming the layer past MAX_PARAMETERS."""
+    out_features = _positive_int(where, "out_features", layer["out_features"])
+    in_features = shape[-1] if shape else 1
+    total = before + in_features * out_features + (out_features if layer.get("bias", True) is True else 0)
+    if total > MAX_PARAMETERS:
+        size = total * np.dtype(dtype).itemsize
+        raise SpecError(
+            f"{where}: 'out_features' {out_features} makes a {in_features} x {out_features} weight, so the model "
+            f"would have {total:,} parameters ({size / 2**30:,.1f} GiB of {dtype}), more than the "
+            f"{MAX_PARAMETERS:,} allowed; use smaller layers"
+        )
+    return total
+
+
 def _input_shape(value: Any) -> Shape:
     if _is_int(value):
         return (_positive_int("spec", "input_size", value),)
@@ -201,6 +222,7 @@ def _walk(spec: Any, build: bool, input_shapes: list[Shape] | None = None) -> tu
         raise SpecError(f"spec: 'layers' must be a non-empty list of layer tables, got {layers!r}")
     rng = as_generator(seed) if build else None
     canonical_layers, modules = [], []
+    parameters = 0
     for index, layer in enumerate(layers):
         where = f"layers[{index}]"
         if not isinstance(layer, Mapping):
@@ -214,6 +236,8 @@ def _walk(spec: Any, build: bool, input_shapes: list[Shape] | None = None) -> tu
         _unknown_fields(where, layer, allowed)
         if input_shapes is not None:
             input_shapes.append(shape)
+        if kind == "Linear" and "out_features" in layer:
+            parameters = _count_parameters(where, layer, shape, parameters, defaults["dtype"])
         fields, module, shape = builder(where, layer, shape, defaults, rng)
         canonical_layers.append(fields)
         modules.append(module)
@@ -320,16 +344,20 @@ def load_spec(path: str | os.PathLike) -> Spec:
     """Read a spec from a .json or .toml file and return its canonical form (errors name the file)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model spec {path} does not exist (or is not a file)")
+        raise FileNotFoundError(f"model spec {path} {describe_path(path)}; expected a .json or .toml file")
     suffix = path.suffix.lower()
     try:
-        if suffix == ".json":
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        elif suffix == ".toml":
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        else:
+        if suffix not in (".json", ".toml"):
             raise SpecError(f"{path}: a model spec must be a .json or .toml file, got {suffix or 'no suffix'!r}")
+        with open(path, "rb") as file:
+            data = file.read(MAX_SPEC_FILE_BYTES + 1)
+        if len(data) > MAX_SPEC_FILE_BYTES:
+            raise SpecError(f"{path}: more than {MAX_SPEC_FILE_BYTES:,} bytes; a model spec is a short text file")
+        text = data.decode("utf-8")
+        raw = json.loads(text) if suffix == ".json" else tomllib.loads(text)
         return normalize_spec(raw)
+    except RecursionError:  # both parsers recurse once per level of [ or {
+        raise SpecError(f"{path}: nested too deeply to be a model spec (lists or tables inside one another)") from None
     except json.JSONDecodeError as err:
         raise SpecError(f"{path}: not valid JSON: {err}") from None
     except tomllib.TOMLDecodeError as err:
