@@ -429,7 +429,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 
 def assert_same_outputs(out: Path, reference_out: Path) -> None:
-    resumed, reference_model = load_model(out / "model.npz")[0].state_dict(), load_model(reference_out / "model.npz")[0]
+    resumed, reference_model = load_model(out / "model.npz").state_dict(), load_model(reference_out / "model.npz")
     for name, array in reference_model.state_dict().items():
         assert resumed[name].dtype == array.dtype
         np.testing.assert_array_equal(resumed[name], array, err_msg=name)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from models.mlp import mlp
 from tinygrad_np.checkpoint import META_KEY, CheckpointError, CheckpointManager, load_state
-from tinygrad_np.serialization import HEADER_KEY, ModelFileError, load_model, save_model
+from tinygrad_np.serialization import HEADER_KEY, ModelFileError, load_model, read_metadata, save_model
 from tinygrad_np.spec import model_from_spec
 from tinygrad_np.train import (
     DivergenceError,
@@ -126,7 +126,7 @@ def load_or_model_file_error(path: Path, data: bytes | None = None) -> None:
     if data is not None:
         path.write_bytes(data)
     try:
-        model, metadata = load_model(path)
+        model, metadata = load_model(path), read_metadata(path)
     except ModelFileError as err:
         assert str(path) in str(err)
         return

@@ -10,7 +10,7 @@ from hypothesis import given
 from test_spec import specs
 
 from tinygrad_np import Tensor, nn, no_grad
-from tinygrad_np.serialization import HEADER_KEY, ModelFileError, load_model, save_model
+from tinygrad_np.serialization import HEADER_KEY, ModelFileError, load_model, read_metadata, save_model
 from tinygrad_np.spec import TUTORIAL_SPEC, model_from_spec, normalize_spec, spec_from_model
 
 MLP_SPEC = {
@@ -58,7 +58,7 @@ def test_round_trip_gives_the_same_weights_outputs_and_metadata(tmp_path):
     metadata = {"test_accuracy": np.float32(0.97), "epochs": np.int64(5), "data": "offline sample",
                 "history": [{"epoch": 1, "train_loss": 0.5}], "lr_per_epoch": np.array([0.1, 0.05])}
     path = save_model(model, tmp_path / "mlp.npz", metadata)
-    loaded, loaded_metadata = load_model(path)
+    loaded, loaded_metadata = load_model(path), read_metadata(path)
 
     assert spec_from_model(loaded) == spec_from_model(model)
     for (name, a), b in zip(model.named_parameters(), loaded.parameters(), strict=True):
@@ -76,8 +76,8 @@ def test_float64_and_flatten_models_round_trip(tmp_path):
             "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 8, "bias": False}, {"type": "Tanh"},
                        {"type": "Linear", "out_features": 10, "init": "xavier"}, {"type": "Softmax", "axis": 1}]}
     model = model_from_spec(spec)
-    loaded, metadata = load_model(save_model(model, tmp_path / "m.npz"))
-    assert metadata == {}
+    loaded = load_model(save_model(model, tmp_path / "m.npz"))
+    assert read_metadata(tmp_path / "m.npz") == {}
     assert loaded[1].bias is None and loaded[3].init == "xavier"
     x = images(shape=(28, 28), dtype=np.float64)
     np.testing.assert_array_equal(forward(loaded, x), forward(model.eval(), x))
@@ -85,7 +85,7 @@ def test_float64_and_flatten_models_round_trip(tmp_path):
 
 def test_a_model_built_in_code_round_trips(tmp_path):
     model = nn.Sequential(nn.Linear(784, 10, init="tutorial", generator=1), nn.ReLU(), nn.Linear(10, 10, generator=2))
-    loaded, _ = load_model(save_model(model, tmp_path / "tutorial.npz"))
+    loaded = load_model(save_model(model, tmp_path / "tutorial.npz"))
     x = images()
     np.testing.assert_array_equal(forward(loaded, x), forward(model, x))
 
@@ -94,7 +94,7 @@ def test_a_model_built_in_code_round_trips(tmp_path):
 def test_round_trip_holds_for_random_specs(tmp_path_factory, spec):
     path = tmp_path_factory.mktemp("random") / "model.npz"
     model = model_from_spec(spec).eval()
-    loaded, _ = load_model(save_model(model, path))
+    loaded = load_model(save_model(model, path))
     assert spec_from_model(loaded) == spec_from_model(model)
     shape = [spec["input_size"]] if isinstance(spec["input_size"], int) else spec["input_size"]
     x = images(3, tuple(shape), normalize_spec(spec)["dtype"])
@@ -125,7 +125,7 @@ def test_saving_leaves_no_temp_files_and_replaces_the_old_file(tmp_path):
     save_model(model_from_spec(TUTORIAL_SPEC), path, {"version": 1})
     save_model(model_from_spec({**TUTORIAL_SPEC, "seed": 5}), path, {"version": 2})
     assert os.listdir(tmp_path) == ["m.npz"]
-    assert load_model(path)[1] == {"version": 2}
+    assert read_metadata(path) == {"version": 2}
 
 
 def test_a_failed_save_keeps_the_old_file_intact(tmp_path, monkeypatch):
@@ -310,3 +310,24 @@ def test_a_damaged_file_leaves_no_open_handle(tmp_path, cut):
             load_model(path)
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_load_model_returns_the_model_ready_for_inference(tmp_path):
+    """What the README shows: `load_model(path)` is the model, so `.eval()` and calls chain on it."""
+    path = save_model(model_from_spec(MLP_SPEC), tmp_path / "m.npz", {"test_accuracy": 0.9})
+    model = load_model(path).eval()
+    assert isinstance(model, nn.Sequential) and not model.training
+    assert forward(model, images()).shape == (16, 10)
+    assert read_metadata(path) == {"test_accuracy": 0.9}
+
+
+def test_read_metadata_does_not_read_the_weights(tmp_path):
+    path = save_model(model_from_spec(MLP_SPEC), tmp_path / "m.npz", {"epochs": 3})
+    weights = model_from_spec(MLP_SPEC).state_dict()
+    weights["0.weight"] = np.full((32, 784), np.nan, np.float32)  # load_model would refuse these
+    write_npz(path, header_for(MLP_SPEC, {"epochs": 3}), weights)
+    assert read_metadata(path) == {"epochs": 3}
+    with pytest.raises(ModelFileError, match="NaN"):
+        load_model(path)
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        read_metadata(tmp_path)

@@ -15,7 +15,7 @@ def train(tmp_path, *args):
     status = main(["train", "--no-progress", "--output-dir", str(out), *args])
     assert status == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    model, _ = load_model(out / "model.npz")
+    model = load_model(out / "model.npz")
     return metrics, model
 
 

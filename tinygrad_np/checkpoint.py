@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tinygrad_np.files import write_atomic
+from tinygrad_np.files import describe_path, write_atomic
+from tinygrad_np.npz import ArchiveError, NpzReader
 
 FORMAT = "tinygrad_np-checkpoint"
 # 2: optimizer state in parameter groups, in PyTorch's layout (1 held one set of hyperparameters and step counts)
 FORMAT_VERSION = 2
 META_KEY = "__meta__"
+MAX_DOCUMENT_BYTES = 16 * 2**20  # the JSON document: configuration, history and random states, a few KB
+MAX_STATE_BYTES = 2**31  # load_state's default bound on the arrays; restore derives a tighter one from the trainer
+# restore's bound: arrays the size of the model's parameters, at most this many per parameter (Adam needs three:
+# the weights and two moments), plus 1 MiB for the small ones
+STATE_ARRAYS_PER_PARAMETER = 8
 
 
 class CheckpointError(ValueError):
@@ -69,50 +73,26 @@ def save_state(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     return write_atomic(path, lambda handle: np.savez(handle, **header, **arrays))
 
 
-# What NumPy and zipfile raise on a damaged archive: a bad CRC or header (BadZipFile, zlib.error, ValueError,
-# EOFError), an unknown compression method (NotImplementedError), a header declaring an absurd array size
-# (MemoryError), pickled data refused by allow_pickle=False (ValueError).
-_DAMAGED = (
-    OSError,
-    ValueError,
-    KeyError,
-    EOFError,
-    zipfile.BadZipFile,
-    zlib.error,
-    NotImplementedError,
-    MemoryError,
-)
+def _references(value: Any, found: set[str]) -> set[str]:
+    """The array keys a JSON document refers to ({"__array__": key}), collected into `found`."""
+    if isinstance(value, dict):
+        if set(value) == {"__array__"} and isinstance(value["__array__"], str):
+            found.add(value["__array__"])
+        for item in value.values():
+            _references(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _references(item, found)
+    return found
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    # We open the file, not np.load: when the archive is damaged, np.load can leave its own handle open.
-    with open(path, "rb") as handle:
-        try:
-            loaded = np.load(handle, allow_pickle=False)
-        except _DAMAGED as err:
-            raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({_brief(err)})") from None
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise CheckpointError(f"{path} holds a single .npy array, not a checkpoint (.npz)")
-        with loaded as npz:
-            try:
-                arrays = {key: npz[key] for key in npz.files}
-            except _DAMAGED as err:
-                raise CheckpointError(f"checkpoint {path} is damaged or truncated ({_brief(err)})") from None
-    for key, array in arrays.items():
-        if not isinstance(array, np.ndarray):  # NumPy hands back a non-.npy archive member as raw bytes
-            raise CheckpointError(f"checkpoint {path} is damaged: entry {key!r} is not an array")
-    return arrays
-
-
-def load_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read what `save_state` wrote; a damaged or foreign file raises CheckpointError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    arrays = _read_arrays(path)
-    raw = arrays.pop(META_KEY, None)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+def _read_document(archive: NpzReader, path: Path) -> dict[str, Any]:
+    if META_KEY not in archive.names:
         raise CheckpointError(f"{path} is not a tinygrad_np checkpoint (no {META_KEY!r} entry of UTF-8 bytes)")
+    declared = archive.header(META_KEY)
+    if declared.dtype != np.uint8 or len(declared.shape) != 1:
+        raise CheckpointError(f"{path} is not a tinygrad_np checkpoint (no {META_KEY!r} entry of UTF-8 bytes)")
+    raw = archive.read(META_KEY, max_bytes=MAX_DOCUMENT_BYTES)
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
@@ -126,7 +106,48 @@ def load_state(path: str | os.PathLike) -> dict[str, Any]:
             f"checkpoint {path} has format version {meta.get('version')!r}; this tinygrad_np reads version "
             f"{FORMAT_VERSION}"
         )
-    state = _join(meta.get("state"), arrays, path)
+    return meta
+
+
+def load_state(path: str | os.PathLike, max_bytes: int = MAX_STATE_BYTES) -> dict[str, Any]:
+    """Read what `save_state` wrote; a damaged or foreign file raises CheckpointError naming it.
+
+    Before any array is read, the archive must hold exactly the arrays its JSON document refers to, and their
+    .npy headers may declare at most `max_bytes` in all: a checkpoint with an extra member, or one that
+    inflates to gigabytes, is refused at the cost of its headers."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (it {describe_path(path)})")
+    try:
+        with NpzReader(path) as archive:
+            meta = _read_document(archive, path)
+            try:
+                keys = _references(meta.get("state"), set())
+            except RecursionError:
+                raise CheckpointError(f"checkpoint {path} is damaged: its JSON document is nested too deeply") from None
+            stored = set(archive.names) - {META_KEY}
+            if stored - keys:
+                raise CheckpointError(
+                    f"checkpoint {path} holds entries its state never refers to ({', '.join(sorted(stored - keys))}); "
+                    "it was not written by tinygrad_np, or was tampered with"
+                )
+            if keys - stored:
+                raise CheckpointError(
+                    f"checkpoint {path} is damaged: it refers to missing arrays ({', '.join(sorted(keys - stored))})"
+                )
+            declared = sum(archive.header(key).nbytes for key in keys)
+            if declared > max_bytes:
+                raise CheckpointError(
+                    f"checkpoint {path} declares {declared:,} bytes of arrays, more than the {max_bytes:,} that "
+                    "this run's model and optimizer can hold; it belongs to another model, or was tampered with"
+                )
+            arrays = {key: archive.read(key) for key in keys}
+    except ArchiveError as err:
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({err})") from None
+    try:
+        state = _join(meta.get("state"), arrays, path)
+    except RecursionError:
+        raise CheckpointError(f"checkpoint {path} is damaged: its JSON document is nested too deeply") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is damaged: its state is not a JSON object")
     return state
@@ -163,7 +184,8 @@ class CheckpointManager:
         """Load the checkpoint into `trainer` (on failure, build a fresh trainer: this one may be half loaded)."""
         if not self.path.is_file():
             raise FileNotFoundError(f"nothing to resume: no checkpoint at {self.path}")
-        state = load_state(self.path)
+        parameters = [p.data for p in trainer.model.parameters()]
+        state = load_state(self.path, STATE_ARRAYS_PER_PARAMETER * sum(p.nbytes for p in parameters) + 2**20)
         if not isinstance(state.get("trainer"), dict) or not isinstance(state.get("config"), dict):
             raise CheckpointError(f"checkpoint {self.path} is damaged: it lacks the trainer state or the config")
         saved = state["config"]
@@ -177,9 +199,39 @@ class CheckpointManager:
                 f"checkpoint {self.path} was written by a different configuration ({'; '.join(differences)}); "
                 "resume with the same options, or use another --checkpoint-dir for a new run"
             )
+        _check_dtypes(state["trainer"], trainer.model.state_dict(), {p.dtype for p in parameters}, self.path)
         try:
             trainer.load_state_dict(state["trainer"])
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise CheckpointError(
                 f"checkpoint {self.path} doesn't fit this model and optimizer ({_brief(err)})"
             ) from None
+
+
+def _check_dtypes(saved: dict[str, Any], weights: dict[str, np.ndarray], dtypes: set[np.dtype], path: Path) -> None:
+    """Refuse a checkpoint whose arrays are not the model's dtypes: loading would silently cast them."""
+    saved_weights = saved.get("model")
+    if isinstance(saved_weights, dict):
+        for name, array in saved_weights.items():
+            if isinstance(array, np.ndarray) and name in weights and array.dtype != weights[name].dtype:
+                raise CheckpointError(
+                    f"checkpoint {path} doesn't fit this model and optimizer: weight {name!r} is {array.dtype}, "
+                    f"the model's is {weights[name].dtype} (a checkpoint is restored exactly, never cast)"
+                )
+    for where, array in _arrays(saved, "trainer"):
+        if np.issubdtype(array.dtype, np.inexact) and array.dtype not in dtypes:
+            raise CheckpointError(
+                f"checkpoint {path} doesn't fit this model and optimizer: {where} is {array.dtype}, the model is "
+                f"{' and '.join(sorted(map(str, dtypes)))} (a checkpoint is restored exactly, never cast)"
+            )
+
+
+def _arrays(value: Any, where: str) -> list[tuple[str, np.ndarray]]:
+    """Every array in a nested state, with where it sits ("trainer.optimizer.state[0].exp_avg")."""
+    if isinstance(value, np.ndarray):
+        return [(where, value)]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in _arrays(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _arrays(item, f"{where}[{index}]")]
+    return []

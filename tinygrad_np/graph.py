@@ -237,7 +237,7 @@ def loss_graph(args: argparse.Namespace) -> ComputationGraph:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.model_file is not None:
-        model, _ = load_model(args.model_file)
+        model = load_model(args.model_file)
     else:
         spec = load_spec(args.model_spec) if args.model_spec is not None else TUTORIAL_SPEC
         model = model_from_spec(spec)

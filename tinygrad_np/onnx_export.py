@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> int:
         args = add_arguments(parser).parse_args(argv)
     output = args.output or args.model_file.with_suffix(".onnx")
     try:
-        model, _ = load_model(args.model_file)
+        model = load_model(args.model_file)
         path = export_onnx(model, output, args.batch_size)
         message = f"wrote {path} (opset {OPSET}, batch {args.batch_size or 'dynamic'})"
         if args.verify:

@@ -6,15 +6,14 @@ File layout (a plain NumPy .npz archive, readable with `np.load(path, allow_pick
   `{"format": "tinygrad-np-model", "version": 1, "spec": <canonical spec>, "metadata": {...}}`
 * one array per parameter, named as in `model.state_dict()` ("0.weight", "0.bias", ...).
 
-`load_model` rebuilds the model from the spec alone and refuses anything that doesn't match it exactly.
+`load_model(path)` rebuilds the model from the spec alone and refuses anything that doesn't match it exactly;
+`read_metadata(path)` returns the metadata. Names, sizes and shapes are checked before any array is read.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import zipfile
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,14 @@ from typing import Any
 import numpy as np
 
 from tinygrad_np import nn
-from tinygrad_np.files import write_atomic
+from tinygrad_np.files import describe_path, write_atomic
+from tinygrad_np.npz import ArchiveError, NpzReader
 from tinygrad_np.spec import SpecError, model_from_spec, normalize_spec, parameter_shapes, spec_from_model
 
 FORMAT = "tinygrad-np-model"
 VERSION = 1
 HEADER_KEY = "__tinygrad_np__"
+MAX_HEADER_BYTES = 16 * 2**20  # the spec and metadata as JSON: a few kilobytes in practice
 
 
 class ModelFileError(ValueError):
@@ -64,31 +65,25 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str,
     return write_atomic(path, lambda file: np.savez(file, **arrays))
 
 
-def _array(npz: Any, name: str, path: Path) -> np.ndarray:
-    try:
-        return npz[name]
-    except ValueError as err:
-        if "allow_pickle" in str(err):  # NumPy's words for an object array
-            raise ModelFileError(
-                f"{path}: array {name!r} holds pickled Python objects; refusing to load it "
-                "(unpickling can run arbitrary code)"
-            ) from None
-        raise
-
-
-def _header(npz: Any, path: Path) -> dict[str, Any]:
-    if HEADER_KEY not in npz.files:
+def _header(archive: NpzReader, path: Path) -> dict[str, Any]:
+    """The JSON header, checked for size, nesting, format and version before any weight is looked at."""
+    if HEADER_KEY not in archive.names:
         raise ModelFileError(
             f"{path}: not a tinygrad_np model file (no {HEADER_KEY!r} entry; was it written with np.savez "
             "instead of save_model?)"
         )
-    raw = _array(npz, HEADER_KEY, path)
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ModelFileError(f"{path}: the {HEADER_KEY!r} entry must be UTF-8 bytes (uint8), got {raw.dtype}")
+    declared = archive.header(HEADER_KEY)
+    if declared.dtype != np.uint8 or len(declared.shape) != 1:
+        raise ModelFileError(
+            f"{path}: the {HEADER_KEY!r} entry must be UTF-8 bytes (uint8), got {declared.dtype} {declared.shape}"
+        )
+    raw = archive.read(HEADER_KEY, max_bytes=MAX_HEADER_BYTES)
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: the architecture header is not valid UTF-8 JSON ({err})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: the architecture header is nested too deeply to be ours") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{path}: the header doesn't say format {FORMAT!r}; not a tinygrad_np model file")
     if header.get("version") != VERSION:
@@ -101,42 +96,15 @@ def _header(npz: Any, path: Path) -> dict[str, Any]:
     return header
 
 
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The header and every weight array, fully read (so a bad CRC shows up here, not later)."""
-    try:
-        # We open the file, not np.load: when the archive is damaged, np.load can leave its own handle open.
-        with open(path, "rb") as handle:
-            npz = np.load(handle, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ModelFileError(f"{path}: a single .npy array, not a tinygrad_np model (.npz) file")
-            with npz:
-                header = _header(npz, path)
-                weights = {name: _array(npz, name, path) for name in npz.files if name != HEADER_KEY}
-                return header, weights
-    except ModelFileError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, NotImplementedError) as err:
-        if "pickle" in str(err):  # neither .npy nor .npz: NumPy would have tried to unpickle it
-            raise ModelFileError(f"{path}: not an .npz archive (maybe a pickle or another format)") from None
-        raise ModelFileError(f"{path}: truncated or corrupt ({type(err).__name__}: {err})") from None
-
-
-def load_model(path: str | os.PathLike) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Rebuild a model saved by `save_model`: (model in eval mode, metadata dict). Never unpickles."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model file {path} does not exist (save one with tinygrad_np.serialization.save_model)"
-        )
-    header, weights = _read(path)
+def _weights(archive: NpzReader, header: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
+    """Every weight, once the names, dtypes and shapes the archive declares match the header's architecture."""
     try:
         expected = parameter_shapes(header.get("spec"))
     except SpecError as err:
         raise ModelFileError(f"{path}: the saved architecture is invalid: {err}") from None
-    # Check the stored arrays against the declared architecture before building it: a corrupt header must not
-    # make us allocate whatever it declares.
-    missing = [name for name in expected if name not in weights]
-    unexpected = [name for name in weights if name not in expected]
+    stored = [name for name in archive.names if name != HEADER_KEY]
+    missing = [name for name in expected if name not in stored]
+    unexpected = [name for name in stored if name not in expected]
     if missing or unexpected:
         problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
             [f"unexpected {', '.join(unexpected)}"] if unexpected else []
@@ -144,15 +112,47 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Sequential, dict[str, Any]]:
         raise ModelFileError(f"{path}: the weights don't belong to the saved architecture ({'; '.join(problems)})")
     dtype = np.dtype(normalize_spec(header["spec"])["dtype"])
     for name, shape in expected.items():
-        array = weights[name]
-        if array.shape != shape:
+        declared = archive.header(name)
+        if declared.shape != shape:
             raise ModelFileError(
-                f"{path}: weight {name!r} has shape {array.shape}, but the saved architecture needs {shape}"
+                f"{path}: weight {name!r} has shape {declared.shape}, but the saved architecture needs {shape}"
             )
-        if array.dtype != dtype:
-            raise ModelFileError(f"{path}: weight {name!r} is {array.dtype}, but the saved architecture says {dtype}")
+        if declared.dtype != dtype:
+            raise ModelFileError(
+                f"{path}: weight {name!r} is {declared.dtype}, but the saved architecture says {dtype}"
+            )
+    weights = {name: archive.read(name) for name in expected}
+    for name, array in weights.items():
         if not np.isfinite(array).all():
             raise ModelFileError(f"{path}: weight {name!r} holds NaN or inf values")
+    return weights
+
+
+def _read(path: str | os.PathLike, with_weights: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and (if asked) the weights; nothing is inflated or allocated before it is checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model file {path} {describe_path(path)} (save one with tinygrad_np.serialization.save_model)"
+        )
+    try:
+        with NpzReader(path) as archive:
+            header = _header(archive, path)
+            return header, (_weights(archive, header, path) if with_weights else {})
+    except ArchiveError as err:
+        raise ModelFileError(f"{path}: {err}") from None
+
+
+def load_model(path: str | os.PathLike) -> nn.Sequential:
+    """Rebuild the model saved by `save_model`, in eval mode. Never unpickles; `read_metadata` gives the rest.
+
+    Raises ModelFileError, naming the file, for anything that is not exactly what `save_model` writes."""
+    header, weights = _read(path, with_weights=True)
     model = model_from_spec(header["spec"])
     model.load_state_dict(weights)
-    return model.eval(), header.get("metadata", {})
+    return model.eval()
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata dict `save_model` stored (e.g. training metrics), read without loading the weights."""
+    return _read(path, with_weights=False)[0].get("metadata", {})

@@ -123,5 +123,4 @@ def load_model_file(path: Path) -> Any:
 
     if not path.is_file():
         raise CLIError(f"model file {path} not found; train one first: tinygrad-np train --save {path}")
-    model, _ = load_model(path)
-    return model
+    return load_model(path)
