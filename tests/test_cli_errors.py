@@ -436,7 +436,7 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
     ("name", "words"),
     [
         ("truncated", ["truncated or corrupt"]),
-        ("empty", ["truncated or corrupt"]),
+        ("empty", ["the file is empty"]),
         ("random bytes", ["not an .npz archive"]),
         ("flipped byte", ["truncated or corrupt", "CRC"]),
         ("pickled object", ["pickled Python objects", "refusing"]),
@@ -494,27 +494,30 @@ def pictures(tmp_path_factory) -> dict[str, Path]:
     paths["text"].write_text("this is not a picture\n")
     paths["empty"] = folder / "empty.png"
     paths["empty"].write_bytes(b"")
-    # A PNG header declaring 30,000 x 30,000 pixels: decoding it would take ~900 MB.
-    header = struct.pack(">IIBBBBB", 30_000, 30_000, 8, 0, 0, 0, 0)
-    paths["huge"] = folder / "huge.png"
-    paths["huge"].write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", zlib.compress(b"\0" * 100))
-        + png_chunk(b"IEND", b"")
-    )
+    # PNG headers declaring 30,000 x 30,000 pixels (past twice Pillow's limit: decoding would take ~900 MB) and
+    # 13,000 x 13,000 (between Pillow's warning and its error: it used to print a raw DecompressionBombWarning).
+    for name, side in (("huge", 30_000), ("13000", 13_000)):
+        header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+        paths[name] = folder / f"{name}.png"
+        paths[name].write_bytes(
+            b"\x89PNG\r\n\x1a\n"
+            + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(b"\0" * 100))
+            + png_chunk(b"IEND", b"")
+        )
     return paths
 
 
 @pytest.mark.parametrize(
     ("name", "words"),
     [
-        ("blank", ["no ink found", "draw or load a digit"]),
-        ("one pixel", ["no ink found"]),
+        ("blank", ["blank.png: no ink found", "draw or load a digit"]),
+        ("one pixel", ["one pixel.png: no ink found"]),
         ("truncated", ["truncated or corrupt"]),
         ("text", ["not an image file Pillow can read"]),
         ("empty", ["the file is empty, not an image"]),
-        ("huge", ["900000000 pixels", "exceeds limit"]),
+        ("huge", ["huge.png: the picture is too large", "900000000 pixels", "below 50 megapixels"]),
+        ("13000", ["13000.png: the picture is 13000 x 13000 pixels (169 megapixels), more than the 50"]),
     ],
 )
 def test_bad_pictures_for_predict(capsys, model_files, pictures, name, words):

@@ -14,6 +14,7 @@ from tinygrad_np.preprocess import (
     MNIST_CENTER,
     BlankImageError,
     center_of_mass,
+    image_file_to_mnist,
     ink_image,
     load_image,
     to_mnist,
@@ -231,3 +232,55 @@ def test_missing_pillow_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "PIL", None)  # makes `from PIL import ...` raise ImportError
     with pytest.raises(ImportError, match=r"pip install \"tinygrad-np\[image\]\""):
         load_image(tmp_path / "any.png")
+
+
+def png_of_size(path, width: int, height: int):
+    """A valid 1-bit PNG of any size, written by hand: a few KB even at 169 megapixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(bytes(1 + (width + 7) // 8) * height, 9)  # filter byte + packed bits, all black
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_picture_above_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    import tinygrad_np.preprocess as preprocess
+
+    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 10_000)
+    assert load_image(png_of_size(tmp_path / "ok.png", 100, 100)).shape == (100, 100)
+    decoded = []
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self) or None)
+    with pytest.raises(ValueError, match=r"big\.png: the picture is 101 x 100 pixels \(0 megapixels\)"):
+        load_image(png_of_size(tmp_path / "big.png", 101, 100))
+    assert decoded == []
+
+
+def test_pillows_bomb_warning_never_reaches_the_user(tmp_path, recwarn):
+    path = png_of_size(tmp_path / "13000.png", 13_000, 13_000)  # past Pillow's warning, below its error
+    with pytest.raises(ValueError, match=r"13000 x 13000 pixels \(169 megapixels\), more than the 50"):
+        load_image(path)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+@pytest.mark.parametrize(("size", "ink"), [((40, 30), 0), ((1, 1), 0), ((20, 20), 255)])
+def test_a_blank_picture_file_is_named_in_the_error(tmp_path, size, ink):
+    path = tmp_path / "my drawing.png"
+    Image.fromarray(np.full(size, ink, np.uint8)).save(path)
+    with pytest.raises(BlankImageError, match=r"my drawing\.png: no ink found"):
+        image_file_to_mnist(path)
+
+
+def test_image_file_to_mnist_is_to_mnist_of_load_image(tmp_path):
+    image = ring(60, 50, center=(30, 25), radius=18, thickness=5)
+    path = tmp_path / "ring.png"
+    Image.fromarray(image.astype(np.uint8)).save(path)
+    np.testing.assert_array_equal(image_file_to_mnist(path), to_mnist(load_image(path)))
+    with pytest.raises(ValueError, match=r"ring\.png: ink must be"):
+        image_file_to_mnist(path, ink="white")

@@ -12,6 +12,7 @@ Pillow is an optional extra (``pip install "tinygrad-np[image]"``); it is import
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +23,9 @@ MNIST_BOX = 20  # the longer side of the digit after size normalisation
 MNIST_CENTER = (14.0, 14.0)  # (row, col) of the centre of mass, 0-based pixel indices (see module docstring)
 MIN_CONTRAST = 0.1  # ink must differ from the background by >= 10% of 0..255, or the image counts as blank
 BBOX_THRESHOLD = 0.05  # ink fainter than 5% (noise, paper grain) does not stretch the bounding box
+# The largest picture load_image decodes: 50 megapixels covers phone photos (12 to 50 MP) and costs about 1 GB
+# while it is turned into grayscale floats; a bigger one is refused from its header, before decoding.
+MAX_IMAGE_PIXELS = 50_000_000
 
 Ink = Literal["auto", "light", "dark"]
 
@@ -41,25 +45,50 @@ def _pillow():  # -> (Image, ImageOps, UnidentifiedImageError), imported lazily
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as 2-D float32 grayscale in 0..255 (alpha flattened, EXIF rotation applied)."""
+    """Read an image file as 2-D float32 grayscale in 0..255 (alpha flattened, EXIF rotation applied).
+
+    A picture of more than MAX_IMAGE_PIXELS is refused from its header, before it is decoded."""
     Image, ImageOps, UnidentifiedImageError = _pillow()
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(f"{path}: the file is empty, not an image")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            # Pillow prints a warning for pictures between its own limit and twice that; ours is lower, and the
+            # check below refuses them in one clean line instead. Open reads the header only.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"{path}: the picture is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels), more "
+                    f"than the {MAX_IMAGE_PIXELS / 1e6:.0f} this reads; scale it down first"
+                )
             img.load()  # decode now, so a truncated file fails here and not later
             img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
             return _to_gray(img)
     except UnidentifiedImageError as exc:
         raise ValueError(f"{path}: not an image file Pillow can read (PNG, JPEG, BMP, GIF, ...)") from exc
-    except Image.DecompressionBombError as exc:  # Pillow's guard against pictures that would fill memory
-        raise ValueError(f"{path}: the picture is too large to read safely ({exc})") from exc
+    except Image.DecompressionBombError as exc:  # past twice Pillow's own limit: refused by open itself
+        raise ValueError(
+            f"{path}: the picture is too large to read safely ({exc}); scale it down below "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels"
+        ) from None
     except (OSError, SyntaxError) as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise
         # Pillow reports truncated or corrupt data as OSError (and a few decoders as SyntaxError).
         raise ValueError(f"{path}: the image data is truncated or corrupt ({exc})") from exc
+
+
+def image_file_to_mnist(path: str | os.PathLike[str], ink: Ink = "auto") -> np.ndarray:
+    """`to_mnist(load_image(path), ink)`, with the file named in every error (a blank picture included)."""
+    gray = load_image(path)
+    try:
+        return to_mnist(gray, ink)
+    except ValueError as exc:  # BlankImageError keeps its class, so callers can still tell it apart
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def _to_gray(img) -> np.ndarray:  # img: a PIL.Image.Image

@@ -32,9 +32,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
     model = load_model_file(args.model_file)
     if args.image is not None:
-        from tinygrad_np.preprocess import load_image, to_mnist
+        from tinygrad_np.preprocess import image_file_to_mnist
 
-        image = to_mnist(load_image(args.image))
+        image = image_file_to_mnist(args.image)
         label = None
         source = str(args.image)
     else:
