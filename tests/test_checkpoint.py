@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -331,6 +332,67 @@ def test_other_files_are_not_checkpoints(tmp_path):
         load_state(tmp_path / "text.npz")
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         CheckpointManager(tmp_path / "empty").restore(small_trainer())
+
+
+def rewrite(path: Path, change) -> None:
+    """Rewrite a checkpoint's arrays through np.savez after `change(arrays, document)`."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    document = json.loads(arrays["__meta__"].tobytes())
+    change(arrays, document)
+    arrays["__meta__"] = np.frombuffer(json.dumps(document).encode(), dtype=np.uint8)
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
+
+
+def test_an_entry_the_state_never_refers_to_is_refused(tmp_path):
+    manager = saved_checkpoint(tmp_path, {})
+    rewrite(manager.path, lambda arrays, document: arrays.update(junk=np.zeros(1000)))
+    with pytest.raises(CheckpointError, match=r"holds entries its state never refers to \(junk\)"):
+        manager.restore(small_trainer())
+
+
+def test_a_member_that_is_not_an_npy_array_is_refused(tmp_path):
+    manager = saved_checkpoint(tmp_path, {})
+    with zipfile.ZipFile(manager.path, "a") as archive:
+        archive.writestr("a0", b"raw bytes, not .npy")
+    with pytest.raises(CheckpointError, match=r"entry 'a0' is not a \.npy array"):
+        manager.restore(small_trainer())
+
+
+def test_arrays_larger_than_the_trainer_could_hold_are_refused_before_reading(tmp_path):
+    manager = saved_checkpoint(tmp_path, {})
+    big = np.zeros((1000, 1000), np.float32)  # 4 MB against a 20 -> 16 -> 4 model of 1.4 KB
+
+    def swap_first_weight(arrays, document):
+        arrays[document["state"]["trainer"]["model"]["0.weight"]["__array__"]] = big
+
+    rewrite(manager.path, swap_first_weight)
+    assert load_state(manager.path)["trainer"]["model"]["0.weight"].shape == (1000, 1000)  # the default bound
+    with pytest.raises(CheckpointError, match=r"declares 4,00\d,\d+ bytes of arrays, more than the 1,\d+,\d+ expected"):
+        manager.restore(small_trainer())
+
+
+@pytest.mark.parametrize("where", ["model", "optimizer"])
+def test_a_checkpoint_of_other_dtypes_is_refused_not_cast(tmp_path, where):
+    manager = saved_checkpoint(tmp_path, {})
+
+    def widen(arrays, document):
+        trainer = document["state"]["trainer"]
+        reference = trainer["model"]["0.weight"] if where == "model" else trainer["optimizer"]["state"][0]["exp_avg"]
+        key = reference["__array__"]
+        arrays[key] = arrays[key].astype(np.float64)
+
+    rewrite(manager.path, widen)
+    trainer = small_trainer()
+    before = trainer.state_dict()
+    expected = r"weight '0\.weight' is float64, the model's is float32" if where == "model" else (
+        r"trainer\.optimizer\.state\[0\]\.exp_avg is float64, the model is float32"
+    )
+    with pytest.raises(CheckpointError, match=expected) as raised:
+        manager.restore(trainer)
+    assert "never cast" in str(raised.value)
+    np.testing.assert_array_equal(trainer.state_dict()["model"]["0.weight"], before["model"]["0.weight"])
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temp_file(tmp_path, monkeypatch):

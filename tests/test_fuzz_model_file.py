@@ -3,17 +3,21 @@
 `serialization.load_model` may raise ModelFileError (and FileNotFoundError for a missing file);
 `checkpoint.load_state` and `CheckpointManager.restore` may raise CheckpointError. Both messages name the
 file. Inputs: random bytes; valid files with bytes flipped, cut, inserted or deleted (the files are kept
-small, so most positions hit zip and .npy headers rather than array data behind a CRC); and valid archives
+small, so most positions hit zip and .npy headers rather than array data behind a CRC); valid archives
 whose JSON document has one value replaced or whose arrays are swapped for arrays of another shape or dtype,
-which pass every CRC and reach the checks behind them.
+which pass every CRC and reach the checks behind them; and valid zip files whose members are renamed,
+added, reshaped or inflated to up to 2 GiB of zeros, which must be refused within a few megabytes of memory.
 """
 
 import json
+import tracemalloc
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzing import byte_mutation, mutate
+from bombs import members_of, zip_archive
+from fuzzing import archive_change, byte_mutation, change_archive, mutate
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -51,13 +55,13 @@ def scratch(tmp_path_factory) -> Path:
 
 
 
-# JSON values to plant in a document. Integers stay small: a model file may declare its layer sizes, and
-# load_model builds the declared network before comparing it with the stored weights, so a size of 10**9 is
-# a memory exhaustion test rather than a parsing one (see test_a_header_declaring_a_huge_layer_is_refused).
+# JSON values to plant in a document, huge integers included: a layer size of 2**40 must be refused from the
+# header, before anything is allocated.
 json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-3, 300)
+    | st.sampled_from([10**9, 2**31, 2**53, 2**63, 2**70])
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=6)
     | st.sampled_from(["Linear", "ReLU", "Dropout", "Flatten", "float64", "a0", "a1", "PCG64", "Adam"]),
@@ -170,6 +174,26 @@ def test_load_model_on_swapped_arrays(scratch, model_file, data):
     path = scratch / "swapped-model.npz"
     np.savez(path, **arrays)  # np.savez pickles object arrays: exactly what load_model must refuse
     load_or_model_file_error(path)
+
+
+@contextmanager
+def memory_bounded(mib: int = 32):
+    """Whatever the archive declares, loading it may allocate (tracemalloc sees NumPy's buffers) only this much."""
+    tracemalloc.start()
+    try:
+        yield
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < mib * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+@given(st.lists(archive_change, min_size=1, max_size=3))
+def test_load_model_on_a_changed_archive(scratch, model_file, changes):
+    path = scratch / "archive-model.npz"
+    path.write_bytes(zip_archive(change_archive(members_of(model_file), changes)))
+    with memory_bounded():
+        load_or_model_file_error(path)
 
 
 def test_a_layer_type_that_is_a_list_is_refused(scratch, model_file):
@@ -290,3 +314,12 @@ def test_restore_on_swapped_arrays(scratch, checkpoint_file, data):
     folder.mkdir(exist_ok=True)
     np.savez(folder / "checkpoint.npz", **arrays)
     restore_or_checkpoint_error(folder)
+
+
+@given(st.lists(archive_change, min_size=1, max_size=3))
+def test_restore_on_a_changed_archive(scratch, checkpoint_file, changes):
+    folder = scratch / "archive"
+    folder.mkdir(exist_ok=True)
+    (folder / "checkpoint.npz").write_bytes(zip_archive(change_archive(members_of(checkpoint_file), changes)))
+    with memory_bounded():
+        restore_or_checkpoint_error(folder)

@@ -1,16 +1,18 @@
 """Fuzzing the parsers: whatever the bytes, the only exception that comes out is MNISTFormatError."""
 
 import gzip
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bombs import MiB, gzip_bomb
 from fuzzing import byte_mutation as mutation
 from fuzzing import mutate
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tinygrad_np.data import MNISTFormatError, read_idx, read_mnist_csv, read_mnist_dir, write_idx
+from tinygrad_np.data import MAX_DATA_BYTES, MNISTFormatError, read_idx, read_mnist_csv, read_mnist_dir, write_idx
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +112,40 @@ def test_read_mnist_dir_with_one_mutated_file(scratch, mutations):
         assert str(labels) in str(exc)
     else:
         assert len(mnist.test_labels) == 2 and set(mnist.test_labels.tolist()) <= set(range(10))
+
+
+@given(
+    count=st.integers(0, 2**32 - 1),
+    rows=st.sampled_from([28, 27]),
+    inflated_mib=st.integers(0, 48),
+    trailing=st.binary(max_size=4),
+)
+def test_read_idx_of_a_gzip_bomb_costs_at_most_what_its_header_declares(scratch, count, rows, inflated_mib, trailing):
+    """Whatever a gzip IDX file claims and holds, reading it allocates at most the declared size (itself under
+    the limit), plus a decompression chunk."""
+    header = bytes([0, 0, 8, 3]) + count.to_bytes(4, "big") + rows.to_bytes(4, "big") + (28).to_bytes(4, "big")
+    bomb = gzip_bomb(header, bytes(MiB), inflated_mib) + trailing
+    tracemalloc.start()
+    try:
+        check_idx_result(parse_or_format_error(read_idx, scratch / "bomb.gz", bomb))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    declared = count * rows * 28
+    assert peak <= min(declared, MAX_DATA_BYTES) + 4 * MiB
+
+
+@given(
+    block=st.sampled_from([b"0," * 783 + b"0\n", b"\n", b"0" * 64, b"1,2,3\n", b"\x00" * 64]),
+    count=st.integers(0, 200_000),
+)
+def test_read_mnist_csv_of_a_gzip_bomb_stays_within_its_limit(scratch, block, count):
+    bomb, limit = gzip_bomb(b"", block, count), 2 * MiB
+    tracemalloc.start()
+    try:
+        check_csv_result(parse_or_format_error(lambda p: read_mnist_csv(p, max_bytes=limit), scratch / "b.gz", bomb))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Parsed images up to the limit (joined once at the end), and one chunk of lines as text and as int64.
+    assert peak <= 2 * limit + 32 * MiB

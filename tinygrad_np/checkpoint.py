@@ -138,8 +138,8 @@ def load_state(path: str | os.PathLike, max_bytes: int = MAX_STATE_BYTES) -> dic
             declared = sum(archive.header(key).nbytes for key in keys)
             if declared > max_bytes:
                 raise CheckpointError(
-                    f"checkpoint {path} declares {declared:,} bytes of arrays, more than the {max_bytes:,} that "
-                    "this run's model and optimizer can hold; it belongs to another model, or was tampered with"
+                    f"checkpoint {path} declares {declared:,} bytes of arrays, more than the {max_bytes:,} expected; "
+                    "it belongs to a much larger model, or was tampered with"
                 )
             arrays = {key: archive.read(key) for key in keys}
     except ArchiveError as err:

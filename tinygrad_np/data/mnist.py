@@ -179,17 +179,17 @@ def _csv_lines(path: str | os.PathLike, stream: IO[bytes]) -> Iterator[tuple[int
         raw = stream.readline(_MAX_LINE + 1)
         if not raw:
             return
-        if len(raw) > _MAX_LINE:
-            raise MNISTFormatError(
-                f"{path}: line {number} is longer than {_MAX_LINE:,} bytes; an MNIST CSV line holds 785 numbers "
-                "(the label, then 784 pixels)"
-            )
         if number == 1 and raw.startswith(codecs.BOM_UTF8):  # Excel's "CSV UTF-8" starts with one
             raw = raw[len(codecs.BOM_UTF8) :]
         if bad := _NOT_TEXT.search(raw):
             raise MNISTFormatError(
                 f"{path}: line {number}, byte {bad.start() + 1} is 0x{raw[bad.start()]:02x}, not text; an MNIST "
                 "CSV holds numbers and commas only"
+            )
+        if len(raw) > _MAX_LINE:
+            raise MNISTFormatError(
+                f"{path}: line {number} is longer than {_MAX_LINE:,} bytes; an MNIST CSV line holds 785 numbers "
+                "(the label, then 784 pixels)"
             )
         text = raw.decode("ascii")
         if text.strip():
