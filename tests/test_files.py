@@ -319,3 +319,75 @@ def test_write_atomic_writes_numpy_archives(tmp_path):
     path = write_atomic(tmp_path / "a.npz", lambda file: np.savez(file, x=np.arange(3)))
     with np.load(path) as npz:
         np.testing.assert_array_equal(npz["x"], [0, 1, 2])
+
+
+# ---- reading: allocation and I/O errors name the file ------------------------------------------------------------
+
+
+def raise_(error: BaseException):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+def readers(tmp_path: Path) -> dict:
+    """(path, load, where to inject a failure) for each reader of user files."""
+    import tinygrad_np.data.idx as idx
+    from tinygrad_np.data import read_idx, read_mnist_csv, write_idx
+    from tinygrad_np.preprocess import load_image
+    from tinygrad_np.serialization import load_model, save_model
+    from tinygrad_np.spec import TUTORIAL_SPEC, load_spec, model_from_spec
+
+    write_idx(tmp_path / "labels-idx1-ubyte.gz", np.zeros(10, np.uint8))
+    (tmp_path / "mnist.csv").write_text(",".join(["1"] * 785) + "\n")
+    save_model(model_from_spec(TUTORIAL_SPEC), tmp_path / "model.npz")
+    (tmp_path / "net.json").write_text('{"input_size": 4, "layers": [{"type": "ReLU"}]}')
+    from PIL import Image, ImageFile
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "digit.png")
+    return {
+        "idx": (tmp_path / "labels-idx1-ubyte.gz", read_idx, (idx, "_read_into")),
+        "csv": (tmp_path / "mnist.csv", read_mnist_csv, (np, "loadtxt")),
+        "model": (tmp_path / "model.npz", load_model, (np.lib.format, "read_array")),
+        "picture": (tmp_path / "digit.png", load_image, (ImageFile.ImageFile, "load")),
+        "spec": (tmp_path / "net.json", load_spec, None),
+    }
+
+
+@pytest.mark.parametrize("reader", ["idx", "csv", "model", "picture"])
+def test_running_out_of_memory_while_reading_names_the_file(tmp_path, monkeypatch, reader):
+    path, load, (owner, name) = readers(tmp_path)[reader]
+    monkeypatch.setattr(owner, name, raise_(MemoryError()))
+    with pytest.raises(MemoryError, match=f"not enough memory to (read|decode) {path}"):
+        load(path)
+
+
+@pytest.mark.parametrize("reader", ["idx", "csv", "spec"])
+def test_an_io_error_while_reading_names_the_file(tmp_path, monkeypatch, reader):
+    import builtins
+
+    path, load, _ = readers(tmp_path)[reader]
+    real_open = builtins.open
+
+    class FailingFile:
+        def __init__(self, file):
+            self.file = file
+
+        def __getattr__(self, attribute):
+            value = getattr(self.file, attribute)
+            if attribute in ("read", "readinto", "readline", "peek", "read1"):
+                return raise_(OSError(errno.EIO, os.strerror(errno.EIO)))
+            return value
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: FailingFile(real_open(p, *a, **k)) if Path(p) == path
+                        else real_open(p, *a, **k))
+    with pytest.raises(OSError, match=f"cannot read {path}: Input/output error; the disk reported") as raised:
+        load(path)
+    assert raised.value.errno == errno.EIO

@@ -80,6 +80,8 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             raise
         # Pillow reports truncated or corrupt data as OSError (and a few decoders as SyntaxError).
         raise ValueError(f"{path}: the image data is truncated or corrupt ({exc})") from exc
+    except MemoryError:
+        raise MemoryError(f"not enough memory to decode {path}; scale the picture down") from None
 
 
 def image_file_to_mnist(path: str | os.PathLike[str], ink: Ink = "auto") -> np.ndarray:

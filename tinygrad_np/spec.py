@@ -32,7 +32,7 @@ import numpy as np
 
 from tinygrad_np import nn
 from tinygrad_np.creation import as_generator
-from tinygrad_np.files import describe_path
+from tinygrad_np.files import describe_path, named_os_error
 
 Spec = dict[str, Any]
 
@@ -349,8 +349,13 @@ def load_spec(path: str | os.PathLike) -> Spec:
     try:
         if suffix not in (".json", ".toml"):
             raise SpecError(f"{path}: a model spec must be a .json or .toml file, got {suffix or 'no suffix'!r}")
-        with open(path, "rb") as file:
-            data = file.read(MAX_SPEC_FILE_BYTES + 1)
+        try:
+            with open(path, "rb") as file:
+                data = file.read(MAX_SPEC_FILE_BYTES + 1)
+        except (FileNotFoundError, PermissionError, IsADirectoryError):
+            raise  # Python's message names the file
+        except OSError as err:
+            raise named_os_error(err, path, "read") from err
         if len(data) > MAX_SPEC_FILE_BYTES:
             raise SpecError(f"{path}: more than {MAX_SPEC_FILE_BYTES:,} bytes; a model spec is a short text file")
         text = data.decode("utf-8")
