@@ -38,25 +38,16 @@ def _gf2_square(matrix: list[int]) -> list[int]:
 
 
 def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
-    """CRC-32 of A + B from crc32(A), crc32(B) and len(B) (zlib's crc32_combine)."""
-    if length2 == 0:
-        return crc1
-    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
-    even = _gf2_square(odd)
-    odd = _gf2_square(even)
-    while True:
-        even = _gf2_square(odd)
+    """CRC-32 of A + B from crc32(A), crc32(B) and len(B), as zlib's crc32_combine: feeding len(B) zero bytes
+    to crc1 is a linear map over GF(2), applied by repeated squaring."""
+    operator = [0xEDB88320] + [1 << n for n in range(31)]  # one zero bit
+    for _ in range(3):
+        operator = _gf2_square(operator)  # one zero byte: 2**3 bits
+    while length2:
         if length2 & 1:
-            crc1 = _gf2_times(even, crc1)
+            crc1 = _gf2_times(operator, crc1)
+        operator = _gf2_square(operator)
         length2 >>= 1
-        if not length2:
-            break
-        odd = _gf2_square(even)
-        if length2 & 1:
-            crc1 = _gf2_times(odd, crc1)
-        length2 >>= 1
-        if not length2:
-            break
     return crc1 ^ crc2
 
 

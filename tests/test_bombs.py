@@ -126,7 +126,27 @@ def test_a_gzip_csv_of_valid_lines_stops_at_max_bytes(tmp_path):
     assert_refused(result, "MNISTFormatError", "more than 21,399 images", bound_mib=2 * limit / MiB + BOUND_MIB)
 
 
-# ---- model files ---------------------------------------------------------------------------------------------
+# ---- model files and checkpoints ---------------------------------------------------------------------------------
+
+
+def with_member(path: Path, member: tuple) -> list[tuple]:
+    """The members of the .npz at `path`, with `member` in place of the one of its name (or added)."""
+    members = members_of(path)
+    names = [m[0] for m in members]
+    if member[0] in names:
+        members[names.index(member[0])] = member
+    else:
+        members.append(member)
+    return members
+
+
+def load_archive(tmp_path: Path, members: list[tuple], loader: str) -> dict:
+    """Write the members as an .npz and load it with `loader` (load_model or load_state) in a subprocess."""
+    bomb = tmp_path / "bomb.npz"
+    bomb.write_bytes(zip_archive(members))
+    assert bomb.stat().st_size < 5 * 10**6
+    module = "serialization" if loader == "load_model" else "checkpoint"
+    return peak_memory(f"from tinygrad_np.{module} import {loader}", f"{loader}({str(bomb)!r})")
 
 
 @pytest.fixture
@@ -134,16 +154,10 @@ def model_file(tmp_path) -> Path:
     return save_model(model_from_spec(TUTORIAL_SPEC), tmp_path / "model.npz", {"test_accuracy": 0.9})
 
 
-LOAD_MODEL = "from tinygrad_np.serialization import load_model"
-
-
 def test_a_model_file_with_a_4_gb_junk_member_is_refused_unread(tmp_path, model_file):
-    bomb = tmp_path / "bomb.npz"
     junk = deflated_member("junk.npy", npy_header((1000, 1000, 1000), "<f4"), 4 * 10**9)
-    bomb.write_bytes(zip_archive([*members_of(model_file), junk]))
-    assert bomb.stat().st_size < 5 * 10**6
-    result = peak_memory(LOAD_MODEL, f"load_model({str(bomb)!r})")
-    assert_refused(result, "ModelFileError", str(bomb), "unexpected junk")
+    result = load_archive(tmp_path, with_member(model_file, junk), "load_model")
+    assert_refused(result, "ModelFileError", str(tmp_path / "bomb.npz"), "unexpected junk")
 
 
 def test_a_model_file_declaring_784_2000000_10_is_refused_at_its_header(tmp_path):
@@ -157,34 +171,28 @@ def test_a_model_file_declaring_784_2000000_10_is_refused_at_its_header(tmp_path
         deflated_member("2.weight.npy", npy_header((10, 2_000_000), "<f4"), 80 * 10**6),
         stored("2.bias.npy", npy_bytes(np.zeros(10, np.float32))),
     ]
-    bomb = tmp_path / "wide.npz"
-    bomb.write_bytes(zip_archive(members))
-    result = peak_memory(LOAD_MODEL, f"load_model({str(bomb)!r})")
+    result = load_archive(tmp_path, members, "load_model")
     assert_refused(result, "ModelFileError", "layers[0] (Linear): 'out_features' 2000000", "100,000,000 allowed")
 
 
 def test_a_weight_whose_npy_header_lies_about_its_size_is_refused_unread(tmp_path, model_file):
-    members = members_of(model_file)
-    weight = next(i for i, m in enumerate(members) if m[0] == "0.weight.npy")
-    members[weight] = deflated_member("0.weight.npy", npy_header((10, 784), "<f4"), 3 * GiB)  # header: 31 KB
-    bomb = tmp_path / "liar.npz"
-    bomb.write_bytes(zip_archive(members))
-    result = peak_memory(LOAD_MODEL, f"load_model({str(bomb)!r})")
+    liar = deflated_member("0.weight.npy", npy_header((10, 784), "<f4"), 3 * GiB)  # the header says 31 KB
+    result = load_archive(tmp_path, with_member(model_file, liar), "load_model")
     assert_refused(result, "ModelFileError", "entry '0.weight' declares 31,360 bytes of data", "but holds")
 
 
+@pytest.mark.parametrize("name", ["0.weight", HEADER_KEY])
+def test_a_member_without_the_npy_suffix_is_refused(tmp_path, model_file, name):
+    members = [(m[0].removesuffix(".npy") if m[0] == f"{name}.npy" else m[0], *m[1:]) for m in members_of(model_file)]
+    result = load_archive(tmp_path, members, "load_model")
+    assert_refused(result, "ModelFileError", f"entry {name!r} is not a .npy array")
+
+
 def test_a_header_of_200000_nested_lists_is_one_clean_error(tmp_path, model_file):
-    members = members_of(model_file)
     deep = ("[" * 200_000 + "]" * 200_000).encode()
-    members[0] = stored(f"{HEADER_KEY}.npy", npy_bytes(np.frombuffer(deep, np.uint8)))
-    assert members_of(model_file)[0][0] == f"{HEADER_KEY}.npy"
-    bomb = tmp_path / "deep.npz"
-    bomb.write_bytes(zip_archive(members))
-    result = peak_memory(LOAD_MODEL, f"load_model({str(bomb)!r})")
+    header = stored(f"{HEADER_KEY}.npy", npy_bytes(np.frombuffer(deep, np.uint8)))
+    result = load_archive(tmp_path, with_member(model_file, header), "load_model")
     assert_refused(result, "ModelFileError", "nested too deeply")
-
-
-# ---- checkpoints ----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -192,36 +200,23 @@ def checkpoint_file(tmp_path) -> Path:
     return save_state({"config": {}, "weights": np.ones((10, 10), np.float32)}, tmp_path / "checkpoint.npz")
 
 
-LOAD_STATE = "from tinygrad_np.checkpoint import load_state"
-
-
 def test_a_checkpoint_with_an_extra_3_gib_member_is_refused_unread(tmp_path, checkpoint_file):
-    bomb = tmp_path / "extra.npz"
     junk = deflated_member("a9.npy", npy_header((3 * GiB // 4,), "<f4"), 3 * GiB)
-    bomb.write_bytes(zip_archive([*members_of(checkpoint_file), junk]))
-    result = peak_memory(LOAD_STATE, f"load_state({str(bomb)!r})")
+    result = load_archive(tmp_path, with_member(checkpoint_file, junk), "load_state")
     assert_refused(result, "CheckpointError", "holds entries its state never refers to (a9)", "tampered")
 
 
 def test_a_checkpoint_array_declaring_3_gb_is_refused_by_the_budget(tmp_path, checkpoint_file):
-    members = members_of(checkpoint_file)
-    array = next(i for i, m in enumerate(members) if m[0] == "a0.npy")
-    members[array] = deflated_member("a0.npy", npy_header((1_000_000, 784), "<f4"), 128 + 3_136_000_000)
-    assert members[array][3] == 128 + 3_136_000_000 and len(npy_header((1_000_000, 784), "<f4")) == 128
-    bomb = tmp_path / "huge.npz"
-    bomb.write_bytes(zip_archive(members))
-    result = peak_memory(LOAD_STATE, f"load_state({str(bomb)!r})")
+    header = npy_header((1_000_000, 784), "<f4")
+    huge = deflated_member("a0.npy", header, len(header) + 3_136_000_000)  # consistent with its header
+    result = load_archive(tmp_path, with_member(checkpoint_file, huge), "load_state")
     assert_refused(result, "CheckpointError", "declares 3,136,000,000 bytes of arrays", "more than the 2,147,483,648")
 
 
 def test_a_checkpoint_document_nested_200000_deep_is_one_clean_error(tmp_path, checkpoint_file):
-    members = members_of(checkpoint_file)
-    meta = next(i for i, m in enumerate(members) if m[0] == f"{META_KEY}.npy")
-    deep = ('{"format": "tinygrad_np-checkpoint", "version": 1, "state": ' + "[" * 200_000 + "]" * 200_000 + "}")
-    members[meta] = stored(f"{META_KEY}.npy", npy_bytes(np.frombuffer(deep.encode(), np.uint8)))
-    bomb = tmp_path / "deep.npz"
-    bomb.write_bytes(zip_archive(members))
-    result = peak_memory(LOAD_STATE, f"load_state({str(bomb)!r})")
+    deep = '{"format": "tinygrad_np-checkpoint", "version": 1, "state": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    document = stored(f"{META_KEY}.npy", npy_bytes(np.frombuffer(deep.encode(), np.uint8)))
+    result = load_archive(tmp_path, with_member(checkpoint_file, document), "load_state")
     assert_refused(result, "CheckpointError", "JSON document is unreadable")
 
 
