@@ -321,7 +321,7 @@ def test_offline_flag_uses_the_sample_and_says_so(capsys):
     mnist = load_mnist(offline=True)
     assert mnist.source_kind == "offline" and mnist.source == mnist_module.SAMPLE_SOURCE
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "offline sample" in err and "offline=True was given" in err
+    assert err.count("\n") == 1 and "offline sample" in err and "because offline=True;" in err
 
 
 def test_verbose_false_prints_nothing(capsys):

@@ -340,7 +340,7 @@ def load_mnist(
         _report(verbose, f"MNIST from {mnist.source} (set by {origin})")
         return mnist
     if offline:
-        reason = "offline=True was given"
+        reason = "offline=True"
     else:
         try:
             path = _kagglehub_download(download_timeout)
