@@ -281,6 +281,14 @@ def test_a_csv_above_the_limit_is_refused_as_it_is_reached(tmp_path, rng):
         read_mnist_csv(tmp_path / "mnist_train.csv", max_bytes=30 * 784 - 1)
 
 
+def test_max_bytes_reaches_every_file_of_a_folder(tmp_path, rng):
+    data = fake_mnist(rng, n_train=30, n_test=20)
+    for root in (write_idx_dir(tmp_path / "idx", data, gz=True), write_csv_dir(tmp_path / "csv", data)):
+        assert_same(load_mnist(root, max_bytes=30 * 784, verbose=False), data)
+        with pytest.raises(MNISTFormatError, match=r"train-images|mnist_train"):
+            load_mnist(root, max_bytes=30 * 784 - 1, verbose=False)
+
+
 def test_a_run_of_blank_lines_is_refused(tmp_path):
     (tmp_path / "mnist_train.csv").write_bytes(b"\n" * 20_000)
     with pytest.raises(MNISTFormatError, match="bytes of blank lines in a row"):

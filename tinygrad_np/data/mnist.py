@@ -108,17 +108,18 @@ def _find_files(root: Path) -> tuple[dict[tuple[str, str], Path], dict[str, Path
     return idx, csv
 
 
-def read_mnist_dir(path: str | os.PathLike) -> MNIST:
-    """MNIST from a folder with the four IDX files (any common naming) or mnist_train.csv + mnist_test.csv."""
+def read_mnist_dir(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES) -> MNIST:
+    """MNIST from a folder with the four IDX files (any common naming) or mnist_train.csv + mnist_test.csv;
+    each file may hold at most `max_bytes` of values once decompressed."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise MNISTNotFoundError(f"MNIST directory {root} {describe_path(root)}; expected a folder with {_LOOKED_FOR}")
     idx, csv = _find_files(root)
     if len(idx) == 4:
-        train = _read_idx_pair(idx[("train", "images")], idx[("train", "labels")])
-        test = _read_idx_pair(idx[("test", "images")], idx[("test", "labels")])
+        train = _read_idx_pair(idx[("train", "images")], idx[("train", "labels")], max_bytes)
+        test = _read_idx_pair(idx[("test", "images")], idx[("test", "labels")], max_bytes)
     elif len(csv) == 2:
-        train, test = read_mnist_csv(csv["train"]), read_mnist_csv(csv["test"])
+        train, test = read_mnist_csv(csv["train"], max_bytes), read_mnist_csv(csv["test"], max_bytes)
     else:
         found = sorted(str(p.relative_to(root)) for p in [*idx.values(), *csv.values()])
         missing = [name for role, name in _IDX_ROLES.items() if role not in idx]
@@ -127,9 +128,9 @@ def read_mnist_dir(path: str | os.PathLike) -> MNIST:
     return MNIST(*train, *test, source=f"directory {root}", source_kind="directory")
 
 
-def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_idx_pair(images_path: Path, labels_path: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
     """Read and cross-check one split's image and label IDX files."""
-    images, labels = read_idx(images_path), read_idx(labels_path)
+    images, labels = read_idx(images_path, max_bytes), read_idx(labels_path, max_bytes)
     if images.ndim != 3:
         raise MNISTFormatError(
             f"{images_path}: expected an image file (magic 0x{IMAGES_MAGIC:08x}, 3 dimensions), found "
@@ -325,18 +326,20 @@ def load_mnist(
     offline: bool = False,
     download_timeout: float = 120.0,
     verbose: bool = True,
+    max_bytes: int = MAX_DATA_BYTES,
 ) -> MNIST:
     """MNIST from data_dir, else $TINYGRAD_NP_MNIST_DIR, else kagglehub (bounded wait), else the offline
     sample; one line on stderr (if verbose) says which and why.
 
     `offline=True` asks for the bundled sample itself: it skips the environment variable and the download
-    (an explicit `data_dir` still wins)."""
+    (an explicit `data_dir` still wins). `max_bytes` bounds each data file once decompressed (MAX_DATA_BYTES,
+    256 MiB, fits every MNIST-like set; raise it for a bigger one, such as mnist8m)."""
     explicit, origin = (data_dir, "data_dir") if data_dir is not None else (os.environ.get(ENV_VAR), ENV_VAR)
     if offline and data_dir is None:
         explicit = None
     if explicit:
         # The user named this folder: a mistake there is an error, not a silent switch to other data.
-        mnist = read_mnist_dir(explicit)
+        mnist = read_mnist_dir(explicit, max_bytes)
         _report(verbose, f"MNIST from {mnist.source} (set by {origin})")
         return mnist
     if offline:
