@@ -94,9 +94,18 @@ def test_impossible_training_options(capsys, options, words):
     assert "training" not in err  # refused before any work
 
 
-def test_an_unknown_option(capsys):
+def test_an_unknown_option_points_to_the_subcommands_help(capsys):
     status, _, err = run_main(capsys, "train", "--offline", "--frobnicate")
-    assert_one_line_error(status, err, "tinygrad-np", "unrecognized arguments: --frobnicate", "--help")
+    assert_one_line_error(
+        status, err, "tinygrad-np train", "unrecognized arguments: --frobnicate", "(see tinygrad-np train --help)"
+    )
+
+
+def test_version(capsys):
+    from tinygrad_np import __version__
+
+    status, out, _ = run_main(capsys, "--version")
+    assert status == 0 and out == f"tinygrad-np {__version__}\n"
 
 
 def test_a_data_dir_that_is_not_a_folder_says_what_it_is(capsys, tmp_path):
@@ -445,7 +454,7 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
         ("plain npz", ["not a tinygrad_np model file", "save_model"]),
         ("weights of another net", ["'0.weight' has shape (32, 784)", "needs (10, 784)"]),
         ("100 inputs", ["784 features", "expects 100"]),
-        ("5 classes", ["label 5 is out of range for 5 classes"]),
+        ("5 classes", ["gives 5 outputs per example", "MNIST has 10 classes"]),
     ],
 )
 def test_bad_model_files_for_eval(capsys, model_files, name, words):

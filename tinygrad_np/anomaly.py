@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_np import tensor
+from tinygrad_np.errors import UserError
 from tinygrad_np.tensor import Function, Tensor
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -36,7 +37,7 @@ _is_engine_cache: dict[str, bool] = {}
 Site = tuple[str, int]  # (file name, line number)
 
 
-class AnomalyError(FloatingPointError):
+class AnomalyError(UserError, FloatingPointError):
     """An op produced NaN or Inf while `detect_anomaly()` was on. Attributes say which op, where and how."""
 
     def __init__(

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np.errors import MissingFileError, UserError
 from tinygrad_np.files import describe_path, write_atomic
 from tinygrad_np.npz import ArchiveError, NpzReader
 
@@ -31,7 +32,7 @@ MAX_STATE_BYTES = 2**31  # load_state's default bound on the arrays; restore der
 STATE_ARRAYS_PER_PARAMETER = 8
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file that is corrupt, not a checkpoint, or belongs to another run's configuration."""
 
 
@@ -117,7 +118,7 @@ def load_state(path: str | os.PathLike, max_bytes: int = MAX_STATE_BYTES) -> dic
     inflates to gigabytes, is refused at the cost of its headers."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path} (it {describe_path(path)})")
+        raise MissingFileError(f"no checkpoint at {path} (it {describe_path(path)})")
     try:
         with NpzReader(path) as archive:
             meta = _read_document(archive, path)
@@ -183,7 +184,7 @@ class CheckpointManager:
     def restore(self, trainer: Any) -> None:
         """Load the checkpoint into `trainer` (on failure, build a fresh trainer: this one may be half loaded)."""
         if not self.path.is_file():
-            raise FileNotFoundError(f"nothing to resume: no checkpoint at {self.path}")
+            raise MissingFileError(f"nothing to resume: no checkpoint at {self.path}")
         parameters = [p.data for p in trainer.model.parameters()]
         state = load_state(self.path, STATE_ARRAYS_PER_PARAMETER * sum(p.nbytes for p in parameters) + 2**20)
         if not isinstance(state.get("trainer"), dict) or not isinstance(state.get("config"), dict):

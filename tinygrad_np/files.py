@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from tinygrad_np.errors import FileAccessError, UserError
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks, so stale temporary files are not collected there
@@ -52,7 +54,7 @@ _ADVICE = {
 }
 
 
-class OutputPathError(ValueError):
+class OutputPathError(UserError, ValueError):
     """An output path that a write would fail on or damage: a directory, device, FIFO, socket, or a symlink loop."""
 
 
@@ -61,7 +63,7 @@ def named_os_error(err: OSError, path: str | os.PathLike, action: str) -> OSErro
     reason = err.strerror or str(err)
     advice = _ADVICE.get(err.errno) if err.errno is not None else None
     message = f"cannot {action} {path}: {reason}" + (f"; {advice}" if advice else "")
-    return OSError(err.errno, message) if err.errno is not None else OSError(message)
+    return FileAccessError(err.errno, message) if err.errno is not None else FileAccessError(message)
 
 
 def describe_path(path: str | os.PathLike) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinygrad_np.errors import UserError
 from tinygrad_np.tensor import Tensor, iter_graph
 
 DOT_TIMEOUT_S = 30.0
@@ -33,7 +34,7 @@ DESCRIPTION = "Draw the loss graph of one MNIST batch (the tutorial's 784-10-10 
 FORMATS = ("dot", "mermaid", "svg")
 
 
-class GraphvizNotFoundError(RuntimeError):
+class GraphvizNotFoundError(UserError, RuntimeError):
     """Graphviz's `dot` program is not installed, so no SVG."""
 
 

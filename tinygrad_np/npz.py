@@ -22,6 +22,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from tinygrad_np.errors import OutOfMemoryError
+
 __all__ = ["ArchiveError", "ArrayHeader", "NpzReader"]
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -144,7 +146,7 @@ class NpzReader:
                 array = np.lib.format.read_array(member, allow_pickle=False)
                 member.read(1)  # at the end: zipfile compares the CRC
         except MemoryError:
-            raise MemoryError(
+            raise OutOfMemoryError(
                 f"not enough memory to read {self.path}: entry {name!r} needs {info.file_size:,} bytes"
             ) from None
         return array

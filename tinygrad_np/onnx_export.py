@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_np import __version__, nn
+from tinygrad_np.errors import import_extra
 from tinygrad_np.files import write_atomic
 from tinygrad_np.spec import SpecError, spec_from_model
 
@@ -29,17 +30,9 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
 
-def _require_onnx() -> Any:
-    try:
-        import onnx
-    except ImportError as err:
-        raise ImportError(f'ONNX export needs the onnx package: pip install "tinygrad-np[onnx]" ({err})') from err
-    return onnx
-
-
 def to_onnx(model: nn.Module, batch_size: int | None = None, input_size: int | list[int] | None = None) -> Any:
     """The `onnx.ModelProto` computing `model` in eval mode (checked with onnx.checker, full_check=True)."""
-    onnx = _require_onnx()
+    onnx = import_extra("onnx", "onnx", "ONNX export")
     from onnx import TensorProto, helper, numpy_helper
 
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
@@ -144,10 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def verify_onnx(model: nn.Module, path: str | os.PathLike, inputs: np.ndarray, tolerance: float = 1e-5) -> float:
     """The largest |onnxruntime - tinygrad_np| over `inputs`; ValueError unless allclose(rtol=atol=tolerance)."""
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise ImportError(f'--verify needs onnxruntime: pip install "tinygrad-np[onnx]" ({err})') from err
+    onnxruntime = import_extra("onnxruntime", "onnx", "running an ONNX file")
     from tinygrad_np.tensor import Tensor, no_grad
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

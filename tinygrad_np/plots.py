@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np.errors import import_extra
 from tinygrad_np.files import write_atomic
 
 DPI = 100
@@ -39,10 +40,7 @@ def _inline(figure_class: type) -> type:
 
 
 def _figure(size: tuple[float, float], layout: str | None = "constrained") -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError(f'plots need matplotlib: pip install "tinygrad-np[plot]" ({err})') from err
+    Figure = import_extra("matplotlib.figure", "plot", "plots").Figure
     return _inline(Figure)(figsize=size, dpi=DPI, layout=layout)
 
 

@@ -18,6 +18,8 @@ from typing import Literal
 
 import numpy as np
 
+from tinygrad_np.errors import MissingFileError, OutOfMemoryError, UserError, import_extra
+
 MNIST_SIZE = 28
 MNIST_BOX = 20  # the longer side of the digit after size normalisation
 MNIST_CENTER = (14.0, 14.0)  # (row, col) of the centre of mass, 0-based pixel indices (see module docstring)
@@ -30,18 +32,19 @@ MAX_IMAGE_PIXELS = 50_000_000
 Ink = Literal["auto", "light", "dark"]
 
 
-class BlankImageError(ValueError):
+class BlankImageError(UserError, ValueError):
     """The image has no ink to recognise (an empty canvas, a uniform photo)."""
 
 
+class ImageFileError(UserError, ValueError):
+    """A file that can't be read as a picture: empty, truncated, too large, not an image, unreadable."""
+
+
 def _pillow():  # -> (Image, ImageOps, UnidentifiedImageError), imported lazily
-    try:
-        from PIL import Image, ImageOps, UnidentifiedImageError
-    except ImportError as exc:
-        raise ImportError(
-            'reading image files needs Pillow: pip install "tinygrad-np[image]"'
-        ) from exc
-    return Image, ImageOps, UnidentifiedImageError
+    PIL = import_extra("PIL", "image", "reading image files")
+    from PIL import Image, ImageOps
+
+    return Image, ImageOps, PIL.UnidentifiedImageError
 
 
 def load_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -51,7 +54,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     Image, ImageOps, UnidentifiedImageError = _pillow()
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
-        raise ValueError(f"{path}: the file is empty, not an image")
+        raise ImageFileError(f"{path}: the file is empty, not an image")
     try:
         with warnings.catch_warnings():
             # Pillow prints a warning for pictures between its own limit and twice that; ours is lower, and the
@@ -61,7 +64,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
         with img:
             width, height = img.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise ValueError(
+                raise ImageFileError(
                     f"{path}: the picture is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels), more "
                     f"than the {MAX_IMAGE_PIXELS / 1e6:.0f} this reads; scale it down first"
                 )
@@ -69,19 +72,21 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
             return _to_gray(img)
     except UnidentifiedImageError as exc:
-        raise ValueError(f"{path}: not an image file Pillow can read (PNG, JPEG, BMP, GIF, ...)") from exc
+        raise ImageFileError(f"{path}: not an image file Pillow can read (PNG, JPEG, BMP, GIF, ...)") from exc
     except Image.DecompressionBombError as exc:  # past twice Pillow's own limit: refused by open itself
-        raise ValueError(
+        raise ImageFileError(
             f"{path}: the picture is too large to read safely ({exc}); scale it down below "
             f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels"
         ) from None
     except (OSError, SyntaxError) as exc:
-        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-            raise
+        if isinstance(exc, FileNotFoundError):
+            raise MissingFileError(f"{path}: {exc.strerror}") from exc
+        if isinstance(exc, PermissionError | IsADirectoryError):
+            raise ImageFileError(f"{path}: {exc.strerror}") from exc
         # Pillow reports truncated or corrupt data as OSError (and a few decoders as SyntaxError).
-        raise ValueError(f"{path}: the image data is truncated or corrupt ({exc})") from exc
+        raise ImageFileError(f"{path}: the image data is truncated or corrupt ({exc})") from exc
     except MemoryError:
-        raise MemoryError(f"not enough memory to decode {path}; scale the picture down") from None
+        raise OutOfMemoryError(f"not enough memory to decode {path}; scale the picture down") from None
 
 
 def image_file_to_mnist(path: str | os.PathLike[str], ink: Ink = "auto") -> np.ndarray:

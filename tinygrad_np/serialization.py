@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_np import nn
+from tinygrad_np.errors import MissingFileError, UserError
 from tinygrad_np.files import describe_path, write_atomic
 from tinygrad_np.npz import ArchiveError, NpzReader
 from tinygrad_np.spec import SpecError, model_from_spec, normalize_spec, parameter_shapes, spec_from_model
@@ -31,7 +32,7 @@ HEADER_KEY = "__tinygrad_np__"
 MAX_HEADER_BYTES = 16 * 2**20  # the spec and metadata as JSON: a few kilobytes in practice
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError, ValueError):
     """A model file that can't be loaded: corrupt, not ours, or weights that don't fit its architecture."""
 
 
@@ -132,7 +133,7 @@ def _read(path: str | os.PathLike, with_weights: bool) -> tuple[dict[str, Any], 
     """The header and (if asked) the weights; nothing is inflated or allocated before it is checked."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"model file {path} {describe_path(path)} (save one with tinygrad_np.serialization.save_model)"
         )
     try:

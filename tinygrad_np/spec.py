@@ -32,6 +32,7 @@ import numpy as np
 
 from tinygrad_np import nn
 from tinygrad_np.creation import as_generator
+from tinygrad_np.errors import MissingFileError, UserError
 from tinygrad_np.files import describe_path, named_os_error
 
 Spec = dict[str, Any]
@@ -54,7 +55,7 @@ TUTORIAL_SPEC: Spec = {
 }
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A model spec that can't be built; the message names the field (and layer index) at fault."""
 
 
@@ -344,7 +345,7 @@ def load_spec(path: str | os.PathLike) -> Spec:
     """Read a spec from a .json or .toml file and return its canonical form (errors name the file)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model spec {path} {describe_path(path)}; expected a .json or .toml file")
+        raise MissingFileError(f"model spec {path} {describe_path(path)}; expected a .json or .toml file")
     suffix = path.suffix.lower()
     try:
         if suffix not in (".json", ".toml"):

@@ -1,7 +1,8 @@
 """The `tinygrad-np` command: train, eval, predict, compare, explain, export, graph, serve, bench.
 
-Every failure the user can cause (a bad option value, a missing or corrupt file) ends in one line on stderr
-and a non-zero exit status, never a traceback.
+The error policy, in one place: an error the user can fix (a `UserError`: a bad option value, a missing or
+corrupt file, a missing extra) ends in one line on stderr, `tinygrad-np COMMAND: error: ...`, and exit status 2.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from tinygrad_np import __version__
 from tinygrad_np.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    CLIError,
     add_data_arguments,
     add_model_file_argument,
     port_number,
@@ -21,6 +22,7 @@ from tinygrad_np.cli.common import (
 from tinygrad_np.cli.explain import add_explain_arguments, run_explain
 from tinygrad_np.cli.inference import run_eval, run_predict, run_serve
 from tinygrad_np.cli.train import add_train_arguments, run_train
+from tinygrad_np.errors import UserError
 
 # ---- the parser -----------------------------------------------------------------------------------------
 
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tinygrad-np", description="A small, honest autograd framework in NumPy: train and inspect MNIST nets."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a network on MNIST")
@@ -92,36 +95,23 @@ _MOUNTED = [
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the subcommand's own parser says so, so the hint points to its --help
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("\ntinygrad-np: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except _user_errors() as error:
+    except UserError as error:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"tinygrad-np {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """The failures a user can cause; anything else is a bug and keeps its traceback."""
-    # MemoryError: a model or file that asks for more memory than there is ("Unable to allocate 75 GiB ...").
-    # ImportError: an optional extra that isn't installed; every lazy import says which `pip install` fixes it.
-    errors: list[type[BaseException]] = [
-        CLIError,
-        ImportError,
-        ValueError,
-        TypeError,
-        KeyError,
-        OSError,
-        FloatingPointError,
-        MemoryError,
-    ]
-    image = sys.modules.get("PIL.Image")  # only loaded if a picture was read, so only then can it be the cause
-    if image is not None:
-        errors.append(image.DecompressionBombError)  # a picture too big to decode safely ("Image size (...)")
-    return tuple(errors)
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[command]
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What the subcommands share: option types, the data options, model files, and the one-line CLIError."""
+"""What the subcommands share: option types, the data options, model files."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np.errors import MissingFileError, UserError
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-class CLIError(Exception):
-    """A problem to report in one line, with exit status 2."""
+MNIST_PIXELS = 784
+MNIST_CLASSES = 10
 
 
 # ---- option types -------------------------------------------------------------------------------------
@@ -119,8 +119,28 @@ def add_model_file_argument(parser: argparse.ArgumentParser, required: bool = Fa
 
 
 def load_model_file(path: Path) -> Any:
+    """A saved model that reads MNIST digits: 784 pixels in (in any shape), 10 class scores out."""
     from tinygrad_np.serialization import load_model
+    from tinygrad_np.spec import spec_from_model
+    from tinygrad_np.tensor import Tensor, no_grad
 
     if not path.is_file():
-        raise CLIError(f"model file {path} not found; train one first: tinygrad-np train --save {path}")
-    return load_model(path)
+        raise MissingFileError(f"model file {path} not found; train one first: tinygrad-np train --save {path}")
+    model = load_model(path)
+    size = spec_from_model(model)["input_size"]
+    if np.prod(size) != MNIST_PIXELS:
+        raise UserError(f"{path}: the model expects {size} features per example, but MNIST images have "
+                        f"{MNIST_PIXELS} features (28x28 pixels)")
+    with no_grad():
+        outputs = model(Tensor(np.zeros((1, *np.atleast_1d(size)), np.float32))).shape
+    if outputs != (1, MNIST_CLASSES):
+        given = outputs[1] if len(outputs) == 2 else f"outputs of shape {outputs[1:]}"
+        raise UserError(f"{path}: the model gives {given} outputs per example, but MNIST has {MNIST_CLASSES} classes")
+    return model
+
+
+def as_model_input(model: Any, images: np.ndarray) -> np.ndarray:
+    """Flattened images (N, 784) in the shape of one example the model takes, e.g. (N, 28, 28)."""
+    from tinygrad_np.spec import spec_from_model
+
+    return images.reshape(len(images), *np.atleast_1d(spec_from_model(model)["input_size"]))

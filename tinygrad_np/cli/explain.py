@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinygrad_np.cli.common import CLIError, add_data_arguments, load_data, load_model_file, positive_int
+from tinygrad_np.cli.common import add_data_arguments, load_data, load_model_file, positive_int
+from tinygrad_np.errors import UserError
 
 
 def add_explain_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,9 +33,9 @@ def run_explain(args: argparse.Namespace) -> int:
     model.train()
     images, labels = load_data(args).arrays("train")
     if args.batch_size > len(labels):
-        raise CLIError(f"--batch-size must be at most {len(labels)} (the training images), got {args.batch_size}")
+        raise UserError(f"--batch-size must be at most {len(labels)} (the training images), got {args.batch_size}")
     if args.seed < 0:
-        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+        raise UserError(f"--seed must be >= 0, got {args.seed}")
     batch = np.sort(np.random.default_rng(args.seed).choice(len(labels), size=args.batch_size, replace=False))
     loss = F.cross_entropy(model(Tensor(images[batch])), labels[batch])
     explain(loss, model=model)

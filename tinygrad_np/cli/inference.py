@@ -8,7 +8,8 @@ import sys
 
 import numpy as np
 
-from tinygrad_np.cli.common import CLIError, load_data, load_model_file
+from tinygrad_np.cli.common import as_model_input, load_data, load_model_file
+from tinygrad_np.errors import UserError
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -16,7 +17,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     model = load_model_file(args.model_file)
     images, labels = load_data(args).arrays("test")
-    loss, accuracy = evaluate(model, images, labels)
+    loss, accuracy = evaluate(model, as_model_input(model, images), labels)
     result = {
         "model_file": str(args.model_file),
         "test_size": len(labels),
@@ -40,11 +41,11 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         mnist = load_data(args)
         if not 0 <= args.index < len(mnist.test_labels):
-            raise CLIError(f"--index must be in 0..{len(mnist.test_labels) - 1}, got {args.index}")
+            raise UserError(f"--index must be in 0..{len(mnist.test_labels) - 1}, got {args.index}")
         image = mnist.test_images[args.index].astype(np.float32) / 255
         label = int(mnist.test_labels[args.index])
         source = f"test image {args.index} of {mnist.source}"
-    probabilities = predict_proba(model, image.reshape(1, 784))[0]
+    probabilities = predict_proba(model, as_model_input(model, image.reshape(1, -1)))[0]
     digit = int(probabilities.argmax())
     if args.json:
         print(json.dumps({"source": source, "digit": digit, "label": label, "probabilities": probabilities.tolist()}))
@@ -79,4 +80,4 @@ def run_serve(args: argparse.Namespace) -> int:
         trainer.fit(config.epochs)
         _, accuracy = evaluate(model, *sample.arrays("test"))
         banner = f"model: a 784-128-10 MLP trained just now on the offline sample ({accuracy:.1%} on its test split)"
-    return run(lambda images: predict_proba(model, images), banner=banner, sock=sock) or 0
+    return run(lambda images: predict_proba(model, as_model_input(model, images)), banner=banner, sock=sock) or 0

@@ -13,7 +13,6 @@ import numpy as np
 
 from tinygrad_np.cli.common import (
     EXIT_INTERRUPTED,
-    CLIError,
     add_data_arguments,
     batch_size_type,
     load_data,
@@ -23,6 +22,7 @@ from tinygrad_np.cli.common import (
     probability,
     write_json_atomic,
 )
+from tinygrad_np.errors import UserError
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,10 +116,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = train_config_from_args(args)
     if args.resume and args.checkpoint_dir is None:
-        raise CLIError("--resume needs --checkpoint-dir (the folder the interrupted run wrote to)")
+        raise UserError("--resume needs --checkpoint-dir (the folder the interrupted run wrote to)")
     mnist = load_data(args)
     if args.limit_train and args.limit_train > len(mnist.train_labels):
-        raise CLIError(f"--limit-train {args.limit_train} is more than the {len(mnist.train_labels)} training images")
+        raise UserError(f"--limit-train {args.limit_train} is more than the {len(mnist.train_labels)} training images")
     limit = args.limit_train or len(mnist.train_labels)
     train_images, train_labels = mnist.arrays("train")
     train_images, train_labels = train_images[:limit], train_labels[:limit]
@@ -151,7 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         checkpoints.restore(trainer)
         if trainer.epoch > config.epochs:
-            raise CLIError(
+            raise UserError(
                 f"the checkpoint in {checkpoints.path} is after epoch {trainer.epoch}, past --epochs {config.epochs}"
             )
         where = _position(trainer)
@@ -252,9 +252,9 @@ def _ensure_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise CLIError(f"can't create the output folder {folder}: {err.strerror or err}") from None
+        raise UserError(f"can't create the output folder {folder}: {err.strerror or err}") from None
     if not os.access(folder, os.W_OK):
-        raise CLIError(f"the output folder {folder} is not writable; choose another with --output-dir")
+        raise UserError(f"the output folder {folder} is not writable; choose another with --output-dir")
 
 
 def _describe(model: Any) -> str:

@@ -45,8 +45,10 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np.errors import UserError
 
-class ManualCodeError(ValueError):
+
+class ManualCodeError(UserError, ValueError):
     """The hand-written code raised, or can't be called or read: the message says where, and with what."""
 
 

@@ -21,6 +21,7 @@ from typing import IO
 
 import numpy as np
 
+from tinygrad_np.errors import OutOfMemoryError, UserError
 from tinygrad_np.files import named_os_error, write_bytes_atomic
 
 __all__ = [
@@ -47,7 +48,7 @@ _IDX_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "int16", 0x0C: "
               0x0E: "float64"}
 
 
-class MNISTFormatError(ValueError):
+class MNISTFormatError(UserError, ValueError):
     """A data file exists but its contents are not what MNIST should be (the message names the file)."""
 
 
@@ -75,7 +76,9 @@ def reading(path: str | os.PathLike) -> Iterator[None]:
     except OSError as exc:
         raise named_os_error(exc, path, "read") from exc
     except MemoryError:
-        raise MemoryError(f"not enough memory to read {path}; close other programs or use a smaller file") from None
+        raise OutOfMemoryError(
+            f"not enough memory to read {path}; close other programs or use a smaller file"
+        ) from None
 
 
 def _read_into(stream: IO[bytes], out: np.ndarray) -> int:

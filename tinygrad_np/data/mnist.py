@@ -18,6 +18,7 @@ from typing import IO, Literal
 
 import numpy as np
 
+from tinygrad_np.errors import UserError
 from tinygrad_np.files import describe_path
 
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, MAX_DATA_BYTES, MNISTFormatError, open_data, read_idx, reading
@@ -42,7 +43,7 @@ IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
 
 
-class MNISTNotFoundError(FileNotFoundError):
+class MNISTNotFoundError(UserError, FileNotFoundError):
     """No MNIST files where we were told to look (the message lists what was looked for)."""
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np.errors import MissingDependencyError, UserError
 from tinygrad_np.preprocess import BlankImageError, to_mnist
 
 PredictProba = Callable[[np.ndarray], np.ndarray]  # float32 (N, 784) in [0, 1] -> (N, 10) probabilities
@@ -89,13 +90,18 @@ READ_CHUNK = 1 << 16
 log = logging.getLogger("tinygrad_np.serve")
 
 
+class ListenError(UserError, OSError):
+    """The demo can't listen where it was asked: a port in use, an unknown host, a port that needs root."""
+
+
 def check_dependencies() -> None:
-    """Raise ImportError with the pip command when the demo could not answer a drawing (Pillow scales it)."""
+    """Raise MissingDependencyError (an ImportError) with the pip command when the demo could not answer a
+    drawing (Pillow scales it)."""
     try:
         import PIL.Image  # noqa: F401
     except ImportError as exc:
         message = f'the digit demo needs Pillow to scale drawings: pip install "tinygrad-np[web]" ({exc})'
-        raise ImportError(message) from exc
+        raise MissingDependencyError(message) from exc
 
 
 def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
@@ -105,7 +111,7 @@ def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
     try:
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as exc:
-        raise OSError(f"cannot serve on {host!r}: not an address or a known host name ({exc.strerror})") from exc
+        raise ListenError(f"cannot serve on {host!r}: not an address or a known host name ({exc.strerror})") from exc
     try:
         return socket.create_server(address, family=family, backlog=LISTEN_BACKLOG)
     except OSError as exc:
@@ -115,7 +121,7 @@ def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
             errno.EADDRNOTAVAIL: "no network interface of this machine has that address",
             errno.EACCES: f"port {port} needs administrator rights; choose one above 1023",
         }.get(exc.errno or 0, exc.strerror)
-        raise OSError(f"cannot serve on {host} port {port}: {why}") from exc
+        raise ListenError(f"cannot serve on {host} port {port}: {why}") from exc
 
 
 class RequestError(Exception):

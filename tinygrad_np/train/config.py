@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tinygrad_np import nn, optim
+from tinygrad_np.errors import UserError
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 
@@ -54,7 +55,7 @@ class TrainConfig:
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise UserError(message)
 
 
 # The recipes: the tutorial's setup as it was, and ours for each model.

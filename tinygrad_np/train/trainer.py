@@ -22,6 +22,7 @@ import numpy as np
 
 from tinygrad_np import nn, optim
 from tinygrad_np.data import DataLoader
+from tinygrad_np.errors import UserError
 from tinygrad_np.nn import functional as F
 from tinygrad_np.tensor import Tensor, no_grad
 
@@ -68,7 +69,7 @@ def predict_proba(model: nn.Module, images: np.ndarray) -> np.ndarray:
 DIVERGENCE_THRESHOLD = 100.0
 
 
-class DivergenceError(FloatingPointError):
+class DivergenceError(UserError, FloatingPointError):
     """Training diverged: a non-finite loss or weight, or a mean epoch loss above the divergence threshold."""
 
 
