@@ -1,5 +1,5 @@
-"""`python -m benchmarks`: see benchmarks/cli.py."""
+"""`python -m benchmarks` (in a checkout) and `python -m tinygrad_np.benchmarks`: `tinygrad-np bench`."""
 
-from benchmarks.cli import run
+from tinygrad_np.benchmarks.cli import run
 
 raise SystemExit(run())

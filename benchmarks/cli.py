@@ -1,6 +1,8 @@
-"""`python -m benchmarks` and `tinygrad-np bench`: run the benchmarks, write JSON, Markdown and a PNG chart.
+"""`tinygrad-np bench` (and `python -m benchmarks`): run the benchmarks, write JSON, Markdown and a PNG chart.
 
-The `tinygrad-np` command mounts this as a subcommand through `add_arguments(parser)` and `main(args)`.
+`COMMAND` plugs `bench` into the `tinygrad-np` command through the `tinygrad_np.commands` entry point that
+pyproject.toml declares; the benchmark modules are imported only when it runs, so every other command starts
+without them.
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import convergence, full_batch, minibatch, overhead, report, scaling, serve
-from benchmarks.harness import environment, import_torch, progress
-from tinygrad_np.data import MNISTNotFoundError, load_mnist
-from tinygrad_np.data.idx import MNISTFormatError
+from tinygrad_np.cli.command import Command
+from tinygrad_np.errors import UserError
 
 BENCHMARKS = ("full_batch", "minibatch", "overhead", "convergence", "scaling", "serve")
 
@@ -72,19 +72,19 @@ def _selected(only: str) -> list[str]:
     chosen = [name.strip() for name in only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in BENCHMARKS]
     if unknown or not chosen:
-        raise ValueError(f"--only takes names from {', '.join(BENCHMARKS)}; got {only!r}")
+        raise UserError(f"--only takes names from {', '.join(BENCHMARKS)}; got {only!r}")
     return chosen
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the chosen benchmarks and write the results; 2 on bad arguments or missing data."""
+    """Run the chosen benchmarks and write the results."""
+    from tinygrad_np.benchmarks import convergence, full_batch, minibatch, overhead, report, scaling, serve
+    from tinygrad_np.benchmarks.harness import environment, import_torch, progress
+    from tinygrad_np.data import load_mnist
+
     mode = QUICK if args.quick else FULL
-    try:
-        selected = _selected(args.only)
-        mnist = load_mnist(args.data_dir, offline=args.quick, verbose=False)
-    except (ValueError, MNISTNotFoundError, MNISTFormatError) as err:
-        print(f"tinygrad-np bench: error: {err}", file=sys.stderr)
-        return 2
+    selected = _selected(args.only)
+    mnist = load_mnist(args.data_dir, offline=args.quick, verbose=False)
     x, y = mnist.arrays("train")
     x_test, y_test = mnist.arrays("test")
     x, y = x[: mode.train_rows], y[: mode.train_rows]
@@ -145,7 +145,14 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMAND = Command(
+    "bench", "benchmarks against hand-written NumPy backprop and PyTorch", add_arguments, main,
+    description=__doc__.splitlines()[0],
+)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+    """`python -m benchmarks [options]`: the same as `tinygrad-np bench [options]`."""
+    from tinygrad_np.cli import main as tinygrad_np_main
+
+    return tinygrad_np_main(["bench", *(sys.argv[1:] if argv is None else argv)])

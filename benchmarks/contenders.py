@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from benchmarks import handwritten
-from models.mlp import mlp, params_from_model
-from models.two_layer import tutorial_params_from_model, two_layer
 from tinygrad_np import nn, no_grad, optim
+from tinygrad_np.benchmarks import handwritten
+from tinygrad_np.models.mlp import mlp, params_from_model
+from tinygrad_np.models.two_layer import tutorial_params_from_model, two_layer
 from tinygrad_np.nn import functional as F
 from tinygrad_np.tensor import Tensor
 

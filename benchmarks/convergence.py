@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import memory
-from benchmarks.contenders import ADAM_LR, contenders
-from benchmarks.harness import progress, section
+from tinygrad_np.benchmarks import memory
+from tinygrad_np.benchmarks.contenders import ADAM_LR, contenders
+from tinygrad_np.benchmarks.harness import progress, section
 
 TARGET_ACCURACY = 0.97
 BATCH_SIZE = 128

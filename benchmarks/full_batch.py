@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.contenders import contenders
-from benchmarks.harness import interleaved, progress, row, section
+from tinygrad_np.benchmarks.contenders import contenders
+from tinygrad_np.benchmarks.harness import interleaved, progress, row, section
 
 LEARNING_RATE = 0.1  # the tutorial's alpha
 

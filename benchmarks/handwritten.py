@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from models import mlp as mlp_reference
-from models import two_layer
+from tinygrad_np.models import mlp as mlp_reference
+from tinygrad_np.models import two_layer
 
 
 def tutorial_step(

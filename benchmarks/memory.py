@@ -8,7 +8,7 @@ not the libraries or the data set, which both contenders hold alike. Before that
 product of the training set's shape in its own library: BLAS libraries reserve working buffers once, on the
 first large product (OpenBLAS with 2 threads: ~60 MiB), and those belong to the library, not to training.
 
-Run as `python -m benchmarks.memory WORKDIR FRAMEWORK SCENARIO`; prints one JSON line.
+Run as `python -m tinygrad_np.benchmarks.memory WORKDIR FRAMEWORK SCENARIO`; prints one JSON line.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def _reset_peak() -> None:
 
 def worker(workdir: Path, framework: str, scenario: str) -> dict[str, Any]:
     """Train one scenario with one framework in this process; the peak RSS above the starting point."""
-    from benchmarks import contenders
-    from benchmarks.harness import import_torch
+    from tinygrad_np.benchmarks import contenders
+    from tinygrad_np.benchmarks.harness import import_torch
 
     hidden_sizes, optimizer, lr, batch_size, repeats = SCENARIOS[scenario]
     x = np.load(workdir / "x.npy", allow_pickle=False)
@@ -96,10 +96,9 @@ def worker(workdir: Path, framework: str, scenario: str) -> dict[str, Any]:
 
 def measure(workdir: Path, framework: str, scenario: str, timeout: float = 600) -> dict[str, Any]:
     """Run `worker` in a fresh interpreter; its JSON line, or {"error": why} if it failed."""
-    command = [sys.executable, "-m", "benchmarks.memory", str(workdir), framework, scenario]
-    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "tinygrad_np.benchmarks.memory", str(workdir), framework, scenario]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=root, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     if done.returncode != 0:

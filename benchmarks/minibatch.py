@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.contenders import ADAM_LR, contenders, epoch
-from benchmarks.harness import interleaved, progress, row, section
+from tinygrad_np.benchmarks.contenders import ADAM_LR, contenders, epoch
+from tinygrad_np.benchmarks.harness import interleaved, progress, row, section
 
 HIDDEN_SIZES = (128,)
 

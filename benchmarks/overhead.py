@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import interleaved, progress, row, section
 from tinygrad_np import Tensor
+from tinygrad_np.benchmarks.harness import interleaved, progress, row, section
 
 SHAPE = (16,)
 SCALE = 0.5  # keeps tanh away from saturation, so every backward value is an ordinary float

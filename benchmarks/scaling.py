@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.contenders import ADAM_LR, contenders
-from benchmarks.harness import interleaved, progress, row, section
+from tinygrad_np.benchmarks.contenders import ADAM_LR, contenders
+from tinygrad_np.benchmarks.harness import interleaved, progress, row, section
 
 ROWS_PER_ROUND = 4096  # each timed call steps over about this many rows, so small batches are timed over many steps
 

@@ -8,7 +8,7 @@ is the crowd. Three phases:
                   by one: its failures and latency, and how many slow connections the server still holds
     memory        concurrent 4 MiB canvases (1024x1024): the server's resident memory before, and its peak
 
-`python -m benchmarks.serve [--quick] [--server-root DIR]`: DIR serves another checkout's tinygrad_np, for a
+`python -m tinygrad_np.benchmarks.serve [--quick] [--server-root DIR]`: DIR serves another checkout's tinygrad_np, for a
 before/after comparison (the child uses only `make_server` and `serve_forever`).
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import progress, section
+from tinygrad_np.benchmarks.harness import progress, section
 
 MIB = 2**20
 CANVAS_BYTES = 4 * MIB
@@ -193,11 +193,13 @@ def _memory(pid: int, port: int, count: int) -> dict[str, Any]:
 
 
 def start_server(server_root: Path | None = None) -> tuple[subprocess.Popen, int]:
-    """The demo server in a child process, serving `server_root`'s tinygrad_np (default: this checkout's)."""
-    root = server_root or Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root), "OPENBLAS_NUM_THREADS": "1"}
+    """The demo server in a child process, serving `server_root`'s tinygrad_np (default: the one installed here)."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    if server_root is not None:
+        env["PYTHONPATH"] = str(server_root)
     # cwd too: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH.
-    child = subprocess.Popen([sys.executable, "-c", SERVER_CODE], stdout=subprocess.PIPE, env=env, text=True, cwd=root)
+    child = subprocess.Popen([sys.executable, "-c", SERVER_CODE], stdout=subprocess.PIPE, env=env, text=True,
+                             cwd=server_root)
     line = child.stdout.readline() if child.stdout else ""
     if not line.strip().isdigit():
         child.kill()
@@ -238,11 +240,11 @@ def run(quick: bool = False, server_root: Path | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tinygrad_np.benchmarks.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small load, seconds instead of a minute")
     parser.add_argument("--server-root", type=Path, help="serve this checkout's tinygrad_np instead")
     args = parser.parse_args(argv)
-    from benchmarks.report import section_markdown
+    from tinygrad_np.benchmarks.report import section_markdown
 
     result = run(args.quick, args.server_root)
     print(json.dumps(result, indent=2))

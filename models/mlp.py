@@ -33,10 +33,10 @@ from typing import Literal
 
 import numpy as np
 
-from models.two_layer import one_hot, relu, relu_deriv, softmax
 from tinygrad_np import nn
 from tinygrad_np.compare.layout import load_model_params, model_params, parameter_names
 from tinygrad_np.creation import as_generator
+from tinygrad_np.models.two_layer import one_hot, relu, relu_deriv, softmax
 
 
 def mlp(

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from conftest import require
 
-from benchmarks import cli, contenders, convergence, handwritten, harness, memory, report
-from models import mlp as mlp_reference
-from models import two_layer
 from tinygrad_np import Function, Tensor, nn, ops, optim
+from tinygrad_np.benchmarks import cli, contenders, convergence, handwritten, harness, memory, report
 from tinygrad_np.data import load_offline_sample
+from tinygrad_np.models import mlp as mlp_reference
+from tinygrad_np.models import two_layer
 from tinygrad_np.nn import functional as F
 
 torch, _ = harness.import_torch()

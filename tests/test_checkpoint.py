@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.mlp import mlp
 from tinygrad_np.checkpoint import CheckpointError, CheckpointManager, load_state, save_state
 from tinygrad_np.cli import main
+from tinygrad_np.models.mlp import mlp
 from tinygrad_np.serialization import load_model, save_model
 from tinygrad_np.train import (
     DivergenceError,

@@ -464,7 +464,7 @@ def test_bad_model_files_for_eval(capsys, model_files, name, words):
 
 def test_a_missing_model_file_says_how_to_make_one(capsys, tmp_path):
     status, _, err = run_main(capsys, "eval", "--offline", "--model-file", str(tmp_path / "model.npz"))
-    assert_one_line_error(status, err, "tinygrad-np eval", "not found", "tinygrad-np train --save")
+    assert_one_line_error(status, err, "tinygrad-np eval", "does not exist", "tinygrad-np train --save")
 
 
 def test_the_good_model_file_evaluates(capsys, model_files):

@@ -1,7 +1,6 @@
 """The manual-vs-autograd report: correct hand-derived gradients PASS, every classic mistake FAILs where it is,
 and with the numerical third source the report blames the side that is wrong."""
 
-import argparse
 import functools
 import json
 import re
@@ -14,9 +13,8 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from models import mlp as reference
-from models import two_layer as tutorial
 from tinygrad_np import nn, ops
+from tinygrad_np.cli import main
 from tinygrad_np.compare import (
     FAIL,
     PASS,
@@ -24,11 +22,12 @@ from tinygrad_np.compare import (
     WARN,
     ManualCodeError,
     assert_gradients_match,
-    cli,
     compare_arrays,
     compare_gradients,
     compare_model,
 )
+from tinygrad_np.models import mlp as reference
+from tinygrad_np.models import two_layer as tutorial
 
 # ---------------------------------------------------------------------------------------------- compare_gradients
 
@@ -554,8 +553,7 @@ def test_the_html_report_is_a_table_with_coloured_verdicts_and_the_blame():
 
 
 def run_cli(capsys, *argv):
-    args = cli.add_arguments(argparse.ArgumentParser(prog="tinygrad-np compare")).parse_args(list(argv))
-    status = cli.main(args)
+    status = main(["compare", *argv])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 

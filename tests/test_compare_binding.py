@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from models import two_layer as tutorial
 from tinygrad_np import Tensor, nn
 from tinygrad_np.compare import FAIL, PASS, LayerKind, ManualCodeError, Slip, compare_model
 from tinygrad_np.compare import layers as compare_layers
 from tinygrad_np.compare.binding import Source, read_gradients
+from tinygrad_np.models import two_layer as tutorial
 
 
 def tutorial_case(m=12, seed=0):

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import tinygrad_np as tg
-from models import mlp as mlp_reference
-from models import two_layer as tutorial
 from tinygrad_np import Function, Tensor, nn, ops
 from tinygrad_np.cli import main
 from tinygrad_np.data import load_offline_sample
+from tinygrad_np.models import mlp as mlp_reference
+from tinygrad_np.models import two_layer as tutorial
 from tinygrad_np.nn import functional as F
 from tinygrad_np.tape import _clauses, backward_tape
 

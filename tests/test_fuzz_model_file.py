@@ -21,8 +21,8 @@ from fuzzing import archive_change, byte_mutation, change_archive, mutate
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from models.mlp import mlp
 from tinygrad_np.checkpoint import META_KEY, CheckpointError, CheckpointManager, load_state
+from tinygrad_np.models.mlp import mlp
 from tinygrad_np.serialization import HEADER_KEY, ModelFileError, load_model, read_metadata, save_model
 from tinygrad_np.spec import model_from_spec
 from tinygrad_np.train import (

@@ -12,7 +12,8 @@ from conftest import require
 
 import tinygrad_np.graph as graph_module
 from tinygrad_np import Tensor, nn
-from tinygrad_np.graph import GraphvizNotFoundError, capture, main, render_svg
+from tinygrad_np.cli import main as tinygrad_np_main
+from tinygrad_np.graph import GraphvizNotFoundError, capture, render_svg
 from tinygrad_np.nn import functional as F
 from tinygrad_np.serialization import save_model
 from tinygrad_np.spec import model_from_spec
@@ -200,6 +201,10 @@ def test_mermaid_is_well_formed_and_matches_the_graph():
 # ---- `tinygrad-np graph` ----------------------------------------------------------------------------------
 
 
+def main(argv: list[str]) -> int:
+    return tinygrad_np_main(["graph", *argv])
+
+
 def test_main_draws_the_tutorial_loss_graph(tmp_path, capsys):
     path = tmp_path / "loss.dot"
     assert main(["--output", str(path)]) == 0
@@ -234,27 +239,15 @@ def test_main_svg_from_a_spec_and_from_a_saved_model(tmp_path, dot_program):
     assert svg_counts((tmp_path / "saved.svg").read_text()) == (11, 10)
 
 
-def test_main_takes_the_namespace_of_a_mounting_parser(capsys):
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="tinygrad-np")
-    sub = parser.add_subparsers(dest="command").add_parser("graph")
-    graph_module.add_arguments(sub)
-    sub.set_defaults(handler=main)
-    args = parser.parse_args(["graph", "--format", "mermaid", "--batch-size", "3"])
-    assert args.handler(args) == 0
-    nodes, _ = parse_mermaid(capsys.readouterr().out)
-    assert "(3, 784) float32" in " ".join(nodes.values())
-
-
 def test_main_reports_errors_without_a_traceback(tmp_path, capsys, monkeypatch):
-    assert main(["--model-file", str(tmp_path / "absent.npz")]) == 1
+    assert main(["--model-file", str(tmp_path / "absent.npz")]) == 2
     assert "absent.npz does not exist" in capsys.readouterr().err
     (tmp_path / "bad.toml").write_text('input_size = 784\n[[layers]]\ntype = "Conv2d"\n')
-    assert main(["--model-spec", str(tmp_path / "bad.toml")]) == 1
+    assert main(["--model-spec", str(tmp_path / "bad.toml")]) == 2
     assert "layers[0]: 'type' must be one of" in capsys.readouterr().err
-    assert main(["--batch-size", "0"]) == 1
-    assert "--batch-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--batch-size", "0"])
+    assert exit_.value.code == 2 and "--batch-size" in capsys.readouterr().err
     monkeypatch.setattr(graph_module.shutil, "which", lambda name: None)
-    assert main(["--output", str(tmp_path / "g.svg")]) == 1
+    assert main(["--output", str(tmp_path / "g.svg")]) == 2
     assert "dot" in capsys.readouterr().err and not (tmp_path / "g.svg").exists()

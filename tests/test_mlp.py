@@ -5,8 +5,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from models import mlp as reference
 from tinygrad_np import Tensor, nn, optim
+from tinygrad_np.models import mlp as reference
 from tinygrad_np.nn import functional as F
 
 TOLERANCE = 1e-10

@@ -9,8 +9,9 @@ import pytest
 from conftest import require
 
 from tinygrad_np import Tensor, nn, no_grad
+from tinygrad_np.cli import main as tinygrad_np_main
 from tinygrad_np.data import load_offline_sample, read_mnist_dir
-from tinygrad_np.onnx_export import add_arguments, export_onnx, main, to_onnx
+from tinygrad_np.onnx_export import export_onnx, to_onnx
 from tinygrad_np.serialization import save_model
 from tinygrad_np.spec import TUTORIAL_SPEC, model_from_spec
 
@@ -193,6 +194,10 @@ def test_a_missing_onnx_package_says_how_to_install_it(monkeypatch):
 # ---- `tinygrad-np export` ---------------------------------------------------------------------------------
 
 
+def main(argv: list[str]) -> int:
+    return tinygrad_np_main(["export", *argv])
+
+
 def test_export_command_writes_and_verifies(ort, tmp_path, capsys):
     model = model_from_spec(ARCHITECTURES["mlp_dropout_logsoftmax"])
     save_model(model, tmp_path / "model.npz")
@@ -206,23 +211,10 @@ def test_export_command_writes_and_verifies(ort, tmp_path, capsys):
     assert "agrees on 16 MNIST images" in capsys.readouterr().err
 
 
-def test_export_command_takes_a_mounting_parsers_namespace(ort, tmp_path, capsys):
-    import argparse
-
-    save_model(model_from_spec(ARCHITECTURES["flatten_28x28"]), tmp_path / "m.npz")
-    parser = argparse.ArgumentParser(prog="tinygrad-np")
-    sub = parser.add_subparsers(dest="command").add_parser("export")
-    add_arguments(sub).set_defaults(handler=main)
-    args = parser.parse_args(["export", "--model-file", str(tmp_path / "m.npz"), "--output", str(tmp_path / "x.onnx"),
-                              "--verify"])
-    assert args.handler(args) == 0
-    assert (tmp_path / "x.onnx").is_file()
-
-
 def test_export_command_reports_errors(ort, tmp_path, capsys):
-    assert main(["--model-file", str(tmp_path / "none.npz")]) == 1
+    assert main(["--model-file", str(tmp_path / "none.npz")]) == 2
     assert "none.npz does not exist" in capsys.readouterr().err
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    assert main(["--model-file", str(tmp_path / "junk.npz")]) == 1
+    assert main(["--model-file", str(tmp_path / "junk.npz")]) == 2
     assert "tinygrad-np export: error:" in capsys.readouterr().err
     assert not (tmp_path / "junk.onnx").exists()

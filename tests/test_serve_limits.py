@@ -1,6 +1,6 @@
 """The demo server under load and abuse: bounded workers, memory and time; loopback only, and every test ends.
 
-No timing assertions: how fast the server answers is in the benchmark report (`python -m benchmarks.serve`).
+No timing assertions: how fast the server answers is in the benchmark report (`python -m tinygrad_np.benchmarks.serve`).
 What is asserted is what must never happen: a request that fails under load, a slow crowd that locks out a
 normal client, a slow client kept forever, a refused body that reaches the client as a reset, memory that
 grows with the number of clients instead of the number of workers.

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from models import two_layer as tutorial
 from tinygrad_np import Tensor, optim
+from tinygrad_np.models import two_layer as tutorial
 from tinygrad_np.nn import functional as F
 
 TOLERANCE = 1e-10  # float64: both sides do the same arithmetic in a different order
@@ -99,7 +99,7 @@ def test_loading_names_the_wrongly_shaped_array():
 
 
 def test_mapping_refuses_a_model_that_is_not_the_tutorials():
-    from models.mlp import mlp
+    from tinygrad_np.models.mlp import mlp
 
     with pytest.raises(ValueError, match="two_layer"):
         tutorial.tutorial_params_from_model(mlp(hidden_sizes=(32,)))

@@ -16,13 +16,10 @@ backward::
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -30,8 +27,6 @@ from tinygrad_np.errors import UserError
 from tinygrad_np.tensor import Tensor, iter_graph
 
 DOT_TIMEOUT_S = 30.0
-DESCRIPTION = "Draw the loss graph of one MNIST batch (the tutorial's 784-10-10 network unless told otherwise)."
-FORMATS = ("dot", "mermaid", "svg")
 
 
 class GraphvizNotFoundError(UserError, RuntimeError):
@@ -202,96 +197,3 @@ def render_svg(dot_text: str, timeout: float = DOT_TIMEOUT_S) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"Graphviz's dot failed (exit {result.returncode}): {result.stderr.strip()}")
     return result.stdout
-
-
-# ---- `tinygrad-np graph` --------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The `graph` subcommand's flags."""
-    parser.add_argument("--format", choices=FORMATS, help="dot, mermaid or svg (default: --output's suffix, else dot)")
-    parser.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model-spec", type=Path, help="draw the model a .json/.toml spec describes")
-    source.add_argument("--model-file", type=Path, help="draw a model saved by `tinygrad-np train` (.npz)")
-    parser.add_argument("--data-dir", type=Path, help="MNIST folder for the batch (default: the offline sample)")
-    parser.add_argument("--batch-size", type=int, default=4, help="images in the batch (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="picks the batch (default 0)")
-    parser.add_argument("--no-grad", action="store_true", help="draw before backward: no gradient norms")
-    return parser
-
-
-def _format(args: argparse.Namespace) -> str:
-    if args.format:
-        return args.format
-    suffix = args.output.suffix.lower() if args.output else ""
-    return {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid"}.get(suffix, "dot")
-
-
-def loss_graph(args: argparse.Namespace) -> ComputationGraph:
-    """The graph of one batch's cross-entropy loss through the chosen model (the tutorial's 784-10-10 by default)."""
-    from tinygrad_np.data import load_offline_sample, read_mnist_dir
-    from tinygrad_np.nn import functional as F
-    from tinygrad_np.serialization import load_model
-    from tinygrad_np.spec import TUTORIAL_SPEC, load_spec, model_from_spec
-
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.model_file is not None:
-        model = load_model(args.model_file)
-    else:
-        spec = load_spec(args.model_spec) if args.model_spec is not None else TUTORIAL_SPEC
-        model = model_from_spec(spec)
-    model.train()  # the training graph, Dropout included
-    images, labels = (read_mnist_dir(args.data_dir) if args.data_dir else load_offline_sample()).arrays("train")
-    batch = np.random.default_rng(args.seed).choice(len(labels), size=min(args.batch_size, len(labels)), replace=False)
-    input_size = model.input_size
-    shape = (input_size,) if isinstance(input_size, int) else tuple(input_size)
-    if int(np.prod(shape)) != images.shape[1]:
-        raise ValueError(f"the model takes inputs of shape {shape}, but MNIST images have {images.shape[1]} pixels")
-    x = Tensor(images[batch].reshape(len(batch), *shape))
-    logits = model(x)
-    if logits.ndim != 2:
-        raise ValueError(f"the model's output has shape {logits.shape}; a loss graph needs (batch, classes)")
-    loss = F.cross_entropy(logits, labels[batch])
-    graph = capture(loss, names=[("images", x), *model.named_parameters()], retain_grads=not args.no_grad)
-    if not args.no_grad:
-        loss.backward()
-    return graph
-
-
-def run(args: argparse.Namespace) -> int:
-    """Draw the loss graph as the flags ask; write it to --output (atomically) or standard output."""
-    from tinygrad_np.files import write_atomic
-
-    fmt = _format(args)
-    graph = loss_graph(args)
-    text = {"dot": graph.to_dot, "mermaid": graph.to_mermaid, "svg": graph.to_svg}[fmt]()
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomic(args.output, lambda file: file.write(text.encode("utf-8")))
-        print(f"wrote {fmt} of the loss graph ({len(graph.nodes)} nodes, {len(graph.edges)} edges) to {args.output}",
-              file=sys.stderr)
-    return 0
-
-
-def main(argv: Sequence[str] | argparse.Namespace | None = None) -> int:
-    """`tinygrad-np graph`: the loss graph of one batch as DOT, Mermaid or SVG. Takes argv, or the
-    Namespace of a parser that `add_arguments` filled (the `tinygrad-np` command mounts it so)."""
-    from tinygrad_np.serialization import ModelFileError
-
-    if isinstance(argv, argparse.Namespace):
-        args = argv
-    else:
-        parser = argparse.ArgumentParser(prog="tinygrad-np graph", description=DESCRIPTION)
-        args = add_arguments(parser).parse_args(argv)
-    try:
-        return run(args)
-    except (FileNotFoundError, ModelFileError, GraphvizNotFoundError, ValueError, RuntimeError) as err:
-        print(f"tinygrad-np graph: error: {err}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

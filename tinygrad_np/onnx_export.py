@@ -8,10 +8,7 @@ dimension is symbolic ("batch") unless `batch_size` is given. Needs the `onnx` e
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,22 +116,6 @@ def export_onnx(
     return write_atomic(path, lambda file: file.write(proto.SerializeToString()))
 
 
-# ---- `tinygrad-np export` -------------------------------------------------------------------------------
-
-DESCRIPTION = "Export a model saved by `tinygrad-np train` to ONNX (dynamic batch dimension unless --batch-size)."
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The `export` subcommand's flags."""
-    parser.add_argument("--model-file", type=Path, default=Path("runs/model.npz"),
-                        help="a model saved by `tinygrad-np train` (default: runs/model.npz)")
-    parser.add_argument("--output", "-o", type=Path, help="the .onnx file (default: the model file's name, .onnx)")
-    parser.add_argument("--batch-size", type=int, help="fix the batch dimension (default: symbolic, any batch)")
-    parser.add_argument("--verify", action="store_true",
-                        help="run the file in onnxruntime on the offline MNIST sample and compare with tinygrad_np")
-    return parser
-
-
 def verify_onnx(model: nn.Module, path: str | os.PathLike, inputs: np.ndarray, tolerance: float = 1e-5) -> float:
     """The largest |onnxruntime - tinygrad_np| over `inputs`; ValueError unless allclose(rtol=atol=tolerance)."""
     onnxruntime = import_extra("onnxruntime", "onnx", "running an ONNX file")
@@ -153,35 +134,3 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike, inputs: np.ndarray, t
     if not np.allclose(theirs, ours, rtol=tolerance, atol=tolerance):
         raise ValueError(f"onnxruntime disagrees with tinygrad_np by up to {difference:.3g} (tolerance {tolerance:g})")
     return difference
-
-
-def main(argv: Sequence[str] | argparse.Namespace | None = None) -> int:
-    """`tinygrad-np export`: a saved model as an ONNX file. Takes argv or a mounting parser's Namespace."""
-    from tinygrad_np.serialization import ModelFileError, load_model
-
-    if isinstance(argv, argparse.Namespace):
-        args = argv
-    else:
-        parser = argparse.ArgumentParser(prog="tinygrad-np export", description=DESCRIPTION)
-        args = add_arguments(parser).parse_args(argv)
-    output = args.output or args.model_file.with_suffix(".onnx")
-    try:
-        model = load_model(args.model_file)
-        path = export_onnx(model, output, args.batch_size)
-        message = f"wrote {path} (opset {OPSET}, batch {args.batch_size or 'dynamic'})"
-        if args.verify:
-            from tinygrad_np.data import load_offline_sample
-
-            spec = spec_from_model(model)
-            example = (spec["input_size"],) if isinstance(spec["input_size"], int) else tuple(spec["input_size"])
-            images, _ = load_offline_sample().arrays("test")
-            images = images[: args.batch_size or len(images)]
-            if int(np.prod(example)) != images.shape[1]:
-                raise ValueError(f"--verify feeds MNIST images (784 pixels), but the model takes {example}")
-            difference = verify_onnx(model, path, images.reshape(-1, *example).astype(spec["dtype"]))
-            message += f"; onnxruntime agrees on {len(images)} MNIST images (max difference {difference:.2g})"
-        print(message, file=sys.stderr)
-        return 0
-    except (FileNotFoundError, ModelFileError, ValueError, ImportError) as err:
-        print(f"tinygrad-np export: error: {err}", file=sys.stderr)
-        return 1

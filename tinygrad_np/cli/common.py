@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +47,24 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
     return value
 
 
@@ -80,6 +94,25 @@ def probability(text: str) -> float:
     if value >= 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
+
+
+@contextlib.contextmanager
+def option_errors(options: Mapping[str, str]) -> Iterator[None]:
+    """A ValueError raised in the block whose message names an argument of `options` (e.g. "lr") becomes a
+    UserError that names the option which set it ("--lr: ..."); any other ValueError is a bug and propagates.
+
+    Constructors are the one place that checks a value; the command line only says which option was at fault.
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except ValueError as err:
+        message = str(err)
+        for argument, option in options.items():
+            if re.search(rf"(?<![\w-]){re.escape(argument)}(?![\w-])", message, flags=re.IGNORECASE):
+                raise UserError(f"{option}: {message}") from err
+        raise
 
 
 # ---- shared pieces --------------------------------------------------------------------------------------
@@ -119,24 +152,43 @@ def add_model_file_argument(parser: argparse.ArgumentParser, required: bool = Fa
 
 
 def load_model_file(path: Path) -> Any:
-    """A saved model that reads MNIST digits: 784 pixels in (in any shape), 10 class scores out."""
+    """A saved model that reads MNIST digits (see `check_reads_mnist`)."""
     from tinygrad_np.serialization import load_model
+
+    if not path.is_file():
+        raise MissingFileError(f"model file {path} does not exist; train one first: tinygrad-np train --save {path}")
+    model = load_model(path)
+    check_reads_mnist(model, str(path))
+    return model
+
+
+def model_from_options(args: argparse.Namespace) -> Any:
+    """The model of --model-file, else of --model-spec, else the tutorial's 784-10-10; it must read MNIST."""
+    from tinygrad_np.spec import TUTORIAL_SPEC, load_spec, model_from_spec
+
+    if args.model_file is not None:
+        return load_model_file(args.model_file)
+    if args.model_spec is None:
+        return model_from_spec(TUTORIAL_SPEC)
+    model = model_from_spec(load_spec(args.model_spec))
+    check_reads_mnist(model, str(args.model_spec))
+    return model
+
+
+def check_reads_mnist(model: Any, name: str) -> None:
+    """784 pixels in (in any shape: 784, or [28, 28] before a Flatten) and 10 class scores out, or a UserError."""
     from tinygrad_np.spec import spec_from_model
     from tinygrad_np.tensor import Tensor, no_grad
 
-    if not path.is_file():
-        raise MissingFileError(f"model file {path} not found; train one first: tinygrad-np train --save {path}")
-    model = load_model(path)
     size = spec_from_model(model)["input_size"]
     if np.prod(size) != MNIST_PIXELS:
-        raise UserError(f"{path}: the model expects {size} features per example, but MNIST images have "
+        raise UserError(f"{name}: the model expects {size} features per example, but MNIST images have "
                         f"{MNIST_PIXELS} features (28x28 pixels)")
     with no_grad():
         outputs = model(Tensor(np.zeros((1, *np.atleast_1d(size)), np.float32))).shape
     if outputs != (1, MNIST_CLASSES):
         given = outputs[1] if len(outputs) == 2 else f"outputs of shape {outputs[1:]}"
-        raise UserError(f"{path}: the model gives {given} outputs per example, but MNIST has {MNIST_CLASSES} classes")
-    return model
+        raise UserError(f"{name}: the model gives {given} outputs per example, but MNIST has {MNIST_CLASSES} classes")
 
 
 def as_model_input(model: Any, images: np.ndarray) -> np.ndarray:

@@ -5,11 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from tinygrad_np.cli.common import as_model_input, load_data, load_model_file
+from tinygrad_np.cli.command import Command
+from tinygrad_np.cli.common import (
+    add_data_arguments,
+    add_model_file_argument,
+    as_model_input,
+    load_data,
+    load_model_file,
+    port_number,
+)
 from tinygrad_np.errors import UserError
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_file_argument(parser)
+    add_data_arguments(parser)
+    parser.add_argument("--json", action="store_true")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -26,6 +41,15 @@ def run_eval(args: argparse.Namespace) -> int:
     }
     print(json.dumps(result) if args.json else f"test accuracy {accuracy:.4f} ({len(labels)} images), loss {loss:.4f}")
     return 0
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_file_argument(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--index", type=int, help="index into the test set")
+    source.add_argument("--image", type=Path, help="a PNG/JPEG of a handwritten digit, any size or polarity")
+    add_data_arguments(parser)
+    parser.add_argument("--json", action="store_true")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -59,11 +83,16 @@ def run_predict(args: argparse.Namespace) -> int:
 # ---- serve ----------------------------------------------------------------------------------------------
 
 
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-file", type=Path, help="a saved model (default: train a quick one first)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
+    parser.add_argument("--port", type=port_number, default=8000, help="TCP port, 0..65535 (default: %(default)s)")
+
+
 def run_serve(args: argparse.Namespace) -> int:
-    from tinygrad_np.serve import check_dependencies, listen, run
+    from tinygrad_np.serve import listen, run
     from tinygrad_np.train import predict_proba
 
-    check_dependencies()  # before any training: without Pillow every drawing would get a 500
     sock = listen(args.host, args.port)  # bind first: a port in use fails now, not after half a minute of training
     if args.model_file is not None:
         model = load_model_file(args.model_file)
@@ -81,3 +110,18 @@ def run_serve(args: argparse.Namespace) -> int:
         _, accuracy = evaluate(model, *sample.arrays("test"))
         banner = f"model: a 784-128-10 MLP trained just now on the offline sample ({accuracy:.1%} on its test split)"
     return run(lambda images: predict_proba(model, as_model_input(model, images)), banner=banner, sock=sock) or 0
+
+
+def _serve_dependencies(args: argparse.Namespace) -> None:
+    """Before any training: without Pillow every drawing would get a 500."""
+    from tinygrad_np.serve import check_dependencies
+
+    check_dependencies()
+
+
+EVAL = Command("eval", "a saved model's accuracy on the test set", add_eval_arguments, run_eval)
+PREDICT = Command("predict", "classify a test-set image or a picture of a digit", add_predict_arguments, run_predict)
+SERVE = Command(
+    "serve", "a web page to draw digits and watch the network read them", add_serve_arguments, run_serve,
+    checks=(_serve_dependencies,),
+)

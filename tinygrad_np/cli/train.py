@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np.cli.command import Command
 from tinygrad_np.cli.common import (
     EXIT_INTERRUPTED,
     add_data_arguments,
@@ -115,8 +116,6 @@ def run_train(args: argparse.Namespace) -> int:
     )
 
     config = train_config_from_args(args)
-    if args.resume and args.checkpoint_dir is None:
-        raise UserError("--resume needs --checkpoint-dir (the folder the interrupted run wrote to)")
     mnist = load_data(args)
     if args.limit_train and args.limit_train > len(mnist.train_labels):
         raise UserError(f"--limit-train {args.limit_train} is more than the {len(mnist.train_labels)} training images")
@@ -289,3 +288,13 @@ def _write_plots(directory: Path, trainer: Any, model: Any, test_data: Any, mnis
     predictions = predict_proba(model, images).argmax(axis=1)
     paths = save_training_plots(trainer.history, mnist.test_images, labels, predictions, directory)
     print(f"tinygrad-np: plots in {directory}: {', '.join(Path(p).name for p in paths.values())}", file=sys.stderr)
+
+
+def _resume_needs_checkpoint_dir(args: argparse.Namespace) -> None:
+    if args.resume and args.checkpoint_dir is None:
+        raise UserError("--resume needs --checkpoint-dir (the folder the interrupted run wrote to)")
+
+
+TRAIN = Command(
+    "train", "train a network on MNIST", add_train_arguments, run_train, checks=(_resume_needs_checkpoint_dir,)
+)

@@ -103,8 +103,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 def build_model(config: TrainConfig, input_size: int = 784, num_classes: int = 10) -> nn.Module:
     """The network a config names: the tutorial's 784-10-10 (two_layer) or an MLP of any depth."""
     # models/ sits beside the package; imported here so that `import tinygrad_np` stays light.
-    from models.mlp import mlp
-    from models.two_layer import two_layer
+    from tinygrad_np.models.mlp import mlp
+    from tinygrad_np.models.two_layer import two_layer
 
     if config.model == "two_layer":
         return two_layer(generator=config.seed, init=config.init)

@@ -3,10 +3,8 @@
 Three sources of hand-written backprop: the tutorial's own functions (the default), the tutorial's
 derivation generalised to an MLP (``--hidden-sizes``), or your file (``--manual my_net.py[:forward,backward]``),
 whose functions are called by their arguments' names in their own layout (`tinygrad_np.compare.binding`).
-
-The lead's CLI mounts it as a subcommand::
-
-    sub = subparsers.add_parser("compare", help=...); cli.add_arguments(sub); sub.set_defaults(func=cli.main)
+The first two are reference networks found by name in the `tinygrad_np.references` entry-point group
+(`tutorial` and `mlp`, from the repository's models/), so the library never imports them.
 
 Exit status: 0 when nothing FAILs, 1 when something does, 2 when the inputs are unusable (message on stderr).
 """
@@ -15,17 +13,26 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
+from types import ModuleType
 
 import numpy as np
 
-from tinygrad_np.cli.common import _finite_float
+from tinygrad_np.cli.command import Command, plugin
+from tinygrad_np.cli.common import _finite_float, non_negative_int
 from tinygrad_np.compare.layers import ACTIVATIONS, describe
 from tinygrad_np.compare.layout import NAMED_LAYOUTS
 from tinygrad_np.compare.manual import ManualCode, load_manual, model_for
 from tinygrad_np.compare.model import compare_model
 from tinygrad_np.compare.objective import LOSSES
 from tinygrad_np.compare.report import GradientReport
+from tinygrad_np.errors import UserError
+
+REFERENCES_GROUP = "tinygrad_np.references"
+DESCRIPTION = (
+    "Compare hand-derived backprop (the tutorial's 784-10-10 network, an MLP with --hidden-sizes, or your own "
+    "file with --manual) with autograd on a batch of MNIST: forward pass per layer, then every parameter's "
+    "gradient. Exit status 0 when all agree, 1 on any FAIL."
+)
 
 
 def _assignment(text: str) -> tuple[str, float]:
@@ -36,13 +43,8 @@ def _assignment(text: str) -> tuple[str, float]:
     return name.strip(), _finite_float(value)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The compare subcommand's options, all parsed here."""
-    parser.description = (
-        "Compare hand-derived backprop (the tutorial's 784-10-10 network, an MLP with --hidden-sizes, or your own "
-        "file with --manual) with autograd on a batch of MNIST: forward pass per layer, then every parameter's "
-        "gradient. Exit status 0 when all agree, 1 on any FAIL."
-    )
     parser.add_argument("--hidden-sizes", type=int, nargs="+", default=None, metavar="N",
                         help="an MLP with these hidden layers (default: the tutorial network, 784-10-10, with the "
                              "tutorial's own forward_prop/backward_prop); with --manual, the sizes your init needs")
@@ -59,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="dropout probability for MLP hidden layers, masks drawn from --seed")
     parser.add_argument("--numerical", action="store_true",
                         help="also compute central-difference gradients in float64 and blame the wrong side")
-    parser.add_argument("--numerical-entries", type=int, default=1000,
+    parser.add_argument("--numerical-entries", type=non_negative_int, default=1000,
                         help="at most this many entries per parameter are differenced (0: all; default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the init, the batch and the dropout masks")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
@@ -89,12 +91,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="your backward takes one example at a time; the gradients are averaged (or summed)")
     own.add_argument("--maximize", action="store_true",
                      help="your code does gradient ascent: it returns the gradient of -(loss + L2)")
-    return parser
 
 
-def _fail(message: str) -> int:
-    print(f"tinygrad-np compare: error: {message}", file=sys.stderr)
-    return 2
+def reference(name: str) -> ModuleType:
+    """The hand-derived reference network `name` ("tutorial" or "mlp"), from the installed tools."""
+    module = plugin(REFERENCES_GROUP, name)
+    if module is None:
+        raise UserError(f"no reference network {name!r} is installed (entry-point group {REFERENCES_GROUP}); "
+                        "reinstall tinygrad-np")
+    return module
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report (table or JSON); 0 when nothing FAILs, 1 on a FAIL."""
+    report = build(args)
+    print(report.to_json() if args.json else report.format())
+    return 0 if report.passed else 1
 
 
 def _batch(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +114,7 @@ def _batch(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndarr
 
     images, labels = load_mnist(args.data_dir, offline=args.offline, verbose=not args.json).arrays(args.split)
     if not 1 <= args.batch_size <= len(images):
-        raise ValueError(f"--batch-size must be between 1 and {len(images)} (the {args.split} split's size), "
+        raise UserError(f"--batch-size must be between 1 and {len(images)} (the {args.split} split's size), "
                          f"got {args.batch_size}")
     chosen = np.sort(rng.choice(len(images), size=args.batch_size, replace=False))
     return images[chosen].astype(args.dtype), labels[chosen]
@@ -130,7 +142,7 @@ def build(args: argparse.Namespace) -> GradientReport:
     options = {"numerical": args.numerical, "seed": args.seed, "numerical_entries": args.numerical_entries or None}
     if args.manual is not None:  # the user's file first: its mistakes show before any data is loaded
         if args.dropout or args.weight_decay:
-            raise ValueError("--dropout and --weight-decay are for the reference networks; with --manual declare "
+            raise UserError("--dropout and --weight-decay are for the reference networks; with --manual declare "
                              "your L2 term as your code writes it: --l2 'lambd/m * W' --arg lambd=0.7")
         code = load_manual(args.manual)
         return _manual(args, code, *_batch(args, rng), options)
@@ -140,17 +152,16 @@ def build(args: argparse.Namespace) -> GradientReport:
                                          ("--per-example", args.per_example), ("--maximize", args.maximize))
                 if value]
     if own_only or args.loss != "cross_entropy" or args.reduction != "mean":
-        raise ValueError(f"{', '.join(own_only) or '--loss/--reduction'} describe your own code: use them with "
+        raise UserError(f"{', '.join(own_only) or '--loss/--reduction'} describe your own code: use them with "
                          "--manual my_net.py")
     x, y = _batch(args, rng)
 
-    from models import mlp as mlp_reference
-    from models import two_layer as tutorial
-
+    mlp_reference = reference("mlp")
     options["l2"] = args.weight_decay or None
     if args.hidden_sizes is None:
         if args.dropout:
-            raise ValueError("--dropout needs an MLP (--hidden-sizes); the tutorial network has no dropout")
+            raise UserError("--dropout needs an MLP (--hidden-sizes); the tutorial network has no dropout")
+        tutorial = reference("tutorial")
         model = tutorial.two_layer(rng, dtype=dtype, init=args.init or "tutorial")
         forward, backward = tutorial.forward_prop, tutorial.backward_prop
         if args.weight_decay:
@@ -159,9 +170,9 @@ def build(args: argparse.Namespace) -> GradientReport:
         return compare_model(model, backward, x, y, manual_forward=forward, layout="column", **options)
 
     if any(size < 1 for size in args.hidden_sizes):
-        raise ValueError(f"--hidden-sizes must be positive, got {args.hidden_sizes}")
+        raise UserError(f"--hidden-sizes must be positive, got {args.hidden_sizes}")
     if not 0.0 <= args.dropout < 1.0:
-        raise ValueError(f"--dropout must lie in [0, 1), got {args.dropout}")
+        raise UserError(f"--dropout must lie in [0, 1), got {args.dropout}")
     model = mlp_reference.mlp(x.shape[1], args.hidden_sizes, 10, dropout=args.dropout, generator=rng, dtype=dtype,
                               init=args.init or "he")
     masks = None
@@ -180,15 +191,7 @@ def build(args: argparse.Namespace) -> GradientReport:
     )
 
 
-def main(args: argparse.Namespace) -> int:
-    """Print the report (table or JSON); 0 when nothing FAILs, 1 on a FAIL, 2 on unusable inputs."""
-    try:
-        report = build(args)
-    except (ValueError, TypeError, OSError) as exc:
-        return _fail(str(exc))
-    print(report.to_json() if args.json else report.format())
-    return 0 if report.passed else 1
-
-
-if __name__ == "__main__":  # python -m tinygrad_np.compare.cli
-    sys.exit(main(add_arguments(argparse.ArgumentParser(prog="tinygrad-np compare")).parse_args()))
+COMMAND = Command(
+    "compare", "compare hand-derived and automatic gradients, parameter by parameter", add_arguments, run,
+    description=DESCRIPTION,
+)

@@ -1,0 +1,68 @@
+"""`tinygrad-np graph`: the loss graph of one MNIST batch as DOT, Mermaid or SVG."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tinygrad_np.cli.command import Command
+from tinygrad_np.cli.common import as_model_input, model_from_options, non_negative_int, positive_int
+
+FORMATS = ("dot", "mermaid", "svg")
+DESCRIPTION = "Draw the loss graph of one MNIST batch (the tutorial's 784-10-10 network unless told otherwise)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=FORMATS, help="dot, mermaid or svg (default: --output's suffix, else dot)")
+    parser.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model-spec", type=Path, help="draw the model a .json/.toml spec describes")
+    source.add_argument("--model-file", type=Path, help="draw a model saved by `tinygrad-np train` (.npz)")
+    parser.add_argument("--data-dir", type=Path, help="MNIST folder for the batch (default: the offline sample)")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="images in the batch (default 4)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="picks the batch (default 0)")
+    parser.add_argument("--no-grad", action="store_true", help="draw before backward: no gradient norms")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Draw the loss graph as the options ask; write it to --output (atomically) or standard output."""
+    from tinygrad_np.files import write_atomic
+
+    fmt = args.format or {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid"}.get(
+        args.output.suffix.lower() if args.output else "", "dot"
+    )
+    graph = loss_graph(args)
+    text = {"dot": graph.to_dot, "mermaid": graph.to_mermaid, "svg": graph.to_svg}[fmt]()
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(args.output, lambda file: file.write(text.encode("utf-8")))
+        print(f"wrote {fmt} of the loss graph ({len(graph.nodes)} nodes, {len(graph.edges)} edges) to {args.output}",
+              file=sys.stderr)
+    return 0
+
+
+def loss_graph(args: argparse.Namespace):  # -> tinygrad_np.graph.ComputationGraph
+    """The graph of one batch's cross-entropy loss through the chosen model (the tutorial's 784-10-10 by default)."""
+    from tinygrad_np.data import load_offline_sample, read_mnist_dir
+    from tinygrad_np.graph import capture
+    from tinygrad_np.nn import functional as F
+    from tinygrad_np.tensor import Tensor
+
+    model = model_from_options(args)
+    model.train()  # the training graph, Dropout included
+    images, labels = (read_mnist_dir(args.data_dir) if args.data_dir else load_offline_sample()).arrays("train")
+    batch = np.random.default_rng(args.seed).choice(len(labels), size=min(args.batch_size, len(labels)), replace=False)
+    x = Tensor(as_model_input(model, images[batch]))
+    loss = F.cross_entropy(model(x), labels[batch])
+    graph = capture(loss, names=[("images", x), *model.named_parameters()], retain_grads=not args.no_grad)
+    if not args.no_grad:
+        loss.backward()
+    return graph
+
+
+COMMAND = Command("graph", "draw a computation graph (DOT, Mermaid or SVG)", add_arguments, run,
+                  description=DESCRIPTION)
