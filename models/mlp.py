@@ -1,7 +1,7 @@
 """A multilayer perceptron of any depth: as a module, and with backprop derived by hand (the tutorial, generalised).
 
-`mlp()` builds ``Sequential(Linear, ReLU, [Dropout], ..., Linear)`` with tinygrad_np. The functions below are
-the tutorial's column-layout derivation (``X`` is features x m) for L Linear layers::
+`mlp()` builds ``Sequential(Linear, ReLU, [Dropout], ..., Linear)`` with tinygrad_np from `mlp_spec`. The functions
+below are the tutorial's column-layout derivation (``X`` is features x m) for L Linear layers::
 
     A0 = X;  Z_l = W_l A_{l-1} + b_l;  A_l = ReLU(Z_l) * M_l / (1 - p)   (l < L);  A_L = softmax(Z_L)
     loss = mean_i CE(A_L[:, i], Y_i) + weight_decay / 2 * sum_l ||W_l||^2
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import numpy as np
 
@@ -37,6 +36,8 @@ from tinygrad_np import nn
 from tinygrad_np.compare.layout import load_model_params, model_params, parameter_names
 from tinygrad_np.creation import as_generator
 from tinygrad_np.models.two_layer import one_hot, relu, relu_deriv, softmax
+from tinygrad_np.nn.init import Init
+from tinygrad_np.spec import mlp_spec, model_from_spec
 
 
 def mlp(
@@ -46,23 +47,15 @@ def mlp(
     dropout: float = 0.0,
     generator: int | np.random.Generator = 0,
     dtype: type | np.dtype = np.float32,
-    init: Literal["he", "xavier", "tutorial"] = "he",
+    init: Init = "he",
 ) -> nn.Sequential:
-    """Linear(input_size, h1) -> ReLU [-> Dropout(p)] -> ... -> Linear(h_last, num_classes); no softmax."""
-    sizes = [input_size, *hidden_sizes, num_classes]
-    if any(not isinstance(size, (int, np.integer)) or size < 1 for size in sizes):
-        raise ValueError(f"layer sizes must be positive integers, got input_size={input_size}, "
-                         f"hidden_sizes={tuple(hidden_sizes)}, num_classes={num_classes}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout is the probability of zeroing a unit and must lie in [0, 1), got {dropout}")
-    rng = as_generator(generator)
-    layers: list[nn.Module] = []
-    for fan_in, fan_out in itertools.pairwise(sizes[:-1]):
-        layers += [nn.Linear(fan_in, fan_out, init=init, generator=rng, dtype=dtype), nn.ReLU()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout, generator=rng))  # its masks flow from the seed too
-    layers.append(nn.Linear(sizes[-2], sizes[-1], init=init, generator=rng, dtype=dtype))
-    return nn.Sequential(*layers)
+    """Linear(input_size, h1) -> ReLU [-> Dropout(p)] -> ... -> Linear(h_last, num_classes); no softmax.
+
+    The Dropout layers draw their masks from the same seed or Generator the weights came from.
+    """
+    spec = mlp_spec(input_size, list(hidden_sizes), num_classes, dropout=dropout, init=init,
+                    dtype=np.dtype(dtype).name)
+    return model_from_spec(spec, seed=generator)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Two faces of one network:
 
-* `two_layer()` builds it with tinygrad_np: ``Sequential(Linear(784, 10), ReLU(), Linear(10, 10))``, trained
-  with softmax cross-entropy (mean over the batch). Row layout: ``x`` is (m, 784), ``y = x W^T + b``.
+* `two_layer()` builds it with tinygrad_np from its declarative spec, ``mlp_spec(784, [10], 10)``:
+  ``Sequential(Linear(784, 10), ReLU(), Linear(10, 10))``, trained with softmax cross-entropy (mean over the
+  batch). Row layout: ``x`` is (m, 784), ``y = x W^T + b``.
 * `init_params`, `forward_prop`, `backward_prop`, `update_params` are the tutorial's NumPy code in its column
   layout (``X`` is 784 x m, one column per image), kept as the reference the autograd engine is checked
   against::
@@ -38,13 +39,14 @@ with respect to the logits already holds the 1/m. The weight gradients are there
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import numpy as np
 
 from tinygrad_np import nn
 from tinygrad_np.compare.layout import load_model_params, model_params
 from tinygrad_np.creation import as_generator
+from tinygrad_np.nn.init import Init
+from tinygrad_np.spec import mlp_spec, model_from_spec
 
 INPUT_SIZE = 784
 HIDDEN_SIZE = 10
@@ -54,19 +56,15 @@ NUM_CLASSES = 10
 def two_layer(
     generator: int | np.random.Generator = 0,
     dtype: type | np.dtype = np.float32,
-    init: Literal["he", "xavier", "tutorial"] = "he",
+    init: Init = "he",
 ) -> nn.Sequential:
     """The tutorial's network as a module: Linear(784, 10) -> ReLU -> Linear(10, 10); train with cross_entropy.
 
     ``init="tutorial"`` draws like `init_params` (U(-0.5, 0.5), W1, b1, W2, b2 in that order), so
     ``two_layer(seed, np.float64, "tutorial")`` holds exactly ``init_params(seed)``.
     """
-    rng = as_generator(generator)
-    return nn.Sequential(
-        nn.Linear(INPUT_SIZE, HIDDEN_SIZE, init=init, generator=rng, dtype=dtype),
-        nn.ReLU(),
-        nn.Linear(HIDDEN_SIZE, NUM_CLASSES, init=init, generator=rng, dtype=dtype),
-    )
+    spec = mlp_spec(INPUT_SIZE, [HIDDEN_SIZE], NUM_CLASSES, init=init, dtype=np.dtype(dtype).name)
+    return model_from_spec(spec, seed=generator)
 
 
 # ----------------------------------------------------------------------------------------------------------

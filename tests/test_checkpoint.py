@@ -22,13 +22,14 @@ from hypothesis import strategies as st
 
 from tinygrad_np.checkpoint import CheckpointError, CheckpointManager, load_state, save_state
 from tinygrad_np.cli import main
-from tinygrad_np.models.mlp import mlp
 from tinygrad_np.serialization import load_model, save_model
+from tinygrad_np.spec import mlp_spec
 from tinygrad_np.train import (
     DivergenceError,
     TrainConfig,
     Trainer,
     TrainingInterrupted,
+    build_model,
     build_optimizer,
     build_scheduler,
     stop_on_sigint,
@@ -48,12 +49,10 @@ def small_trainer(batch_size: int | None = 12, optimizer: str = "adam", hidden: 
     images = data.random((SAMPLES, 20), dtype=np.float32)
     labels = data.integers(0, 4, SAMPLES)
     config = TrainConfig(
-        model="mlp",
-        hidden_sizes=(hidden,),
+        mlp_spec(20, [hidden], 4, dropout=0.25),
         optimizer=optimizer,
         lr=0.05,
         momentum=0.9 if optimizer == "sgd" else 0.0,
-        dropout=0.25,
         epochs=EPOCHS,
         batch_size=batch_size,
         cosine=batch_size is not None,
@@ -61,7 +60,7 @@ def small_trainer(batch_size: int | None = 12, optimizer: str = "adam", hidden: 
         gamma=0.5,
         seed=7,
     )
-    model = mlp(input_size=20, hidden_sizes=(hidden,), num_classes=4, dropout=config.dropout, generator=config.seed)
+    model = build_model(config)
     opt = build_optimizer(config, model.parameters())
     return Trainer(
         model,
@@ -611,11 +610,11 @@ def error_line(err: str) -> str:
 def test_resume_refuses_a_checkpoint_from_other_options(tmp_path, capsys):
     folder = ["--output-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck")]
     assert run_main(capsys, *folder)[0] == 0
-    status, err = run_main(capsys, *folder, "--resume", "--optimizer", "sgd", "--hidden-sizes", "64")
+    status, err = run_main(capsys, *folder, "--resume", "--optimizer", "sgd", "--init", "xavier")
     line = error_line(err)
     assert status == 2 and line.startswith("tinygrad-np train: error: checkpoint ")
     assert "different configuration" in line and 'optimizer "adam" there, "sgd" here' in line
-    assert "hidden_sizes [10] there, [64] here" in line
+    assert 'model.layers.0.init "he" there, "xavier" here' in line  # the one field of the network that differs
     status, err = run_main(capsys, *folder, "--resume", "--limit-train", "200")
     assert status == 2 and "train_data" in error_line(err)
     status, err = run_main(capsys, *folder, "--resume", "--epochs", "3")  # cosine: epochs set the schedule

@@ -66,26 +66,36 @@ def assert_one_line_error(status: int, err: str, command: str, *words: str) -> s
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        (["--lr", "-1"], ["--lr", "positive", "-1"]),
-        (["--lr", "0"], ["--lr", "positive"]),
+        # A value out of range: refused by the object that takes it, naming the option.
+        (["--lr", "-1"], ["--lr", ">= 0", "-1"]),
         (["--lr", "nan"], ["--lr", "nan"]),
         (["--lr", "fast"], ["--lr", "expected a number", "'fast'"]),
-        (["--batch-size", "0"], ["--batch-size", "'full'", "'0'"]),
+        (["--batch-size", "0"], ["--batch-size", "positive", "0"]),
         (["--batch-size", "-8"], ["--batch-size"]),
         (["--epochs", "0"], ["--epochs", "positive whole number", "0"]),
         (["--epochs", "2.5"], ["--epochs", "whole number"]),
-        (["--dropout", "1.5"], ["--dropout", "[0, 1)", "1.5"]),
-        (["--dropout", "-0.1"], ["--dropout", ">= 0"]),
+        (["--model", "mlp", "--dropout", "1.5"], ["--dropout", "[0, 1)", "1.5"]),
+        (["--model", "mlp", "--dropout", "-0.1"], ["--dropout", "[0, 1)", "-0.1"]),
         (["--optimizer", "adagrad"], ["--optimizer", "invalid choice: 'adagrad'", "adam"]),
         (["--model", "cnn"], ["--model", "invalid choice"]),
-        (["--momentum", "1"], ["--momentum", "[0, 1)"]),
+        (["--optimizer", "sgd", "--momentum", "-0.5"], ["--momentum", ">= 0", "-0.5"]),
         (["--weight-decay", "-1"], ["--weight-decay", ">= 0"]),
-        (["--hidden-sizes", "0"], ["--hidden-sizes", "positive"]),
+        (["--model", "mlp", "--hidden-sizes", "0"], ["--hidden-sizes", "positive"]),
         (["--limit-train", "0"], ["--limit-train", "positive"]),
-        (["--gamma", "2"], ["gamma must be in (0, 1]", "2"]),
-        (["--seed", "-1"], ["seed must be a non-negative integer", "-1"]),
+        (["--step-size", "1", "--gamma", "2"], ["--gamma", "gamma must be in (0, 1]", "2"]),
+        (["--step-size", "0"], ["--step-size", ">= 1", "0"]),
+        (["--seed", "-1"], ["--seed", "non-negative integer", "-1"]),
         (["--recipe", "fancy"], ["--recipe", "invalid choice"]),
         (["--resume"], ["--resume needs --checkpoint-dir"]),
+        (["--optimizer", "sgd", "--nesterov"], ["--nesterov", "momentum > 0"]),
+        # An option the run would ignore: refused, naming it and why.
+        (["--hidden-sizes", "64", "32"], ["--hidden-sizes", "two_layer", "784-10-10"]),
+        (["--dropout", "0.2"], ["--dropout", "two_layer"]),
+        (["--momentum", "0.9"], ["--momentum", "sgd", "adam would ignore it"]),
+        (["--nesterov"], ["--nesterov", "sgd"]),
+        (["--gamma", "0.5"], ["--gamma", "needs step_size"]),
+        (["--cosine", "--step-size", "5"], ["--cosine", "two schedules"]),
+        (["--model", "mlp", "--model-spec", "net.json"], ["--model-spec", "not allowed with argument --model"]),
     ],
 )
 def test_impossible_training_options(capsys, options, words):
@@ -136,6 +146,14 @@ def test_a_bad_model_spec(capsys, tmp_path, contents, words):
         spec.write_text(contents)
     status, _, err = run_main(capsys, "train", "--offline", "--model-spec", str(spec))
     assert_one_line_error(status, err, "tinygrad-np train", str(spec), *words)
+
+
+def test_options_that_would_change_a_model_specs_layers_are_refused(capsys, tmp_path):
+    spec = tmp_path / "net.json"
+    spec.write_text(json.dumps(TUTORIAL_SPEC))
+    for option in (["--hidden-sizes", "5"], ["--init", "xavier"], ["--dropout", "0.1"]):
+        status, _, err = run_main(capsys, "train", "--offline", "--model-spec", str(spec), *option)
+        assert_one_line_error(status, err, "tinygrad-np train", option[0], "the spec declares it")
 
 
 def test_an_output_dir_that_cannot_be_created_fails_before_training(capsys, tmp_path):

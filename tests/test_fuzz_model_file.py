@@ -22,14 +22,14 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tinygrad_np.checkpoint import META_KEY, CheckpointError, CheckpointManager, load_state
-from tinygrad_np.models.mlp import mlp
 from tinygrad_np.serialization import HEADER_KEY, ModelFileError, load_model, read_metadata, save_model
-from tinygrad_np.spec import model_from_spec
+from tinygrad_np.spec import mlp_spec, model_from_spec
 from tinygrad_np.train import (
     DivergenceError,
     TrainConfig,
     Trainer,
     TrainingInterrupted,
+    build_model,
     build_optimizer,
     build_scheduler,
 )
@@ -226,8 +226,8 @@ CONFIG = {"optimizer": "adam", "hidden_sizes": [4], "seed": 5}
 def small_trainer() -> Trainer:
     data = np.random.default_rng(2)
     images, labels = data.random((16, 6), dtype=np.float32), data.integers(0, 3, 16)
-    config = TrainConfig(model="mlp", hidden_sizes=(4,), dropout=0.5, epochs=3, batch_size=5, cosine=True, seed=5)
-    model = mlp(input_size=6, hidden_sizes=(4,), num_classes=3, dropout=0.5, generator=config.seed)
+    config = TrainConfig(mlp_spec(6, [4], 3, dropout=0.5), epochs=3, batch_size=5, cosine=True, seed=5)
+    model = build_model(config)
     optimizer = build_optimizer(config, model.parameters())
     return Trainer(
         model,

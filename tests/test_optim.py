@@ -788,7 +788,7 @@ def test_a_damaged_scheduler_state_is_refused(state, message):
 
 def _grouped_trainer():
     """A trainer whose optimizer has groups (no decay on biases) and a cosine schedule run past its T_max."""
-    from models.mlp import mlp
+    from tinygrad_np.models.mlp import mlp
     from tinygrad_np.train import Trainer
 
     data = np.random.default_rng(1)

@@ -1,6 +1,9 @@
 """Declarative model specs: building, the canonical round trip, validation messages, JSON and TOML files."""
 
 import json
+import re
+from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -8,12 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinygrad_np import Tensor, nn, no_grad
+from tinygrad_np.nn.init import INITS, Init
 from tinygrad_np.spec import (
     LAYER_TYPES,
     MAX_PARAMETERS,
     TUTORIAL_SPEC,
     SpecError,
+    SpecSequential,
     load_spec,
+    mlp_spec,
     model_from_spec,
     normalize_spec,
     parameter_shapes,
@@ -359,3 +365,71 @@ def test_a_huge_spec_file_is_refused_without_reading_it_all(tmp_path):
 def test_a_spec_path_that_is_a_folder_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="is a directory"):
         load_spec(tmp_path)
+
+
+# ---- one way to build a network ---------------------------------------------------------------------------
+
+
+def test_mlp_spec_builds_the_layers_a_hand_written_sequential_would_draw():
+    model = model_from_spec(mlp_spec(20, [8, 4], 3, dropout=0.5, init="xavier", seed=1, dtype="float64"))
+    assert [type(layer).__name__ for layer in model] == ["Linear", "ReLU", "Dropout"] * 2 + ["Linear"]
+    rng = np.random.default_rng(1)
+    by_hand = nn.Sequential(
+        nn.Linear(20, 8, init="xavier", generator=rng, dtype=np.float64), nn.ReLU(), nn.Dropout(0.5, rng),
+        nn.Linear(8, 4, init="xavier", generator=rng, dtype=np.float64), nn.ReLU(), nn.Dropout(0.5, rng),
+        nn.Linear(4, 3, init="xavier", generator=rng, dtype=np.float64),
+    )
+    for (name, ours), theirs in zip(model.named_parameters(), by_hand.parameters(), strict=True):
+        np.testing.assert_array_equal(ours.data, theirs.data, err_msg=name)
+    assert model[2].generator.random() == by_hand[2].generator.random()  # dropout masks: the same stream, after
+
+
+def test_the_tutorial_spec_is_the_mlp_spec_of_784_10_10():
+    assert mlp_spec(784, [10], 10) == TUTORIAL_SPEC
+    assert [p.shape for p in model_from_spec(TUTORIAL_SPEC).parameters()] == [(10, 784), (10,), (10, 10), (10,)]
+
+
+def test_a_spec_sequential_records_what_its_layers_cannot_tell():
+    spec = {"input_size": [28, 28], "seed": 4, "dtype": "float64",
+            "layers": [{"type": "Flatten"}, {"type": "Linear", "out_features": 10}]}
+    model = model_from_spec(spec)
+    assert isinstance(model, SpecSequential) and isinstance(model, nn.Sequential)
+    assert (model.input_size, model.seed, model.dtype) == ([28, 28], 4, "float64")
+    assert spec_from_model(model) == normalize_spec(spec)
+    assert [name for name, _ in model.named_parameters()] == ["1.weight", "1.bias"]  # the records are no modules
+
+
+def test_a_generator_as_seed_is_drawn_from_in_order_and_recorded_as_none():
+    model = model_from_spec(TUTORIAL_SPEC, np.random.default_rng(3))
+    again = model_from_spec(TUTORIAL_SPEC, np.random.default_rng(3))
+    np.testing.assert_array_equal(model[0].weight.data, again[0].weight.data)
+    assert model.seed is None and spec_from_model(model)["seed"] is None
+    assert model_from_spec(TUTORIAL_SPEC, 3).seed == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({**EXAMPLE, "seed": -1}, "seed"),
+        ({**EXAMPLE, "layers": [{"type": "Linear", "out_features": 0}]}, "out_features"),
+        ({**EXAMPLE, "layers": [{"type": "Dropout", "p": 1.5}]}, "p"),
+        ({**EXAMPLE, "init": "lecun"}, "init"),
+        ({**EXAMPLE, "layers": [{"type": "Conv2d"}]}, "type"),
+        ({**EXAMPLE, "colour": "red"}, "colour"),
+    ],
+)
+def test_a_spec_error_names_its_field(spec, field):
+    with pytest.raises(SpecError) as raised:
+        normalize_spec(spec)
+    assert raised.value.field == field
+
+
+def test_the_init_schemes_are_named_in_one_place():
+    assert INITS == get_args(Init) == ("he", "xavier", "tutorial")
+    for scheme in INITS:
+        assert nn.Linear(3, 2, init=scheme, generator=0).init == scheme
+    root = Path(__file__).resolve().parents[1]
+    listed = re.compile(r"""["']he["'],\s*["']xavier["']""")
+    spelled = [path.relative_to(root).as_posix() for folder in ("tinygrad_np", "models", "benchmarks")
+               for path in (root / folder).rglob("*.py") if listed.search(path.read_text())]
+    assert spelled == ["tinygrad_np/nn/init.py"]

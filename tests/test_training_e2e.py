@@ -7,7 +7,8 @@ import pytest
 
 from tinygrad_np.cli import main
 from tinygrad_np.serialization import load_model
-from tinygrad_np.train import RECIPES, TrainConfig, Trainer, build_model, build_optimizer, build_scheduler
+from tinygrad_np.spec import mlp_spec, normalize_spec
+from tinygrad_np.train import Trainer, build_model, build_optimizer, build_scheduler, recipe_config
 
 
 def train(tmp_path, *args):
@@ -41,17 +42,30 @@ def test_train_on_the_offline_sample_writes_model_and_metrics(tmp_path, capsys):
 
 
 def test_the_tutorial_recipe_is_the_tutorials_setup():
-    config = TrainConfig(**RECIPES["tutorial"])
-    assert (config.model, config.init, config.optimizer, config.lr, config.batch_size) == (
-        "two_layer",
-        "tutorial",
-        "sgd",
-        0.10,
-        None,
-    )
+    config = recipe_config("tutorial")
+    assert (config.optimizer, config.lr, config.batch_size, config.step_size, config.gamma) == ("sgd", 0.10, None,
+                                                                                               200, 0.5)
+    assert config.model == normalize_spec(mlp_spec(784, [10], 10, init="tutorial", seed=0))
     model = build_model(config)
     assert [p.shape for p in model.parameters()] == [(10, 784), (10,), (10, 10), (10,)]
     assert all(p.data.min() >= -0.5 and p.data.max() < 0.5 for p in model.parameters())
+
+
+def test_metrics_config_is_the_network_that_trained(tmp_path):
+    """The config records the network as the spec that was built: from options, and from a spec file."""
+    metrics, model = train(tmp_path / "mlp", "--offline", "--epochs", "1", "--model", "mlp", "--hidden-sizes", "32",
+                           "--seed", "3")
+    layers = metrics["config"]["model"]["layers"]
+    assert [layer.get("out_features") for layer in layers if layer["type"] == "Linear"] == [32, 10]
+    assert metrics["config"]["model"]["seed"] == metrics["seed"] == 3
+    assert [p.shape for p in model.parameters()] == [(32, 784), (32,), (10, 32), (10,)]
+
+    spec = {"input_size": 784, "seed": 5, "layers": [{"type": "Linear", "out_features": 16}, {"type": "Tanh"},
+                                                     {"type": "Linear", "out_features": 10}]}
+    (tmp_path / "net.json").write_text(json.dumps(spec))
+    metrics, _ = train(tmp_path / "spec", "--offline", "--epochs", "1", "--model-spec", str(tmp_path / "net.json"))
+    assert metrics["config"]["model"] == normalize_spec(spec)  # with the spec's own seed, 5
+    assert metrics["seed"] == 5 and metrics["model_spec"] == str(tmp_path / "net.json")
 
 
 def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(tmp_path):
@@ -86,7 +100,7 @@ def test_same_seed_gives_bit_identical_weights_on_full_mnist(mnist_dir):
     mnist = load_mnist(mnist_dir, verbose=False)
     weights = []
     for _ in range(2):
-        config = TrainConfig(**{**RECIPES["mlp"], "epochs": 1})
+        config = recipe_config("mlp", epochs=1)
         model = build_model(config)
         optimizer = build_optimizer(config, model.parameters())
         Trainer(

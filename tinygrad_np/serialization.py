@@ -23,6 +23,7 @@ import numpy as np
 from tinygrad_np import nn
 from tinygrad_np.errors import MissingFileError, UserError
 from tinygrad_np.files import describe_path, write_atomic
+from tinygrad_np.jsondata import to_json_data
 from tinygrad_np.npz import ArchiveError, NpzReader
 from tinygrad_np.spec import SpecError, model_from_spec, normalize_spec, parameter_shapes, spec_from_model
 
@@ -34,15 +35,6 @@ MAX_HEADER_BYTES = 16 * 2**20  # the spec and metadata as JSON: a few kilobytes 
 
 class ModelFileError(UserError, ValueError):
     """A model file that can't be loaded: corrupt, not ours, or weights that don't fit its architecture."""
-
-
-def _json_default(value: Any) -> Any:
-    """Let metadata hold NumPy scalars and arrays (metrics usually are), as plain JSON numbers and lists."""
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"metadata values must be JSON data (numbers, strings, lists, dicts), got {type(value).__name__}")
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
@@ -57,11 +49,12 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str,
     for name, array in weights.items():
         if not np.isfinite(array).all():
             raise ValueError(f"parameter {name!r} holds NaN or inf values (did training diverge?); not saving it")
-    header = {"format": FORMAT, "version": VERSION, "spec": spec, "metadata": dict(metadata or {})}
     try:
-        text = json.dumps(header, default=_json_default)
-    except (TypeError, ValueError) as err:
+        # Metadata may hold NumPy scalars and arrays (metrics usually are): they become plain numbers and lists.
+        header = to_json_data({"format": FORMAT, "version": VERSION, "spec": spec, "metadata": dict(metadata or {})})
+    except TypeError as err:
         raise TypeError(f"metadata can't be written as JSON: {err}") from None
+    text = json.dumps(header, allow_nan=False)
     arrays = {HEADER_KEY: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **weights}
     return write_atomic(path, lambda file: np.savez(file, **arrays))
 

@@ -8,13 +8,17 @@ A spec names the input size and the layers; each layer's input size is inferred 
 
 Top-level fields: `input_size` (int, or a list of ints for one example's shape, e.g. [28, 28] before a
 Flatten), `layers` (required), `seed` (int; every Linear's init and every Dropout mask draw from it; default
-0), `init` ("he", "xavier" or "tutorial": the default for Linear layers), `dtype` ("float32" or "float64").
+0), `init` (a scheme of `nn.init.INITS`, he, xavier or tutorial: the default for Linear layers), `dtype`
+("float32" or "float64").
 Layer fields: Linear `out_features`, `bias` (true), `init`, `in_features` (optional, checked against the
 inferred size); Softmax and LogSoftmax `axis` (-1); Dropout `p` (0.5); Flatten `start_dim` (1, counting the
 batch dimension, as in PyTorch); ReLU, Tanh and Sigmoid take none.
 
 `normalize_spec` fills in every default and drops what is inferred, giving the canonical form;
 `spec_from_model(model_from_spec(spec)) == normalize_spec(spec)`, and the canonical form is a fixed point.
+
+Every network in the project is built here: `mlp_spec` declares an MLP (the tutorial's 784-10-10 network is
+`mlp_spec(784, [10], 10)`), recipes and command-line options produce specs, and `model_from_spec` builds them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import json
 import math
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +38,11 @@ from tinygrad_np import nn
 from tinygrad_np.creation import as_generator
 from tinygrad_np.errors import MissingFileError, UserError
 from tinygrad_np.files import describe_path, named_os_error
+from tinygrad_np.nn.init import INITS
+from tinygrad_np.tensor import Seed
 
 Spec = dict[str, Any]
 
-INITS = ("he", "xavier", "tutorial")
 DTYPES = ("float32", "float64")
 _TOP_LEVEL = ("input_size", "layers", "seed", "init", "dtype")
 _DEFAULT_SEED = 0
@@ -47,16 +52,41 @@ _DEFAULT_SEED = 0
 MAX_PARAMETERS = 100_000_000
 MAX_SPEC_FILE_BYTES = 2**20  # a spec is a few hundred bytes; a bigger file is not one
 
-# The tutorial's 784-10-10 network (models/two_layer.py builds the same one in code).
-TUTORIAL_SPEC: Spec = {
-    "input_size": 784,
-    "layers": [{"type": "Linear", "out_features": 10}, {"type": "ReLU"}, {"type": "Linear", "out_features": 10}],
-    "seed": 0,
-}
 
 
 class SpecError(UserError, ValueError):
-    """A model spec that can't be built; the message names the field (and layer index) at fault."""
+    """A model spec that can't be built; the message names the field (and layer index) at fault.
+
+    `field` is that field's name ("out_features", "p", "seed", ...), or None when no single field is at fault.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def mlp_spec(
+    input_size: int | list[int],
+    hidden_sizes: Sequence[int],
+    num_classes: int,
+    *,
+    dropout: float = 0.0,
+    init: str = "he",
+    seed: int | None = _DEFAULT_SEED,
+    dtype: str = "float32",
+) -> Spec:
+    """Linear(input_size, h1) -> ReLU [-> Dropout(dropout)] -> ... -> Linear(h_last, num_classes): the spec."""
+    layers: list[Spec] = []
+    for size in hidden_sizes:
+        layers += [{"type": "Linear", "out_features": size}, {"type": "ReLU"}]
+        if dropout:
+            layers.append({"type": "Dropout", "p": dropout})
+    layers.append({"type": "Linear", "out_features": num_classes})
+    return {"input_size": input_size, "init": init, "seed": seed, "dtype": dtype, "layers": layers}
+
+
+# The tutorial's 784-10-10 network.
+TUTORIAL_SPEC: Spec = mlp_spec(784, [10], 10)
 
 
 # ---- field checks ---------------------------------------------------------------------------------------
@@ -68,13 +98,13 @@ def _is_int(value: Any) -> bool:
 
 def _positive_int(where: str, field: str, value: Any) -> int:
     if not _is_int(value) or value < 1:
-        raise SpecError(f"{where}: {field!r} must be a positive integer, got {value!r}")
+        raise SpecError(f"{where}: {field!r} must be a positive integer, got {value!r}", field)
     return int(value)
 
 
 def _choice(where: str, field: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise SpecError(f"{where}: {field!r} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise SpecError(f"{where}: {field!r} must be one of {', '.join(map(repr, choices))}, got {value!r}", field)
     return value
 
 
@@ -88,7 +118,7 @@ def _unknown_fields(where: str, given: Mapping[str, Any], allowed: tuple[str, ..
     for key in given:
         if key not in allowed:
             hint = _did_you_mean(key, allowed)
-            raise SpecError(f"{where}: unknown field {key!r}{hint}; allowed fields: {', '.join(allowed)}")
+            raise SpecError(f"{where}: unknown field {key!r}{hint}; allowed fields: {', '.join(allowed)}", key)
 
 
 # ---- layers: canonical fields, the module each builds, and the per-example shape it gives -----------------
@@ -101,7 +131,7 @@ Shape = tuple[int, ...]
 
 def _linear(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
     if "out_features" not in layer:
-        raise SpecError(f"{where}: missing field 'out_features' (the layer's output size)")
+        raise SpecError(f"{where}: missing field 'out_features' (the layer's output size)", "out_features")
     out_features = _positive_int(where, "out_features", layer["out_features"])
     if not shape:
         raise SpecError(f"{where}: Linear needs an input with at least one dimension")
@@ -109,11 +139,12 @@ def _linear(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, 
     if "in_features" in layer and layer["in_features"] != in_features:
         raise SpecError(
             f"{where}: 'in_features' is {layer['in_features']!r} but the previous layer gives {in_features} "
-            "features; drop 'in_features' (it is inferred) or fix the sizes"
+            "features; drop 'in_features' (it is inferred) or fix the sizes",
+            "in_features",
         )
     bias = layer.get("bias", True)
     if not isinstance(bias, bool):
-        raise SpecError(f"{where}: 'bias' must be true or false, got {bias!r}")
+        raise SpecError(f"{where}: 'bias' must be true or false, got {bias!r}", "bias")
     init = _choice(where, "init", layer.get("init", defaults["init"]), INITS)
     fields = {"type": "Linear", "out_features": out_features, "bias": bias, "init": init}
     module = None
@@ -127,7 +158,7 @@ def _axis_layer(kind: str, cls: type) -> Callable[..., tuple[Spec, Any, Shape]]:
         axis = layer.get("axis", -1)
         rank = len(shape) + 1  # with the batch dimension
         if not _is_int(axis) or not -rank <= axis < rank:
-            raise SpecError(f"{where}: 'axis' must be an integer in [{-rank}, {rank - 1}] here, got {axis!r}")
+            raise SpecError(f"{where}: 'axis' must be an integer in [{-rank}, {rank - 1}] here, got {axis!r}", "axis")
         return {"type": kind, "axis": int(axis)}, (cls(int(axis)) if rng is not None else None), shape
 
     return build
@@ -143,7 +174,7 @@ def _plain_layer(kind: str, cls: type) -> Callable[..., tuple[Spec, Any, Shape]]
 def _dropout(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
     p = layer.get("p", 0.5)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise SpecError(f"{where}: 'p' (the probability of zeroing a unit) must be a number in [0, 1), got {p!r}")
+        raise SpecError(f"{where}: 'p' (the probability of zeroing a unit) must be a number in [0, 1), got {p!r}", "p")
     return {"type": "Dropout", "p": float(p)}, (nn.Dropout(float(p), rng) if rng is not None else None), shape
 
 
@@ -152,7 +183,8 @@ def _flatten(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec,
     if not _is_int(start_dim) or not 1 <= start_dim <= max(len(shape), 1):
         raise SpecError(
             f"{where}: 'start_dim' must be an integer in [1, {max(len(shape), 1)}] for an input of shape "
-            f"(batch, {', '.join(map(str, shape))}), got {start_dim!r}"
+            f"(batch, {', '.join(map(str, shape))}), got {start_dim!r}",
+            "start_dim",
         )
     start_dim = int(start_dim)
     kept = shape[: start_dim - 1]
@@ -184,7 +216,8 @@ def _count_parameters(where: str, layer: Mapping[str, Any], shape: Shape, before
         raise SpecError(
             f"{where}: 'out_features' {out_features} makes a {in_features} x {out_features} weight, so the model "
             f"would have {total:,} parameters ({size / 2**30:,.1f} GiB of {dtype}), more than the "
-            f"{MAX_PARAMETERS:,} allowed; use smaller layers"
+            f"{MAX_PARAMETERS:,} allowed; use smaller layers",
+            "out_features",
         )
     return total
 
@@ -196,32 +229,36 @@ def _input_shape(value: Any) -> Shape:
         return tuple(int(v) for v in value)
     raise SpecError(
         f"spec: 'input_size' must be a positive integer or a non-empty list of them (one example's shape, "
-        f"e.g. 784 or [28, 28]), got {value!r}"
+        f"e.g. 784 or [28, 28]), got {value!r}",
+        "input_size",
     )
 
 
-def _walk(spec: Any, build: bool, input_shapes: list[Shape] | None = None) -> tuple[Spec, list[Any]]:
-    """Validate `spec`; return its canonical form and (if build) the layers' modules.
+def _walk(
+    spec: Any, build: bool, input_shapes: list[Shape] | None = None, generator: np.random.Generator | None = None
+) -> tuple[Spec, list[Any]]:
+    """Validate `spec`; return its canonical form and (if build) the layers' modules, drawn from `generator`
+    if given, else from the spec's seed.
 
     `input_shapes`, if given, receives each layer's input shape (without the batch dimension)."""
     if not isinstance(spec, Mapping):
         raise SpecError(f"a model spec must be a mapping (a JSON object or TOML table), got {type(spec).__name__}")
     _unknown_fields("spec", spec, _TOP_LEVEL)
     if "input_size" not in spec:
-        raise SpecError("spec: missing field 'input_size' (the size of one input example, e.g. 784)")
+        raise SpecError("spec: missing field 'input_size' (the size of one input example, e.g. 784)", "input_size")
     shape = _input_shape(spec["input_size"])
     input_size: int | list[int] = shape[0] if _is_int(spec["input_size"]) else list(shape)
     seed = spec.get("seed", _DEFAULT_SEED)
     if seed is not None and (not _is_int(seed) or seed < 0):
-        raise SpecError(f"spec: 'seed' must be a non-negative integer, got {seed!r}")
+        raise SpecError(f"spec: 'seed' must be a non-negative integer, got {seed!r}", "seed")
     defaults = {
         "init": _choice("spec", "init", spec.get("init", "he"), INITS),
         "dtype": _choice("spec", "dtype", spec.get("dtype", "float32"), DTYPES),
     }
     layers = spec.get("layers")
     if not isinstance(layers, list) or not layers:
-        raise SpecError(f"spec: 'layers' must be a non-empty list of layer tables, got {layers!r}")
-    rng = as_generator(seed) if build else None
+        raise SpecError(f"spec: 'layers' must be a non-empty list of layer tables, got {layers!r}", "layers")
+    rng = (generator if generator is not None else as_generator(seed)) if build else None
     canonical_layers, modules = [], []
     parameters = 0
     for index, layer in enumerate(layers):
@@ -231,7 +268,7 @@ def _walk(spec: Any, build: bool, input_shapes: list[Shape] | None = None) -> tu
         kind = layer.get("type")
         if not isinstance(kind, str) or kind not in _LAYERS:
             hint = _did_you_mean(kind, LAYER_TYPES)
-            raise SpecError(f"{where}: 'type' must be one of {', '.join(LAYER_TYPES)}, got {kind!r}{hint}")
+            raise SpecError(f"{where}: 'type' must be one of {', '.join(LAYER_TYPES)}, got {kind!r}{hint}", "type")
         builder, allowed = _LAYERS[kind]
         where = f"{where} ({kind})"
         _unknown_fields(where, layer, allowed)
@@ -269,19 +306,38 @@ def parameter_shapes(spec: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def model_from_spec(spec: Mapping[str, Any], seed: int | None = None) -> nn.Sequential:
+class SpecSequential(nn.Sequential):
+    """The Sequential `model_from_spec` builds: its layers, and what only the spec knows about them.
+
+    `input_size` is one example's shape (784, or [28, 28] before a Flatten), `seed` the seed the weights were
+    drawn from (None when they came from a Generator), `dtype` the spec's dtype; `spec_from_model` reads them.
+    """
+
+    def __init__(self, *layers: nn.Module, input_size: int | list[int], seed: int | None, dtype: str) -> None:
+        super().__init__(*layers)
+        self.input_size = input_size
+        self.seed = seed
+        self.dtype = dtype
+
+
+def model_from_spec(spec: Mapping[str, Any], seed: Seed = None) -> SpecSequential:
     """Build the Sequential a spec describes (raises SpecError naming the layer index and field at fault).
 
-    `seed`, when given, replaces the spec's own (e.g. a command line's --seed). The model remembers
-    `input_size`, `seed` and `dtype` as attributes, so `spec_from_model` can give them back (its parameters'
-    dtype wins over the attribute; that one matters only for a model without parameters).
+    `seed`, when given, replaces the spec's own (e.g. a command line's --seed); it may be a Generator, which
+    the layers then draw from in order (and the model records seed None).
     """
+    generator = None
+    if isinstance(seed, np.random.Generator):
+        generator, seed = seed, None
     if seed is not None:
         spec = {**spec, "seed": seed} if isinstance(spec, Mapping) else spec
-    canonical, modules = _walk(spec, build=True)
-    model = nn.Sequential(*modules)
-    model.input_size, model.seed, model.dtype = canonical["input_size"], canonical["seed"], canonical["dtype"]
-    return model
+    canonical, modules = _walk(spec, build=True, generator=generator)
+    return SpecSequential(
+        *modules,
+        input_size=canonical["input_size"],
+        seed=None if generator is not None else canonical["seed"],
+        dtype=canonical["dtype"],
+    )
 
 
 # ---- model -> spec --------------------------------------------------------------------------------------
@@ -315,8 +371,9 @@ def spec_from_model(model: nn.Module, input_size: int | list[int] | None = None)
     if not isinstance(model, nn.Sequential):
         raise SpecError(f"only nn.Sequential models can be written as a spec, got {type(model).__name__}")
     layers = [_layer_fields(i, module) for i, module in enumerate(model)]
-    if input_size is None:
-        input_size = getattr(model, "input_size", None)
+    built = model if isinstance(model, SpecSequential) else None
+    if input_size is None and built is not None:
+        input_size = built.input_size
     if input_size is None:
         for layer in layers:
             if layer["type"] == "Flatten":
@@ -332,10 +389,9 @@ def spec_from_model(model: nn.Module, input_size: int | list[int] | None = None)
     dtypes = {p.dtype for p in model.parameters()}
     if len(dtypes) > 1:
         raise SpecError(f"the model mixes parameter dtypes {sorted(map(str, dtypes))}; cast it with .astype() first")
-    dtype = str(dtypes.pop()) if dtypes else getattr(model, "dtype", "float32")
-    return normalize_spec(
-        {"input_size": input_size, "dtype": dtype, "seed": getattr(model, "seed", None), "layers": layers}
-    )
+    dtype = str(dtypes.pop()) if dtypes else built.dtype if built is not None else "float32"
+    seed = built.seed if built is not None else None
+    return normalize_spec({"input_size": input_size, "dtype": dtype, "seed": seed, "layers": layers})
 
 
 # ---- files ----------------------------------------------------------------------------------------------

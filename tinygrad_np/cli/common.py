@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,33 +22,20 @@ MNIST_CLASSES = 10
 
 
 # ---- option types -------------------------------------------------------------------------------------
+#
+# A type turns text into a value. The range of a value that a library object takes (a learning rate, a
+# dropout probability, a batch size) is that object's to check, once; `option_errors` names the option when
+# it refuses. Only values that nothing but the command line uses (--epochs, --limit-train) are checked here.
 
 
-def _finite_float(text: str) -> float:
+def number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
 
 
-def positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _whole_number(text: str) -> int:
+def whole_number(text: str) -> int:
     try:
         return int(text)
     except ValueError:
@@ -55,64 +43,57 @@ def _whole_number(text: str) -> int:
 
 
 def positive_int(text: str) -> int:
-    value = _whole_number(text)
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
     return value
 
 
 def non_negative_int(text: str) -> int:
-    value = _whole_number(text)
+    value = whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text}")
     return value
 
 
 def batch_size_type(text: str) -> int | None:
-    """A positive int, or 'full' for full-batch gradient descent."""
-    if text.lower() == "full":
-        return None
-    try:
-        return positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number or 'full', got {text!r}") from None
+    """A whole number, or 'full' (None) for full-batch gradient descent."""
+    return None if text.lower() == "full" else whole_number(text)
+
+
+def finite_number(text: str) -> float:
+    """A number, not NaN or infinite: for a value that no library object checks (compare's --arg)."""
+    value = number(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 def port_number(text: str) -> int:
     """A TCP port, 0..65535 (0: any free port)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = whole_number(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be 0..65535 (0: any free port), got {text}")
     return value
 
 
-def probability(text: str) -> float:
-    value = non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
 @contextlib.contextmanager
 def option_errors(options: Mapping[str, str]) -> Iterator[None]:
-    """A ValueError raised in the block whose message names an argument of `options` (e.g. "lr") becomes a
-    UserError that names the option which set it ("--lr: ..."); any other ValueError is a bug and propagates.
+    """A ValueError raised in the block about an argument of `options` (its `field`, or a name in its message,
+    e.g. "lr") becomes a UserError naming the option that set it ("--lr: ..."); any other propagates as it is.
 
     Constructors are the one place that checks a value; the command line only says which option was at fault.
     """
     try:
         yield
-    except UserError:
-        raise
     except ValueError as err:
-        message = str(err)
-        for argument, option in options.items():
-            if re.search(rf"(?<![\w-]){re.escape(argument)}(?![\w-])", message, flags=re.IGNORECASE):
-                raise UserError(f"{option}: {message}") from err
-        raise
+        # A SpecError or ConfigError says which field it is about; a constructor's ValueError says it in words.
+        argument = getattr(err, "field", None) or next(
+            (name for name in options if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", str(err), re.I)), None
+        )
+        if argument not in options:
+            raise
+        raise UserError(f"{options[argument]}: {err}") from err
 
 
 # ---- shared pieces --------------------------------------------------------------------------------------
@@ -137,8 +118,9 @@ def load_data(args: argparse.Namespace) -> Any:
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     from tinygrad_np.files import write_text_atomic
+    from tinygrad_np.jsondata import to_json_data
 
-    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(to_json_data(payload), indent=2, allow_nan=False) + "\n")
 
 
 def add_model_file_argument(parser: argparse.ArgumentParser, required: bool = False) -> None:

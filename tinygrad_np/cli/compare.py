@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from tinygrad_np.cli.command import Command, plugin
-from tinygrad_np.cli.common import _finite_float, non_negative_int
+from tinygrad_np.cli.common import finite_number, non_negative_int, number, option_errors, whole_number
 from tinygrad_np.compare.layers import ACTIVATIONS, describe
 from tinygrad_np.compare.layout import NAMED_LAYOUTS
 from tinygrad_np.compare.manual import ManualCode, load_manual, model_for
@@ -26,6 +26,8 @@ from tinygrad_np.compare.model import compare_model
 from tinygrad_np.compare.objective import LOSSES
 from tinygrad_np.compare.report import GradientReport
 from tinygrad_np.errors import UserError
+from tinygrad_np.nn.init import INITS
+from tinygrad_np.spec import mlp_spec, model_from_spec
 
 REFERENCES_GROUP = "tinygrad_np.references"
 DESCRIPTION = (
@@ -40,30 +42,31 @@ def _assignment(text: str) -> tuple[str, float]:
     name, equals, value = text.partition("=")
     if not equals or not name.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE (e.g. lambd=0.7), got {text!r}")
-    return name.strip(), _finite_float(value)
+    return name.strip(), finite_number(value)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The compare subcommand's options, all parsed here."""
-    parser.add_argument("--hidden-sizes", type=int, nargs="+", default=None, metavar="N",
+    parser.add_argument("--hidden-sizes", type=whole_number, nargs="+", default=None, metavar="N",
                         help="an MLP with these hidden layers (default: the tutorial network, 784-10-10, with the "
                              "tutorial's own forward_prop/backward_prop); with --manual, the sizes your init needs")
-    parser.add_argument("--batch-size", type=int, default=64, help="examples in the batch (default 64)")
+    parser.add_argument("--batch-size", type=whole_number, default=64, help="examples in the batch (default 64)")
     parser.add_argument("--split", choices=("train", "test"), default="train", help="MNIST split to draw from")
     parser.add_argument("--data-dir", default=None, help="folder with the MNIST files (default: see load_mnist)")
     parser.add_argument("--offline", action="store_true", help="use the bundled offline sample, no download")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                         help="the model's dtype (float64 gives a crisp verdict; float32 shows rounding)")
-    parser.add_argument("--init", choices=("tutorial", "he", "xavier"), default=None,
+    parser.add_argument("--init", choices=INITS, default=None,
                         help="weight init (default: tutorial's U(-0.5, 0.5) for the tutorial network, he for MLPs)")
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty wd/2 ||W||^2 on weights")
-    parser.add_argument("--dropout", type=float, default=0.0,
+    parser.add_argument("--weight-decay", type=number, default=0.0, help="L2 penalty wd/2 ||W||^2 on weights")
+    parser.add_argument("--dropout", type=number, default=0.0,
                         help="dropout probability for MLP hidden layers, masks drawn from --seed")
     parser.add_argument("--numerical", action="store_true",
                         help="also compute central-difference gradients in float64 and blame the wrong side")
     parser.add_argument("--numerical-entries", type=non_negative_int, default=1000,
                         help="at most this many entries per parameter are differenced (0: all; default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the init, the batch and the dropout masks")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed for the init, the batch and the dropout masks")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     own = parser.add_argument_group("your own code (--manual)")
     own.add_argument("--manual", metavar="FILE[:FORWARD,BACKWARD]",
@@ -115,7 +118,7 @@ def _batch(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.ndarr
     images, labels = load_mnist(args.data_dir, offline=args.offline, verbose=not args.json).arrays(args.split)
     if not 1 <= args.batch_size <= len(images):
         raise UserError(f"--batch-size must be between 1 and {len(images)} (the {args.split} split's size), "
-                         f"got {args.batch_size}")
+                        f"got {args.batch_size}")
     chosen = np.sort(rng.choice(len(images), size=args.batch_size, replace=False))
     return images[chosen].astype(args.dtype), labels[chosen]
 
@@ -138,12 +141,11 @@ def _manual(args: argparse.Namespace, code: ManualCode, x: np.ndarray, y: np.nda
 def build(args: argparse.Namespace) -> GradientReport:
     """Load the batch, build the network and its hand-derived functions, and compare."""
     rng = np.random.default_rng(args.seed)
-    dtype = np.dtype(args.dtype)
     options = {"numerical": args.numerical, "seed": args.seed, "numerical_entries": args.numerical_entries or None}
     if args.manual is not None:  # the user's file first: its mistakes show before any data is loaded
         if args.dropout or args.weight_decay:
             raise UserError("--dropout and --weight-decay are for the reference networks; with --manual declare "
-                             "your L2 term as your code writes it: --l2 'lambd/m * W' --arg lambd=0.7")
+                            "your L2 term as your code writes it: --l2 'lambd/m * W' --arg lambd=0.7")
         code = load_manual(args.manual)
         return _manual(args, code, *_batch(args, rng), options)
     own_only = [flag for flag, value in (("--layout", args.layout), ("--l2", args.l2), ("--arg", args.arg),
@@ -153,7 +155,7 @@ def build(args: argparse.Namespace) -> GradientReport:
                 if value]
     if own_only or args.loss != "cross_entropy" or args.reduction != "mean":
         raise UserError(f"{', '.join(own_only) or '--loss/--reduction'} describe your own code: use them with "
-                         "--manual my_net.py")
+                        "--manual my_net.py")
     x, y = _batch(args, rng)
 
     mlp_reference = reference("mlp")
@@ -162,19 +164,17 @@ def build(args: argparse.Namespace) -> GradientReport:
         if args.dropout:
             raise UserError("--dropout needs an MLP (--hidden-sizes); the tutorial network has no dropout")
         tutorial = reference("tutorial")
-        model = tutorial.two_layer(rng, dtype=dtype, init=args.init or "tutorial")
+        # The batch, then the weights, then the dropout masks: all from one stream, seeded by --seed.
+        model = model_from_spec(mlp_spec(x.shape[1], [10], 10, init=args.init or "tutorial", dtype=args.dtype), rng)
         forward, backward = tutorial.forward_prop, tutorial.backward_prop
         if args.weight_decay:
             forward = mlp_reference.manual_forward
             backward = functools.partial(mlp_reference.manual_backward, weight_decay=args.weight_decay)
         return compare_model(model, backward, x, y, manual_forward=forward, layout="column", **options)
 
-    if any(size < 1 for size in args.hidden_sizes):
-        raise UserError(f"--hidden-sizes must be positive, got {args.hidden_sizes}")
-    if not 0.0 <= args.dropout < 1.0:
-        raise UserError(f"--dropout must lie in [0, 1), got {args.dropout}")
-    model = mlp_reference.mlp(x.shape[1], args.hidden_sizes, 10, dropout=args.dropout, generator=rng, dtype=dtype,
-                              init=args.init or "he")
+    spec = mlp_spec(x.shape[1], args.hidden_sizes, 10, dropout=args.dropout, init=args.init or "he", dtype=args.dtype)
+    with option_errors({"out_features": "--hidden-sizes", "p": "--dropout"}):
+        model = model_from_spec(spec, rng)
     masks = None
     if args.dropout:
         masks = mlp_reference.draw_dropout_masks(args.hidden_sizes, len(x), args.dropout, rng)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -17,17 +18,44 @@ from tinygrad_np.cli.common import (
     add_data_arguments,
     batch_size_type,
     load_data,
-    non_negative_float,
-    positive_float,
+    number,
+    option_errors,
     positive_int,
-    probability,
+    whole_number,
     write_json_atomic,
 )
 from tinygrad_np.errors import UserError
+from tinygrad_np.jsondata import to_json_data
+
+# Settings and constructor arguments -> the option that sets them, to name it when a value is refused.
+OPTIONS = {
+    "nesterov": "--nesterov",
+    "momentum": "--momentum",
+    "lr": "--lr",
+    "learning rate": "--lr",
+    "weight_decay": "--weight-decay",
+    "optimizer": "--optimizer",
+    "batch_size": "--batch-size",
+    "step_size": "--step-size",
+    "gamma": "--gamma",
+    "cosine": "--cosine",
+    "T_max": "--epochs",
+    "seed": "--seed",
+    "model": "--model",
+    "hidden_sizes": "--hidden-sizes",
+    "out_features": "--hidden-sizes",
+    "dropout": "--dropout",
+    "p": "--dropout",
+    "init": "--init",
+}
+# Options that change the recipe's settings when given (their defaults are None: not given).
+SETTINGS = ("model", "hidden_sizes", "init", "dropout", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+            "epochs", "step_size", "gamma", "cosine", "seed")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from tinygrad_np.train import OPTIMIZERS, RECIPES
+    from tinygrad_np.nn.init import INITS
+    from tinygrad_np.train import NETWORKS, OPTIMIZERS, RECIPES
 
     parser.add_argument(
         "--recipe",
@@ -37,25 +65,26 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "lr 0.10, step decay); 'two_layer' (the default) and 'mlp' are ours. Options given explicitly override it",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--model", choices=["two_layer", "mlp"], help="the tutorial's 784-10-10, or an MLP")
-    model.add_argument("--model-spec", type=Path, help="a JSON or TOML file declaring the layers (overrides --model)")
-    model.add_argument("--hidden-sizes", type=positive_int, nargs="+", help="MLP hidden layer widths, e.g. 256 128")
-    model.add_argument("--init", choices=["he", "xavier", "tutorial"], help="weight initialisation")
-    model.add_argument("--dropout", type=probability, help="dropout probability after each hidden layer")
+    network = model.add_mutually_exclusive_group()
+    network.add_argument("--model", choices=NETWORKS, help="the tutorial's 784-10-10, or an MLP")
+    network.add_argument("--model-spec", type=Path, help="a JSON or TOML file declaring the layers")
+    model.add_argument("--hidden-sizes", type=whole_number, nargs="+", help="MLP hidden layer widths, e.g. 256 128")
+    model.add_argument("--init", choices=INITS, help="weight initialisation")
+    model.add_argument("--dropout", type=number, help="MLP: dropout probability after each hidden layer")
     training = parser.add_argument_group("training")
     training.add_argument("--optimizer", choices=OPTIMIZERS)
-    training.add_argument("--lr", "--learning-rate", dest="lr", type=positive_float, help="learning rate")
-    training.add_argument("--momentum", type=probability, help="SGD momentum")
+    training.add_argument("--lr", "--learning-rate", dest="lr", type=number, help="learning rate")
+    training.add_argument("--momentum", type=number, help="SGD momentum")
     training.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (SGD)")
-    training.add_argument("--weight-decay", type=non_negative_float)
+    training.add_argument("--weight-decay", type=number)
     training.add_argument("--epochs", type=positive_int, help="passes over the data (iterations when full batch)")
     training.add_argument(
         "--batch-size", type=batch_size_type, default=argparse.SUPPRESS, help="mini-batch size, or 'full'"
     )
-    training.add_argument("--step-size", type=positive_int, help="step decay: multiply lr by --gamma every N epochs")
-    training.add_argument("--gamma", type=positive_float, help="step decay factor")
+    training.add_argument("--step-size", type=whole_number, help="step decay: multiply lr by --gamma every N epochs")
+    training.add_argument("--gamma", type=number, help="step decay factor")
     training.add_argument("--cosine", action="store_true", default=None, help="cosine-anneal the lr to 0")
-    training.add_argument("--seed", type=int, help="seeds weights, data order and dropout (default 0)")
+    training.add_argument("--seed", type=whole_number, help="seeds weights, data order and dropout (default 0)")
     training.add_argument("--limit-train", type=positive_int, help="train on the first N images only")
     add_data_arguments(parser)
     output = parser.add_argument_group("output")
@@ -71,37 +100,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace) -> Any:
-    from tinygrad_np.train import RECIPES, TrainConfig
+    """The recipe (by --recipe, else the one for --model) with the options given; a spec file is read first."""
+    from tinygrad_np.spec import load_spec
+    from tinygrad_np.train import recipe_config
 
-    recipe = args.recipe or ("mlp" if args.model == "mlp" else "two_layer")
-    settings = dict(RECIPES[recipe])
-    for name in (
-        "model",
-        "init",
-        "optimizer",
-        "lr",
-        "momentum",
-        "nesterov",
-        "weight_decay",
-        "dropout",
-        "epochs",
-        "step_size",
-        "gamma",
-        "cosine",
-        "seed",
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            settings[name] = value
-    if args.hidden_sizes is not None:
-        settings["hidden_sizes"] = tuple(args.hidden_sizes)
+    settings = {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
     if hasattr(args, "batch_size"):  # absent unless given: 'full' (None) must override a recipe's size
         settings["batch_size"] = args.batch_size
-    if args.step_size is not None and args.cosine is None:
-        settings["cosine"] = False
-    config = TrainConfig(**settings)
-    config.validate()
-    return config
+    if args.model_spec is not None:
+        settings["model"] = load_spec(args.model_spec)
+    recipe = args.recipe or ("mlp" if args.model == "mlp" else "two_layer")
+    with option_errors(OPTIONS):
+        return recipe_config(recipe, **settings)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -124,28 +134,24 @@ def run_train(args: argparse.Namespace) -> int:
     train_images, train_labels = train_images[:limit], train_labels[:limit]
     test_data = mnist.arrays("test")
 
-    if args.model_spec is not None:
-        from tinygrad_np.spec import load_spec, model_from_spec
-
-        model = model_from_spec(load_spec(args.model_spec), seed=config.seed)
-    else:
-        model = build_model(config)
-    optimizer = build_optimizer(config, model.parameters())
-    trainer = Trainer(
-        model,
-        optimizer,
-        (train_images, train_labels),
-        test_data,
-        batch_size=config.batch_size,
-        scheduler=build_scheduler(config, optimizer),
-        seed=config.seed,
-    )
+    model = build_model(config)
+    with option_errors(OPTIONS):
+        optimizer = build_optimizer(config, model.parameters())
+        trainer = Trainer(
+            model,
+            optimizer,
+            (train_images, train_labels),
+            test_data,
+            batch_size=config.batch_size,
+            scheduler=build_scheduler(config, optimizer),
+            seed=config.seed,
+        )
     save_path = args.save or args.output_dir / "model.npz"
     metrics_path = args.metrics or args.output_dir / "metrics.json"
     # Without --checkpoint-dir nothing is written per epoch, but Ctrl-C still saves a checkpoint, here.
     checkpoints = CheckpointManager(
         args.checkpoint_dir or args.output_dir / "checkpoint",
-        _run_fingerprint(config, model, mnist.train_images[:limit], mnist.train_labels[:limit]),
+        _run_fingerprint(config, mnist.train_images[:limit], mnist.train_labels[:limit]),
     )
     if args.resume:
         checkpoints.restore(trainer)
@@ -160,7 +166,7 @@ def run_train(args: argparse.Namespace) -> int:
         if folder is not None:
             _ensure_writable(folder)
 
-    model_name = f"the model of {args.model_spec}" if args.model_spec is not None else config.model
+    model_name = f"the model of {args.model_spec}" if args.model_spec is not None else args.model or "the network"
     print(
         f"tinygrad-np: training {model_name} {_describe(model)} on {len(train_labels)} images from {mnist.source}; "
         f"{config.optimizer} lr={config.lr:g}, batch={config.batch_size or 'full'}, epochs={config.epochs}, "
@@ -208,7 +214,7 @@ def run_train(args: argparse.Namespace) -> int:
         "epochs": config.epochs,
         "seconds": seconds,
         "seed": config.seed,
-        "config": _jsonable(vars(config)),
+        "config": dataclasses.asdict(config),
         "model_spec": None if args.model_spec is None else str(args.model_spec),
         "history": trainer.history,
     }
@@ -232,19 +238,27 @@ def _position(trainer: Any) -> str:
     return f"in epoch {trainer.epoch + 1} after batch {trainer.epoch_position['batches_done']} of {len(trainer.loader)}"
 
 
-def _run_fingerprint(config: Any, model: Any, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """What a checkpoint must share with the run that resumes it: settings, architecture and training data."""
+def _run_fingerprint(config: Any, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """What a checkpoint must share with the run that resumes it: every setting, every field of the network's
+    spec and the training data, flattened to dotted names ("model.layers.0.out_features") so that a refusal
+    names the one field that differs."""
     import zlib
 
-    settings = _jsonable(vars(config))
+    settings = _flatten(to_json_data(dataclasses.asdict(config)))
     if not config.cosine:  # more epochs simply continue a run; with cosine annealing they change its schedule
         del settings["epochs"]
     checksum = zlib.crc32(np.ascontiguousarray(labels).tobytes(), zlib.crc32(np.ascontiguousarray(images)))
-    return {
-        **settings,
-        "architecture": " ".join(repr(model).split()),
-        "train_data": f"{len(labels)} images, crc32 {checksum:08x}",
-    }
+    return {**settings, "train_data": f"{len(labels)} images, crc32 {checksum:08x}"}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(value, (dict, list)):
+        return {prefix: value}
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
 
 
 def _ensure_writable(folder: Path) -> None:
@@ -260,14 +274,6 @@ def _describe(model: Any) -> str:
     sizes = [layer.in_features for layer in model.modules() if hasattr(layer, "in_features")]
     last = [layer.out_features for layer in model.modules() if hasattr(layer, "out_features")]
     return "-".join(str(s) for s in [*sizes, *last[-1:]])
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _anomaly_context(enabled: bool) -> Any:

@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np.jsondata import to_json_data
+
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 _ORDER = {PASS: 0, WARN: 1, FAIL: 2}
 
@@ -289,7 +291,7 @@ class GradientReport:
                 out["blame"] = item.blame
             return out
 
-        return _json_safe({
+        return to_json_data({
             "names": list(self.names),
             "reference": self.reference,
             "passed": self.passed,
@@ -305,16 +307,6 @@ class GradientReport:
     def to_json(self, indent: int | None = 2) -> str:
         """to_dict() as standard JSON (no NaN literals)."""
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else "inf" if value > 0 else "-inf"
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    return value
 
 
 def _number(value: float, digits: int = 3) -> str:

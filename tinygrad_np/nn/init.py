@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from tinygrad_np.creation import as_generator
 from tinygrad_np.tensor import Seed
 
+# The one place the schemes are named: specs, the command line and Linear all take their names from here.
 Init = Literal["he", "xavier", "tutorial"]
+INITS: tuple[Init, ...] = get_args(Init)
 
 
 def he_normal(shape: tuple[int, int], generator: Seed = None, dtype: Any = np.float32) -> np.ndarray:
@@ -27,3 +30,17 @@ def xavier_uniform(shape: tuple[int, int], generator: Seed = None, dtype: Any = 
 def tutorial_uniform(shape: tuple[int, ...], generator: Seed = None, dtype: Any = np.float32) -> np.ndarray:
     """W ~ U(-0.5, 0.5), the tutorial's `np.random.rand(...) - 0.5` (used for weights and biases alike)."""
     return (as_generator(generator).random(shape) - 0.5).astype(dtype)
+
+
+
+def init_weight(scheme: Init, shape: tuple[int, int], generator: Seed = None, dtype: Any = np.float32) -> np.ndarray:
+    """A weight matrix (out_features, in_features) drawn by the named scheme."""
+    if scheme not in INITS:
+        raise ValueError(f"init must be one of {sorted(INITS)}, got {scheme!r}")
+    return _SCHEMES[scheme](shape, generator, dtype)
+
+
+# In the order Init names them.
+_SCHEMES: dict[str, Callable[..., np.ndarray]] = dict(
+    zip(INITS, (he_normal, xavier_uniform, tutorial_uniform), strict=True)
+)

@@ -8,11 +8,9 @@ import numpy as np
 
 from tinygrad_np.creation import as_generator
 from tinygrad_np.nn import functional as F
-from tinygrad_np.nn.init import Init, he_normal, tutorial_uniform, xavier_uniform
+from tinygrad_np.nn.init import Init, init_weight, tutorial_uniform
 from tinygrad_np.nn.module import Module, Parameter
 from tinygrad_np.tensor import ArrayLike, Seed, Tensor
-
-_INITS = {"he": he_normal, "xavier": xavier_uniform, "tutorial": tutorial_uniform}
 
 
 class Linear(Module):
@@ -30,11 +28,9 @@ class Linear(Module):
     ) -> None:
         if in_features < 1 or out_features < 1:
             raise ValueError(f"Linear needs positive sizes, got in_features={in_features}, out_features={out_features}")
-        if init not in _INITS:
-            raise ValueError(f"init must be one of {sorted(_INITS)}, got {init!r}")
         rng = as_generator(generator)
+        self.weight = Parameter(init_weight(init, (out_features, in_features), rng, dtype), dtype=dtype)
         self.in_features, self.out_features, self.init = in_features, out_features, init
-        self.weight = Parameter(_INITS[init]((out_features, in_features), rng, dtype), dtype=dtype)
         # Biases start at zero (He, Xavier); the tutorial draws them like its weights.
         bias_data = tutorial_uniform((out_features,), rng, dtype) if init == "tutorial" else np.zeros(out_features)
         self.bias = Parameter(bias_data, dtype=dtype) if bias else None

@@ -1,12 +1,16 @@
 """Training: configurations and recipes (config.py), and the Trainer loop with exact checkpoints (trainer.py)."""
 
 from tinygrad_np.train.config import (
+    NETWORKS,
     OPTIMIZERS,
     RECIPES,
+    ConfigError,
     TrainConfig,
     build_model,
     build_optimizer,
     build_scheduler,
+    network_spec,
+    recipe_config,
 )
 from tinygrad_np.train.trainer import (
     DIVERGENCE_THRESHOLD,
@@ -21,8 +25,10 @@ from tinygrad_np.train.trainer import (
 
 __all__ = [
     "DIVERGENCE_THRESHOLD",
+    "NETWORKS",
     "OPTIMIZERS",
     "RECIPES",
+    "ConfigError",
     "DivergenceError",
     "EpochStats",
     "TrainConfig",
@@ -32,6 +38,8 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "evaluate",
+    "network_spec",
     "predict_proba",
+    "recipe_config",
     "stop_on_sigint",
 ]

@@ -1,32 +1,46 @@
-"""What a training run is: its hyperparameters (TrainConfig), the named recipes, and the objects they build."""
+"""What a training run is: the network as a spec and how it is trained (TrainConfig), the named recipes, and
+the objects a config builds."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from tinygrad_np import nn, optim
 from tinygrad_np.errors import UserError
+from tinygrad_np.spec import Spec, mlp_spec, model_from_spec, normalize_spec
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
+# The networks a recipe or --model names: the tutorial's 784-10-10, and an MLP of any depth.
+NETWORKS = ("two_layer", "mlp")
+NETWORK_SETTINGS = ("model", "hidden_sizes", "init", "dropout")
+MNIST_INPUT_SIZE, MNIST_CLASSES, TUTORIAL_HIDDEN_SIZE, MLP_HIDDEN_SIZES = 784, 10, 10, (128,)
 
 
-@dataclass
+class ConfigError(UserError, ValueError):
+    """Settings that contradict each other, or that the run would ignore; `field` names the setting at fault."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one training run (what `tinygrad-np train` takes, and what metrics record)."""
+    """One training run: the network (a spec), the optimizer, the schedule, batches, epochs and the seed.
 
-    model: str = "two_layer"
-    hidden_sizes: tuple[int, ...] = (10,)
-    init: str = "he"
+    `seed` seeds everything random: the weights (it replaces the spec's own seed), the data order and dropout.
+    Values are checked where they are used (the spec, the optimizer, the scheduler); here only settings that
+    contradict each other are refused.
+    """
+
+    model: Spec
     optimizer: str = "adam"
     lr: float = 0.005
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
-    dropout: float = 0.0
     epochs: int = 10
     batch_size: int | None = 64
     step_size: int | None = None
@@ -34,88 +48,90 @@ class TrainConfig:
     cosine: bool = False
     seed: int = 0
 
-    def validate(self) -> None:
-        """Refuse impossible values with a message naming the option."""
-        _require(self.lr > 0 and np.isfinite(self.lr), f"learning rate must be a positive number, got {self.lr}")
-        _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        _require(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}")
-        _require(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        _require(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _require(
-            self.batch_size is None or self.batch_size >= 1,
-            f"batch size must be a positive integer or 'full', got {self.batch_size}",
-        )
-        _require(self.step_size is None or self.step_size >= 1, f"step size must be >= 1, got {self.step_size}")
-        _require(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
-        _require(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-        _require(all(h >= 1 for h in self.hidden_sizes), f"hidden sizes must be positive, got {self.hidden_sizes}")
-        _require(self.model in ("two_layer", "mlp"), f"model must be two_layer or mlp, got {self.model!r}")
-        _require(self.seed >= 0, f"seed must be a non-negative integer, got {self.seed}")
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}", "optimizer")
+        if self.optimizer != "sgd":
+            for name in ("momentum", "nesterov"):
+                if getattr(self, name):
+                    raise ConfigError(f"{name} is for the sgd optimizer; {self.optimizer} would ignore it", name)
+        if self.cosine and self.step_size is not None:
+            raise ConfigError("cosine annealing and step decay (step_size) are two schedules; choose one", "cosine")
+        object.__setattr__(self, "model", normalize_spec({**self.model, "seed": self.seed}))
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserError(message)
-
-
-# The recipes: the tutorial's setup as it was, and ours for each model.
+# The recipes: the tutorial's setup as it was, and ours for each network.
 RECIPES: dict[str, dict[str, Any]] = {
     # 784-10-10, W and b ~ U(-0.5, 0.5), full-batch gradient descent with alpha = 0.10, 500 iterations,
     # with step decay; the tutorial leaves its schedule open, so we halve alpha every 200 iterations.
     "tutorial": dict(
-        model="two_layer",
-        hidden_sizes=(10,),
-        init="tutorial",
-        optimizer="sgd",
-        lr=0.10,
-        epochs=500,
-        batch_size=None,
-        step_size=200,
+        model="two_layer", init="tutorial", optimizer="sgd", lr=0.10, epochs=500, batch_size=None, step_size=200,
         gamma=0.5,
     ),
     # The same 784-10-10 network, trained well: He init, Adam, mini-batches, cosine decay.
-    "two_layer": dict(
-        model="two_layer",
-        hidden_sizes=(10,),
-        init="he",
-        optimizer="adam",
-        lr=0.01,
-        epochs=15,
-        batch_size=128,
-        cosine=True,
-    ),
+    "two_layer": dict(model="two_layer", init="he", optimizer="adam", lr=0.01, epochs=15, batch_size=128, cosine=True),
     # A wider, deeper MLP with dropout and decoupled weight decay.
     "mlp": dict(
-        model="mlp",
-        hidden_sizes=(256, 128),
-        init="he",
-        optimizer="adamw",
-        lr=0.002,
-        weight_decay=0.01,
-        dropout=0.1,
-        epochs=15,
-        batch_size=128,
-        cosine=True,
+        model="mlp", hidden_sizes=(256, 128), init="he", optimizer="adamw", lr=0.002, weight_decay=0.01,
+        dropout=0.1, epochs=15, batch_size=128, cosine=True,
     ),
 }
 
 
-def build_model(config: TrainConfig, input_size: int = 784, num_classes: int = 10) -> nn.Module:
-    """The network a config names: the tutorial's 784-10-10 (two_layer) or an MLP of any depth."""
-    # models/ sits beside the package; imported here so that `import tinygrad_np` stays light.
-    from tinygrad_np.models.mlp import mlp
-    from tinygrad_np.models.two_layer import two_layer
+def network_spec(
+    model: str = "two_layer", hidden_sizes: Iterable[int] | None = None, init: str = "he", dropout: float = 0.0
+) -> Spec:
+    """The spec of a named network for MNIST: "two_layer" (the tutorial's 784-10-10) or "mlp" (any depth)."""
+    if model == "two_layer":
+        if hidden_sizes is not None:
+            raise ConfigError("hidden_sizes don't apply to the two_layer network (the tutorial's 784-10-10); "
+                              "an MLP takes them", "hidden_sizes")
+        if dropout:
+            raise ConfigError("dropout doesn't apply to the two_layer network (the tutorial's 784-10-10); "
+                              "an MLP takes it", "dropout")
+        hidden_sizes = (TUTORIAL_HIDDEN_SIZE,)
+    elif model != "mlp":
+        raise ConfigError(f"model must be one of {', '.join(NETWORKS)}, got {model!r}", "model")
+    sizes = list(MLP_HIDDEN_SIZES if hidden_sizes is None else hidden_sizes)
+    return mlp_spec(MNIST_INPUT_SIZE, sizes, MNIST_CLASSES, dropout=dropout, init=init)
 
-    if config.model == "two_layer":
-        return two_layer(generator=config.seed, init=config.init)
-    return mlp(
-        input_size=input_size,
-        hidden_sizes=config.hidden_sizes,
-        num_classes=num_classes,
-        dropout=config.dropout,
-        init=config.init,
-        generator=config.seed,
-    )
+
+def recipe_config(recipe: str = "two_layer", **settings: Any) -> TrainConfig:
+    """The recipe with `settings` changed: TrainConfig fields, or the network's (model, hidden_sizes, init,
+    dropout), where `model` may also be a spec, which then declares the whole network (and its seed, unless
+    `seed` is given).
+
+    A setting given here wins over the recipe's, also across a choice: cosine=True drops the recipe's step
+    decay, step_size drops its cosine annealing. A setting the run would ignore is refused (ConfigError).
+    """
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}", "recipe")
+    base = dict(RECIPES[recipe])
+    network = {key: settings.pop(key) for key in NETWORK_SETTINGS if key in settings}
+    base_network = {key: base.pop(key) for key in NETWORK_SETTINGS if key in base}
+    if isinstance(network.get("model"), Mapping):
+        spec = network.pop("model")
+        if network:
+            key = next(iter(network))
+            raise ConfigError(f"{key} can't change a network given as a spec (the spec declares it)", key)
+        if "seed" not in settings and spec.get("seed") is not None:
+            settings["seed"] = spec["seed"]
+    else:
+        spec = network_spec(**{**base_network, **network})
+    if settings.get("cosine"):
+        base.pop("step_size", None)
+        base.pop("gamma", None)
+    if settings.get("step_size") is not None:
+        base.pop("cosine", None)
+    merged = {**base, **settings}
+    if "gamma" in settings and merged.get("step_size") is None:
+        raise ConfigError("gamma is the step decay's factor and needs step_size", "gamma")
+    return TrainConfig(model=spec, **merged)
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """The network a config describes."""
+    return model_from_spec(config.model)
 
 
 def build_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> optim.Optimizer:
@@ -133,6 +149,6 @@ def build_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> opti
 def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer) -> optim.LRScheduler | None:
     if config.cosine:
         return optim.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.step_size:
+    if config.step_size is not None:
         return optim.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
     return None
