@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from tinygrad_np.checkpoint import CheckpointError, CheckpointManager, load_state, save_state
 from tinygrad_np.cli import main
+from tinygrad_np.nn import functional as F
 from tinygrad_np.serialization import load_model, save_model
 from tinygrad_np.spec import mlp_spec
 from tinygrad_np.train import (
@@ -65,6 +66,7 @@ def small_trainer(batch_size: int | None = 12, optimizer: str = "adam", hidden: 
     return Trainer(
         model,
         opt,
+        F.cross_entropy,
         (images, labels),
         (images[:16], labels[:16]),
         batch_size=batch_size,
@@ -175,12 +177,12 @@ def test_ctrl_c_under_stop_on_sigint_stops_after_the_batch_it_arrived_in():
     ctrl_c_after = 9  # batches, counted over the run: epoch 2, batch 3
 
     def press_ctrl_c(t: Trainer) -> None:
-        if t.epoch * len(t.loader) + t.epoch_position["batches_done"] == ctrl_c_after:
+        if t.epoch * len(t.loader) + t.epoch_position.batches_done == ctrl_c_after:
             os.kill(os.getpid(), signal.SIGINT)
 
     with stop_on_sigint(trainer), pytest.raises(TrainingInterrupted):
         trainer.fit(EPOCHS, on_batch_end=press_ctrl_c)
-    assert (trainer.epoch, trainer.epoch_position["batches_done"]) == (1, 3)
+    assert (trainer.epoch, trainer.epoch_position.batches_done) == (1, 3)
     assert signal.getsignal(signal.SIGINT) is previous  # the handler is put back
 
 

@@ -22,6 +22,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tinygrad_np.checkpoint import META_KEY, CheckpointError, CheckpointManager, load_state
+from tinygrad_np.nn import functional as F
 from tinygrad_np.serialization import HEADER_KEY, ModelFileError, load_model, read_metadata, save_model
 from tinygrad_np.spec import mlp_spec, model_from_spec
 from tinygrad_np.train import (
@@ -232,6 +233,7 @@ def small_trainer() -> Trainer:
     return Trainer(
         model,
         optimizer,
+        F.cross_entropy,
         (images, labels),
         batch_size=5,
         scheduler=build_scheduler(config, optimizer),
@@ -245,7 +247,7 @@ def checkpoint_file(scratch) -> Path:
     trainer = small_trainer()
 
     def stop_in_epoch_2(t: Trainer) -> None:
-        if t.epoch == 1 and t.epoch_position["batches_done"] == 2:
+        if t.epoch == 1 and t.epoch_position.batches_done == 2:
             t.request_stop()
 
     with pytest.raises(TrainingInterrupted):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tinygrad_np import Tensor, nn, optim
 from tinygrad_np.checkpoint import load_state, save_state
+from tinygrad_np.nn import functional as F
 
 
 @pytest.fixture(scope="module")
@@ -797,7 +798,7 @@ def _grouped_trainer():
     groups = optim.param_groups(model, no_weight_decay=("bias",))
     optimizer = optim.AdamW(groups, lr=0.02, weight_decay=0.1, amsgrad=True)
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=2, eta_min=0.001)
-    return Trainer(model, optimizer, (images, labels), batch_size=10, scheduler=scheduler, seed=5)
+    return Trainer(model, optimizer, F.cross_entropy, (images, labels), batch_size=10, scheduler=scheduler, seed=5)
 
 
 def test_a_trainer_with_parameter_groups_resumes_from_its_checkpoint_bit_identically(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tinygrad_np.cli import main
+from tinygrad_np.nn import functional as F
 from tinygrad_np.serialization import load_model
 from tinygrad_np.spec import mlp_spec, normalize_spec
 from tinygrad_np.train import Trainer, build_model, build_optimizer, build_scheduler, recipe_config
@@ -106,6 +107,7 @@ def test_same_seed_gives_bit_identical_weights_on_full_mnist(mnist_dir):
         Trainer(
             model,
             optimizer,
+            F.cross_entropy,
             mnist.arrays("train"),
             batch_size=config.batch_size,
             scheduler=build_scheduler(config, optimizer),

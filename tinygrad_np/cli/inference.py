@@ -99,13 +99,15 @@ def run_serve(args: argparse.Namespace) -> int:
         banner = f"model: {args.model_file}"
     else:
         from tinygrad_np.data import load_offline_sample
+        from tinygrad_np.nn import functional as F
         from tinygrad_np.train import Trainer, build_model, build_optimizer, evaluate, recipe_config
 
         print("tinygrad-np: no --model-file given; training a quick MLP on the offline sample first", file=sys.stderr)
         config = recipe_config("mlp", hidden_sizes=(128,), epochs=8, dropout=0.0)
         sample = load_offline_sample()
         model = build_model(config)
-        trainer = Trainer(model, build_optimizer(config, model.parameters()), sample.arrays("train"), batch_size=64)
+        optimizer = build_optimizer(config, model.parameters())
+        trainer = Trainer(model, optimizer, F.cross_entropy, sample.arrays("train"), batch_size=64)
         trainer.fit(config.epochs)
         _, accuracy = evaluate(model, *sample.arrays("test"))
         banner = f"model: a 784-128-10 MLP trained just now on the offline sample ({accuracy:.1%} on its test split)"

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,65 +116,96 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from tinygrad_np.checkpoint import CheckpointManager
-    from tinygrad_np.train import (
-        Trainer,
-        TrainingInterrupted,
-        build_model,
-        build_optimizer,
-        build_scheduler,
-        stop_on_sigint,
-    )
-
+    """Settings, data, the trainer, resuming, then training and its outputs: one step each."""
     config = train_config_from_args(args)
+    data = load_training_data(args)
+    trainer = build_trainer(config, data)
+    checkpoints = checkpoint_manager(args, config, data)
+    if args.resume:
+        resume(trainer, checkpoints, config)
+    check_outputs_writable(args)
+    announce(args, config, trainer, data)
+    seconds = fit(args, config, trainer, checkpoints)
+    if seconds is None:
+        return EXIT_INTERRUPTED
+    write_outputs(args, config, trainer, data, seconds)
+    return 0
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """MNIST as loaded, and the arrays a run trains and tests on (the first `limit` training images)."""
+
+    mnist: Any  # tinygrad_np.data.MNIST: its source, and the raw images for plots and the fingerprint
+    limit: int
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+
+
+def load_training_data(args: argparse.Namespace) -> TrainingData:
     mnist = load_data(args)
     if args.limit_train and args.limit_train > len(mnist.train_labels):
         raise UserError(f"--limit-train {args.limit_train} is more than the {len(mnist.train_labels)} training images")
     limit = args.limit_train or len(mnist.train_labels)
-    train_images, train_labels = mnist.arrays("train")
-    train_images, train_labels = train_images[:limit], train_labels[:limit]
-    test_data = mnist.arrays("test")
+    images, labels = mnist.arrays("train")
+    return TrainingData(mnist, limit, (images[:limit], labels[:limit]), mnist.arrays("test"))
+
+
+def build_trainer(config: Any, data: TrainingData) -> Any:
+    """The model, its optimizer and schedule, and the Trainer; a refused value names its option."""
+    from tinygrad_np.nn import functional as F
+    from tinygrad_np.train import Trainer, build_model, build_optimizer, build_scheduler
 
     model = build_model(config)
     with option_errors(OPTIONS):
         optimizer = build_optimizer(config, model.parameters())
-        trainer = Trainer(
-            model,
-            optimizer,
-            (train_images, train_labels),
-            test_data,
-            batch_size=config.batch_size,
-            scheduler=build_scheduler(config, optimizer),
-            seed=config.seed,
-        )
-    save_path = args.save or args.output_dir / "model.npz"
-    metrics_path = args.metrics or args.output_dir / "metrics.json"
-    # Without --checkpoint-dir nothing is written per epoch, but Ctrl-C still saves a checkpoint, here.
-    checkpoints = CheckpointManager(
-        args.checkpoint_dir or args.output_dir / "checkpoint",
-        _run_fingerprint(config, mnist.train_images[:limit], mnist.train_labels[:limit]),
-    )
-    if args.resume:
-        checkpoints.restore(trainer)
-        if trainer.epoch > config.epochs:
-            raise UserError(
-                f"the checkpoint in {checkpoints.path} is after epoch {trainer.epoch}, past --epochs {config.epochs}"
-            )
-        where = _position(trainer)
-        print(f"tinygrad-np: resumed from {checkpoints.path} ({where})", file=sys.stderr)
-    # An unwritable output should fail now, not after an hour of training.
-    for folder in {save_path.parent, metrics_path.parent, args.checkpoint_dir, args.plots}:
-        if folder is not None:
-            _ensure_writable(folder)
+        return Trainer(model, optimizer, F.cross_entropy, data.train, data.test, batch_size=config.batch_size,
+                       scheduler=build_scheduler(config, optimizer), seed=config.seed)
 
-    model_name = f"the model of {args.model_spec}" if args.model_spec is not None else args.model or "the network"
+
+def checkpoint_manager(args: argparse.Namespace, config: Any, data: TrainingData) -> Any:
+    """Checkpoints after every epoch into --checkpoint-dir; without it, Ctrl-C still saves one into OUTPUT_DIR."""
+    from tinygrad_np.checkpoint import CheckpointManager
+
+    fingerprint = _run_fingerprint(config, data.mnist.train_images[: data.limit], data.mnist.train_labels[: data.limit])
+    return CheckpointManager(args.checkpoint_dir or args.output_dir / "checkpoint", fingerprint)
+
+
+def resume(trainer: Any, checkpoints: Any, config: Any) -> None:
+    checkpoints.restore(trainer)
+    if trainer.epoch > config.epochs:
+        raise UserError(
+            f"the checkpoint in {checkpoints.path} is after epoch {trainer.epoch}, past --epochs {config.epochs}"
+        )
+    print(f"tinygrad-np: resumed from {checkpoints.path} ({trainer.describe_position()})", file=sys.stderr)
+
+
+def check_outputs_writable(args: argparse.Namespace) -> None:
+    """An unwritable output should fail now, not after an hour of training."""
+    save_path, metrics_path = _output_paths(args)
+    for folder in {save_path.parent, metrics_path.parent, args.checkpoint_dir, args.plots} - {None}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"can't create the output folder {folder}: {err.strerror or err}") from None
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"the output folder {folder} is not writable; choose another with --output-dir")
+
+
+def announce(args: argparse.Namespace, config: Any, trainer: Any, data: TrainingData) -> None:
+    network = f"the network of {args.model_spec}" if args.model_spec is not None else "a network"
     print(
-        f"tinygrad-np: training {model_name} {_describe(model)} on {len(train_labels)} images from {mnist.source}; "
-        f"{config.optimizer} lr={config.lr:g}, batch={config.batch_size or 'full'}, epochs={config.epochs}, "
-        f"seed={config.seed}",
+        f"tinygrad-np: training {network} {_describe(trainer.model)} on {len(data.train[1])} images from "
+        f"{data.mnist.source}; {config.optimizer} lr={config.lr:g}, batch={config.batch_size or 'full'}, "
+        f"epochs={config.epochs}, seed={config.seed}",
         file=sys.stderr,
     )
-    evaluate_every = 1 if config.batch_size is not None else max(1, config.epochs // 20)
+
+
+def fit(args: argparse.Namespace, config: Any, trainer: Any, checkpoints: Any) -> float | None:
+    """Train, with Ctrl-C saving a checkpoint at the next batch boundary; the seconds taken, or None if stopped."""
+    from tinygrad_np.train import DivergenceError, TrainingInterrupted, stop_on_sigint
+
     progress = not args.no_progress and sys.stderr.isatty()
     newline = "\n" if progress else ""  # below the progress bar
     start = time.perf_counter()
@@ -183,30 +215,39 @@ def run_train(args: argparse.Namespace) -> int:
             trainer.fit(
                 config.epochs,
                 progress=progress,
-                evaluate_every=evaluate_every,
+                evaluate_every=1 if config.batch_size is not None else max(1, config.epochs // 20),
                 on_epoch_end=checkpoints.save if args.checkpoint_dir is not None else None,
             )
+    except DivergenceError as err:
+        if err.non_finite and not args.detect_anomaly:
+            raise UserError(f"{err}; to find the op that made it, run again with --detect-anomaly") from err
+        raise
     except TrainingInterrupted:
         path = checkpoints.save(trainer)
         print(
-            f"{newline}tinygrad-np: interrupted {_position(trainer)}; checkpoint saved to {path}; continue with the "
-            f"same options plus --checkpoint-dir {checkpoints.directory} --resume",
+            f"{newline}tinygrad-np: interrupted {trainer.describe_position()}; checkpoint saved to {path}; continue "
+            f"with the same options plus --checkpoint-dir {checkpoints.directory} --resume",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return None
     except KeyboardInterrupt:
         # A second Ctrl-C lands mid-step, where the weights may be half updated: saving them would be wrong.
         kept = f"; the checkpoint in {checkpoints.path} is intact" if checkpoints.path.is_file() else ""
         print(f"{newline}tinygrad-np: interrupted twice; stopped at once without saving{kept}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    seconds = time.perf_counter() - start
+        return None
+    return time.perf_counter() - start
+
+
+def write_outputs(args: argparse.Namespace, config: Any, trainer: Any, data: TrainingData, seconds: float) -> None:
+    """The model file (with the metrics but the history as metadata), metrics.json, the plots; a summary line."""
+    from tinygrad_np.serialization import save_model
 
     final = trainer.history[-1]
     metrics = {
-        "data_source": mnist.source,
-        "data_source_kind": mnist.source_kind,
-        "train_size": len(train_labels),
-        "test_size": len(test_data[1]),
+        "data_source": data.mnist.source,
+        "data_source_kind": data.mnist.source_kind,
+        "train_size": len(data.train[1]),
+        "test_size": len(data.test[1]),
         "final_train_loss": final["train_loss"],
         "final_train_accuracy": final["train_accuracy"],
         "test_loss": final["test_loss"],
@@ -218,24 +259,19 @@ def run_train(args: argparse.Namespace) -> int:
         "model_spec": None if args.model_spec is None else str(args.model_spec),
         "history": trainer.history,
     }
-    from tinygrad_np.serialization import save_model
-
-    save_model(model, save_path, metadata={k: v for k, v in metrics.items() if k != "history"})
+    save_path, metrics_path = _output_paths(args)
+    save_model(trainer.model, save_path, metadata={k: v for k, v in metrics.items() if k != "history"})
     write_json_atomic(metrics_path, metrics)
     if args.plots is not None:
-        _write_plots(args.plots, trainer, model, test_data, mnist)
+        _write_plots(args.plots, trainer, data)
     print(
         f"test accuracy {final['test_accuracy']:.4f}, final train loss {final['train_loss']:.4f}, {seconds:.1f} s; "
         f"model {save_path}, metrics {metrics_path}"
     )
-    return 0
 
 
-def _position(trainer: Any) -> str:
-    """Where training stands, for messages: 'after epoch 3' or 'in epoch 4 after batch 17 of 32'."""
-    if trainer.epoch_position is None:
-        return f"after epoch {trainer.epoch}"
-    return f"in epoch {trainer.epoch + 1} after batch {trainer.epoch_position['batches_done']} of {len(trainer.loader)}"
+def _output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    return args.save or args.output_dir / "model.npz", args.metrics or args.output_dir / "metrics.json"
 
 
 def _run_fingerprint(config: Any, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -261,15 +297,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _ensure_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"can't create the output folder {folder}: {err.strerror or err}") from None
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"the output folder {folder} is not writable; choose another with --output-dir")
-
-
 def _describe(model: Any) -> str:
     sizes = [layer.in_features for layer in model.modules() if hasattr(layer, "in_features")]
     last = [layer.out_features for layer in model.modules() if hasattr(layer, "out_features")]
@@ -286,13 +313,13 @@ def _anomaly_context(enabled: bool) -> Any:
     return detect_anomaly()
 
 
-def _write_plots(directory: Path, trainer: Any, model: Any, test_data: Any, mnist: Any) -> None:
+def _write_plots(directory: Path, trainer: Any, data: TrainingData) -> None:
     from tinygrad_np.plots import save_training_plots
     from tinygrad_np.train import predict_proba
 
-    images, labels = test_data
-    predictions = predict_proba(model, images).argmax(axis=1)
-    paths = save_training_plots(trainer.history, mnist.test_images, labels, predictions, directory)
+    images, labels = data.test
+    predictions = predict_proba(trainer.model, images).argmax(axis=1)
+    paths = save_training_plots(trainer.history, data.mnist.test_images, labels, predictions, directory)
     print(f"tinygrad-np: plots in {directory}: {', '.join(Path(p).name for p in paths.values())}", file=sys.stderr)
 
 

@@ -26,6 +26,8 @@ from tinygrad_np.errors import UserError
 from tinygrad_np.nn import functional as F
 from tinygrad_np.tensor import Tensor, no_grad
 
+LossFn = Callable[[Tensor, np.ndarray], Tensor]
+
 
 @dataclass
 class EpochStats:
@@ -38,16 +40,55 @@ class EpochStats:
     seconds: float
 
 
+@dataclass
+class EpochPosition:
+    """Where an unfinished epoch stands: enough to replay its permutation and skip the batches already done."""
+
+    loader_rng: dict[str, Any]  # the data order's generator state before this epoch drew its permutation
+    batches_done: int = 0
+    loss_sum: float = 0.0  # sum over the batches done of the mean loss times the batch's size
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0  # time spent in the epoch before it was stopped
+
+    @classmethod
+    def from_state(cls, state: Any, loader: DataLoader) -> EpochPosition:
+        """The position `asdict` gave, checked to be one that training over `loader` writes (else ValueError)."""
+        counts = ("batches_done", "correct", "seen")
+        if not (
+            isinstance(state, dict)
+            and set(state) <= {f.name for f in dataclasses.fields(cls)}
+            and all(type(state.get(key)) is int and state[key] >= 0 for key in counts)
+            and state["batches_done"] <= len(loader)
+            and state["seen"] == min(state["batches_done"] * loader.batch_size, len(loader.dataset[0]))
+            and state["correct"] <= state["seen"]
+            and _is_number(state.get("loss_sum"))
+            and _is_number(state.get("seconds", 0.0))
+            and isinstance(state.get("loader_rng"), dict)
+        ):
+            raise ValueError(
+                f"the position in the unfinished epoch is malformed (expected {', '.join(counts)} that fit "
+                f"{len(loader)} batches of {loader.batch_size}, a finite loss_sum and loader_rng)"
+            )
+        return cls(**state)
+
+
 @no_grad()
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 10_000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on a dataset, in eval mode, without recording a graph."""
+def evaluate(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    loss_fn: LossFn = F.cross_entropy,
+    batch_size: int = 10_000,
+) -> tuple[float, float]:
+    """Mean loss and accuracy of `model` on a dataset, in eval mode, without recording a graph."""
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
     for start in range(0, len(images), batch_size):
         logits = model(Tensor(images[start : start + batch_size]))
         batch_labels = labels[start : start + batch_size]
-        total_loss += F.cross_entropy(logits, batch_labels).item() * len(batch_labels)
+        total_loss += loss_fn(logits, batch_labels).item() * len(batch_labels)
         correct += int((logits.data.argmax(axis=1) == batch_labels).sum())
     model.train(was_training)
     return total_loss / len(images), correct / len(images)
@@ -70,7 +111,12 @@ DIVERGENCE_THRESHOLD = 100.0
 
 
 class DivergenceError(UserError, FloatingPointError):
-    """Training diverged: a non-finite loss or weight, or a mean epoch loss above the divergence threshold."""
+    """Training diverged: a non-finite loss or weight (`non_finite`; `detect_anomaly()` finds the op that made
+    it), or a mean epoch loss above the divergence threshold."""
+
+    def __init__(self, message: str, non_finite: bool) -> None:
+        super().__init__(message)
+        self.non_finite = non_finite
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -82,15 +128,17 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 @dataclass
 class Trainer:
-    """Runs epochs of mini-batch training; `state_dict()` captures everything needed to resume exactly.
+    """Runs epochs of mini-batch training of a classifier; `state_dict()` captures everything needed to resume
+    exactly.
 
-    Resuming is exact at any batch boundary: an unfinished epoch is stored as the data-order generator's state
-    before the epoch drew its permutation, the number of batches done and the running sums, so a resumed epoch
-    redraws the same permutation and skips the batches already trained on.
+    `loss_fn(logits, labels)` is the mean loss over a batch (e.g. `F.cross_entropy`); accuracy counts the
+    argmax of the logits. Resuming is exact at any batch boundary: an unfinished epoch is kept as an
+    `EpochPosition`, so a resumed epoch redraws the same permutation and skips the batches already trained on.
     """
 
     model: nn.Module
     optimizer: optim.Optimizer
+    loss_fn: LossFn
     train_data: tuple[np.ndarray, np.ndarray]
     test_data: tuple[np.ndarray, np.ndarray] | None = None
     batch_size: int | None = 64
@@ -108,14 +156,19 @@ class Trainer:
             shuffle=self.batch_size is not None,
             generator=np.random.default_rng(order_seed),
         )
-        # Where an unfinished epoch stands (None between epochs); see the class docstring.
-        self.epoch_position: dict[str, Any] | None = None
+        self.epoch_position: EpochPosition | None = None  # None between epochs
         self.stop_requested = False
 
     @property
     def epoch(self) -> int:
         """Epochs completed."""
         return len(self.history)
+
+    def describe_position(self) -> str:
+        """Where training stands: 'after epoch 3', or 'in epoch 4 after batch 17 of 32'."""
+        if self.epoch_position is None:
+            return f"after epoch {self.epoch}"
+        return f"in epoch {self.epoch + 1} after batch {self.epoch_position.batches_done} of {len(self.loader)}"
 
     def request_stop(self) -> None:
         """Ask `fit` to raise TrainingInterrupted after the current batch (safe to call from a signal handler)."""
@@ -131,45 +184,43 @@ class Trainer:
         """One pass over the training data (or the rest of an unfinished one); mean loss and accuracy."""
         self.model.train()
         if self.epoch_position is None:
-            self.epoch_position = {
-                "loader_rng": copy.deepcopy(self.loader.generator.bit_generator.state),
-                "batches_done": 0,
-                "loss_sum": 0.0,
-                "correct": 0,
-                "seen": 0,
-            }
+            self.epoch_position = EpochPosition(copy.deepcopy(self.loader.generator.bit_generator.state))
         position = self.epoch_position
         # Replay the permutation this epoch drew (a no-op for a fresh epoch) and skip what is already trained.
-        self.loader.generator.bit_generator.state = copy.deepcopy(position["loader_rng"])
-        for images, labels in _skip(iter(self.loader), position["batches_done"]):
-            self.optimizer.zero_grad()
-            logits = self.model(Tensor(images))
-            loss = F.cross_entropy(logits, labels)
-            loss.backward()
-            self.optimizer.step()
-            batch_loss = loss.item()
-            if not np.isfinite(batch_loss):
-                raise DivergenceError(
-                    f"the training loss became {batch_loss} in epoch {self.epoch + 1}; lower the learning rate "
-                    f"(now {self.optimizer.lr:g}), or run with --detect-anomaly to find the op"
-                )
-            position["batches_done"] += 1
-            position["loss_sum"] += batch_loss * len(labels)
-            position["correct"] += int((logits.data.argmax(axis=1) == labels).sum())
-            position["seen"] += len(labels)
+        self.loader.generator.bit_generator.state = copy.deepcopy(position.loader_rng)
+        for images, labels in _skip(iter(self.loader), position.batches_done):
+            batch_loss, correct = self._train_step(images, labels)
+            position.batches_done += 1
+            position.loss_sum += batch_loss * len(labels)
+            position.correct += correct
+            position.seen += len(labels)
             if progress is not None:
-                seen = position["seen"]
                 progress.update(1)
-                progress.set_postfix(
-                    loss=f"{position['loss_sum'] / seen:.4f}", acc=f"{position['correct'] / seen:.4f}", refresh=False
-                )
+                progress.set_postfix(loss=f"{position.loss_sum / position.seen:.4f}",
+                                     acc=f"{position.correct / position.seen:.4f}", refresh=False)
             if on_batch_end is not None:
                 on_batch_end(self)
             self._check_stop()
-        mean_loss, accuracy = position["loss_sum"] / position["seen"], position["correct"] / position["seen"]
+        mean_loss, accuracy = position.loss_sum / position.seen, position.correct / position.seen
         self._check_divergence(mean_loss)
         self.epoch_position = None
         return mean_loss, accuracy
+
+    def _train_step(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+        """One optimizer step on a batch: its mean loss and how many it classified right."""
+        self.optimizer.zero_grad()
+        logits = self.model(Tensor(images))
+        loss = self.loss_fn(logits, labels)
+        loss.backward()
+        self.optimizer.step()
+        batch_loss = loss.item()
+        if not np.isfinite(batch_loss):
+            raise DivergenceError(
+                f"the training loss became {batch_loss} in epoch {self.epoch + 1}; lower the learning rate "
+                f"(now {self.optimizer.lr:g})",
+                non_finite=True,
+            )
+        return batch_loss, int((logits.data.argmax(axis=1) == labels).sum())
 
     def _check_divergence(self, mean_loss: float) -> None:
         """Refuse to go on from an epoch whose mean loss or final weights say training has blown up."""
@@ -178,14 +229,16 @@ class Trainer:
             if not np.isfinite(parameter.data).all():
                 raise DivergenceError(
                     f"parameter {name!r} became NaN or inf in epoch {epoch}; lower the learning rate "
-                    f"(now {self.optimizer.lr:g}), or run with --detect-anomaly to find the op"
+                    f"(now {self.optimizer.lr:g})",
+                    non_finite=True,
                 )
         if self.divergence_threshold is not None and mean_loss > self.divergence_threshold:
             num_classes = int(self.train_data[1].max()) + 1
             raise DivergenceError(
                 f"training diverged: the mean training loss in epoch {epoch} was {mean_loss:.3g} "
                 f"(guessing uniformly scores ln {num_classes} = {math.log(num_classes):.2f}); "
-                f"lower the learning rate (now {self.optimizer.lr:g})"
+                f"lower the learning rate (now {self.optimizer.lr:g})",
+                non_finite=False,
             )
 
     def fit(
@@ -204,7 +257,7 @@ class Trainer:
         self.stop_requested = False
         bar = _progress_bar(epochs, self.epoch, len(self.loader), progress)
         if bar is not None and self.epoch_position is not None:
-            bar.update(self.epoch_position["batches_done"] if bar.per_batch else 0)
+            bar.update(self.epoch_position.batches_done if bar.per_batch else 0)
         try:
             # Overflow in a diverging run is reported once, by the checks above, not as NumPy warnings per op.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -223,7 +276,7 @@ class Trainer:
         every: int,
     ) -> None:
         while self.epoch < epochs:
-            start = time.perf_counter() - (self.epoch_position or {}).get("seconds", 0.0)
+            start = time.perf_counter() - (self.epoch_position.seconds if self.epoch_position else 0.0)
             lr = self.optimizer.lr
             try:
                 train_loss, train_accuracy = self.train_epoch(
@@ -231,11 +284,11 @@ class Trainer:
                 )
             finally:
                 if self.epoch_position is not None:  # stopped mid-epoch: keep the time spent for the history
-                    self.epoch_position["seconds"] = time.perf_counter() - start
+                    self.epoch_position.seconds = time.perf_counter() - start
             test_loss = test_accuracy = None
             last = self.epoch + 1 == epochs
             if self.test_data is not None and (last or (self.epoch + 1) % every == 0):
-                test_loss, test_accuracy = evaluate(self.model, *self.test_data)
+                test_loss, test_accuracy = evaluate(self.model, *self.test_data, loss_fn=self.loss_fn)
             if self.scheduler is not None:
                 self.scheduler.step()
             stats = EpochStats(
@@ -272,7 +325,7 @@ class Trainer:
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "rng": {name: copy.deepcopy(g.bit_generator.state) for name, g in self.generators().items()},
             "history": copy.deepcopy(self.history),
-            "epoch_position": copy.deepcopy(self.epoch_position),
+            "epoch_position": None if self.epoch_position is None else asdict(self.epoch_position),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -283,17 +336,18 @@ class Trainer:
             raise ValueError(
                 f"the checkpoint's random streams {sorted(state['rng'])} are not this model's {sorted(streams)}"
             )
-        history, position = state["history"], state.get("epoch_position")
+        history = state["history"]
         fields = {f.name for f in dataclasses.fields(EpochStats)}
         if not isinstance(history, list) or not all(
             isinstance(h, dict) and set(h) == fields and all(v is None or _is_number(v) for v in h.values())
             for h in history
         ):
             raise ValueError(f"the history must be a list of per-epoch records of numbers with {sorted(fields)}")
-        if position is not None:
-            _check_position(position, self.loader)
+        position = None
+        if state.get("epoch_position") is not None:
+            position = EpochPosition.from_state(copy.deepcopy(state["epoch_position"]), self.loader)
         # A bit generator checks a state when it is set: try each on a throwaway one of the same kind first.
-        for name, rng_state in [*state["rng"].items(), *([("loader", position["loader_rng"])] if position else [])]:
+        for name, rng_state in [*state["rng"].items(), *([("loader", position.loader_rng)] if position else [])]:
             type(streams[name].bit_generator)().state = rng_state
         _check_real_finite("model", state["model"])
         self.optimizer.check_state_dict(state["optimizer"])
@@ -309,7 +363,7 @@ class Trainer:
         self.history = list(history)
         self.epoch_position = position
         if position is not None:
-            self.loader.generator.bit_generator.state = position["loader_rng"]  # a bad state fails here, not later
+            self.loader.generator.bit_generator.state = position.loader_rng  # a bad state fails here, not later
 
 
 def _is_number(value: Any) -> bool:
@@ -321,25 +375,6 @@ def _check_real_finite(what: str, arrays: Any) -> None:
         array = np.asarray(array)
         if array.dtype.kind != "f" or not np.isfinite(array).all():
             raise ValueError(f"{what} entry {name!r} must hold finite real numbers, got {array.dtype} {array.shape}")
-
-
-def _check_position(position: Any, loader: DataLoader) -> None:
-    """An unfinished epoch's record must be what train_epoch writes for this data and batch size."""
-    counts = ("batches_done", "correct", "seen")
-    if not (
-        isinstance(position, dict)
-        and all(type(position.get(key)) is int and position[key] >= 0 for key in counts)
-        and position["batches_done"] <= len(loader)
-        and position["seen"] == min(position["batches_done"] * loader.batch_size, len(loader.dataset[0]))
-        and position["correct"] <= position["seen"]
-        and _is_number(position.get("loss_sum"))
-        and _is_number(position.get("seconds", 0.0))
-        and isinstance(position.get("loader_rng"), dict)
-    ):
-        raise ValueError(
-            f"the position in the unfinished epoch is malformed (expected {', '.join(counts)} that fit "
-            f"{len(loader)} batches of {loader.batch_size}, a finite loss_sum and loader_rng)"
-        )
 
 
 def _skip(batches: Iterator[Any], count: int) -> Iterator[Any]:

@@ -1,0 +1,63 @@
+"""The Trainer as a library component: the loss it is given, a typed epoch position, messages without CLI flags."""
+
+import numpy as np
+import pytest
+
+from tinygrad_np import nn, optim
+from tinygrad_np.nn import functional as F
+from tinygrad_np.spec import mlp_spec, model_from_spec
+from tinygrad_np.train import DivergenceError, EpochPosition, Trainer, TrainingInterrupted, evaluate
+
+
+def data(samples: int = 40, features: int = 6, classes: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.random((samples, features), dtype=np.float32), rng.integers(0, classes, samples)
+
+
+def trainer(loss_fn=F.cross_entropy, lr: float = 0.05, model: nn.Module | None = None) -> Trainer:
+    model = model or model_from_spec(mlp_spec(6, [5], 3, seed=1))
+    return Trainer(model, optim.SGD(model.parameters(), lr=lr), loss_fn, data(), data(12, seed=1), batch_size=8)
+
+
+def test_the_trainer_trains_and_evaluates_with_the_loss_it_is_given():
+    def doubled(logits, labels):
+        return F.cross_entropy(logits, labels) * 2
+
+    frozen = trainer(doubled, lr=0.0)  # lr 0: the weights stay, so every batch sees the same model
+    frozen.fit(1)
+    (record,) = frozen.history
+    train_ce, _ = evaluate(frozen.model, *frozen.train_data)
+    test_ce, _ = evaluate(frozen.model, *frozen.test_data)
+    assert record["train_loss"] == pytest.approx(2 * train_ce, rel=1e-6)
+    assert record["test_loss"] == pytest.approx(2 * test_ce, rel=1e-6)
+
+
+def test_a_log_softmax_model_trains_with_nll_loss():
+    model = nn.Sequential(*model_from_spec(mlp_spec(6, [5], 3, seed=1)), nn.LogSoftmax(axis=1))
+    run = trainer(F.nll_loss, model=model)
+    run.fit(3)
+    assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
+
+
+def test_the_epoch_position_is_a_typed_record_that_round_trips():
+    run = trainer()
+    with pytest.raises(TrainingInterrupted):
+        run.fit(2, on_batch_end=lambda t: t.request_stop() if t.epoch_position.batches_done == 2 else None)
+    position = run.epoch_position
+    assert isinstance(position, EpochPosition) and (position.batches_done, position.seen) == (2, 16)
+    assert run.describe_position() == "in epoch 1 after batch 2 of 5"
+    state = run.state_dict()
+    assert state["epoch_position"]["batches_done"] == 2  # plain data in a checkpoint
+    fresh = trainer()
+    fresh.load_state_dict(state)
+    assert fresh.epoch_position == position
+    fresh.fit(2)
+    assert fresh.epoch_position is None and fresh.describe_position() == "after epoch 2"
+
+
+@pytest.mark.parametrize("lr", [1e30, 1e6])
+def test_divergence_messages_name_no_command_line_flag(lr):
+    run = trainer(lr=lr)
+    with pytest.raises(DivergenceError) as raised:
+        run.fit(3)
+    assert "lower the learning rate" in str(raised.value) and "--" not in str(raised.value)
