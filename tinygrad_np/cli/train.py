@@ -193,9 +193,10 @@ def check_outputs_writable(args: argparse.Namespace) -> None:
 
 
 def announce(args: argparse.Namespace, config: Any, trainer: Any, data: TrainingData) -> None:
-    network = f"the network of {args.model_spec}" if args.model_spec is not None else "a network"
+    sizes = _describe(trainer.model)
+    network = f"the {sizes} network of {args.model_spec}" if args.model_spec is not None else f"a {sizes} network"
     print(
-        f"tinygrad-np: training {network} {_describe(trainer.model)} on {len(data.train[1])} images from "
+        f"tinygrad-np: training {network} on {len(data.train[1])} images from "
         f"{data.mnist.source}; {config.optimizer} lr={config.lr:g}, batch={config.batch_size or 'full'}, "
         f"epochs={config.epochs}, seed={config.seed}",
         file=sys.stderr,

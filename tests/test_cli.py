@@ -1,14 +1,16 @@
-"""One error policy: every error a user can fix is a UserError; the CLI reports those in one line and lets
-everything else, which is a bug, keep its traceback."""
+"""One front door and one error policy: every subcommand is a Command; every error a user can fix is a
+UserError, which the CLI reports in one line, and everything else, a bug, keeps its traceback."""
 
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
 import tinygrad_np
-from tinygrad_np.cli import main
+from tinygrad_np.cli import all_commands, main
 from tinygrad_np.errors import MissingDependencyError, UserError, import_extra
 
 # Exceptions in the package that are not the user's to fix, and why.
@@ -76,3 +78,24 @@ def test_a_user_error_is_one_line_and_exit_2(capsys, tmp_path):
     assert main(["eval", "--offline", "--model-file", str(tmp_path / "none.npz")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinygrad-np eval: error: model file ") and err.count("\n") == 1
+
+
+def test_every_subcommand_has_its_own_help(capsys):
+    commands = all_commands()
+    assert set(commands) == {"train", "eval", "predict", "serve", "compare", "export", "graph", "bench"}
+    for name in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0 and f"usage: tinygrad-np {name}" in capsys.readouterr().out
+
+
+def test_bench_is_found_through_its_entry_point_without_loading_the_benchmarks():
+    from tinygrad_np.benchmarks.cli import COMMAND
+
+    assert all_commands()["bench"] is COMMAND
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; from tinygrad_np.cli import all_commands; all_commands(); "
+                               "print(sorted(m for m in sys.modules if m.startswith('tinygrad_np.benchmarks.')))"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert loaded.strip() == "['tinygrad_np.benchmarks.cli']"
