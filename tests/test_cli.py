@@ -82,7 +82,7 @@ def test_a_user_error_is_one_line_and_exit_2(capsys, tmp_path):
 
 def test_every_subcommand_has_its_own_help(capsys):
     commands = all_commands()
-    assert set(commands) == {"train", "eval", "predict", "serve", "compare", "export", "graph", "bench"}
+    assert set(commands) == {"train", "eval", "predict", "serve", "compare", "explain", "export", "graph", "bench"}
     for name in commands:
         with pytest.raises(SystemExit) as exit_:
             main([name, "--help"])
