@@ -104,6 +104,12 @@ def test_impossible_training_options(capsys, options, words):
     assert "training" not in err  # refused before any work
 
 
+def test_a_refused_value_costs_no_data_loading(capsys, tmp_path):
+    """The optimizer is built before the data is read: a bad --lr is reported, not the missing data folder."""
+    status, _, err = run_main(capsys, "train", "--data-dir", str(tmp_path / "nowhere"), "--lr", "-1")
+    assert_one_line_error(status, err, "tinygrad-np train", "--lr")
+
+
 def test_an_unknown_option_points_to_the_subcommands_help(capsys):
     status, _, err = run_main(capsys, "train", "--offline", "--frobnicate")
     assert_one_line_error(

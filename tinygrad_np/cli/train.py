@@ -118,8 +118,9 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
 def run_train(args: argparse.Namespace) -> int:
     """Settings, data, the trainer, resuming, then training and its outputs: one step each."""
     config = train_config_from_args(args)
+    model, optimizer, scheduler = build_model_and_optimizer(config)
     data = load_training_data(args)
-    trainer = build_trainer(config, data)
+    trainer = build_trainer(config, model, optimizer, scheduler, data)
     checkpoints = checkpoint_manager(args, config, data)
     if args.resume:
         resume(trainer, checkpoints, config)
@@ -151,16 +152,23 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     return TrainingData(mnist, limit, (images[:limit], labels[:limit]), mnist.arrays("test"))
 
 
-def build_trainer(config: Any, data: TrainingData) -> Any:
-    """The model, its optimizer and schedule, and the Trainer; a refused value names its option."""
-    from tinygrad_np.nn import functional as F
-    from tinygrad_np.train import Trainer, build_model, build_optimizer, build_scheduler
+def build_model_and_optimizer(config: Any) -> tuple[Any, Any, Any]:
+    """The model, its optimizer and schedule, before any data is loaded; a refused value names its option."""
+    from tinygrad_np.train import build_model, build_optimizer, build_scheduler
 
     model = build_model(config)
     with option_errors(OPTIONS):
         optimizer = build_optimizer(config, model.parameters())
+        return model, optimizer, build_scheduler(config, optimizer)
+
+
+def build_trainer(config: Any, model: Any, optimizer: Any, scheduler: Any, data: TrainingData) -> Any:
+    from tinygrad_np.nn import functional as F
+    from tinygrad_np.train import Trainer
+
+    with option_errors(OPTIONS):  # the batch size is the DataLoader's to check
         return Trainer(model, optimizer, F.cross_entropy, data.train, data.test, batch_size=config.batch_size,
-                       scheduler=build_scheduler(config, optimizer), seed=config.seed)
+                       scheduler=scheduler, seed=config.seed)
 
 
 def checkpoint_manager(args: argparse.Namespace, config: Any, data: TrainingData) -> Any:
