@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,13 @@ from tinygrad_np.cli.common import (
 )
 from tinygrad_np.errors import UserError
 from tinygrad_np.jsondata import to_json_data
+
+if TYPE_CHECKING:
+    from tinygrad_np.checkpoint import CheckpointManager
+    from tinygrad_np.data import MNIST
+    from tinygrad_np.nn import Module
+    from tinygrad_np.optim import LRScheduler, Optimizer
+    from tinygrad_np.train import TrainConfig, Trainer
 
 # Settings and constructor arguments -> the option that sets them, to name it when a value is refused.
 OPTIONS = {
@@ -100,7 +107,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     reliability.add_argument("--detect-anomaly", action="store_true", help="stop at the first NaN/Inf, naming the op")
 
 
-def train_config_from_args(args: argparse.Namespace) -> Any:
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe (by --recipe, else the one for --model) with the options given; a spec file is read first."""
     from tinygrad_np.spec import load_spec
     from tinygrad_np.train import recipe_config
@@ -137,7 +144,7 @@ def run_train(args: argparse.Namespace) -> int:
 class TrainingData:
     """MNIST as loaded, and the arrays a run trains and tests on (the first `limit` training images)."""
 
-    mnist: Any  # tinygrad_np.data.MNIST: its source, and the raw images for plots and the fingerprint
+    mnist: MNIST  # its source, and the raw images for plots and the fingerprint
     limit: int
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
@@ -152,7 +159,7 @@ def load_training_data(args: argparse.Namespace) -> TrainingData:
     return TrainingData(mnist, limit, (images[:limit], labels[:limit]), mnist.arrays("test"))
 
 
-def build_model_and_optimizer(config: Any) -> tuple[Any, Any, Any]:
+def build_model_and_optimizer(config: TrainConfig) -> tuple[Module, Optimizer, LRScheduler | None]:
     """The model, its optimizer and schedule, before any data is loaded; a refused value names its option."""
     from tinygrad_np.train import build_model, build_optimizer, build_scheduler
 
@@ -162,7 +169,9 @@ def build_model_and_optimizer(config: Any) -> tuple[Any, Any, Any]:
         return model, optimizer, build_scheduler(config, optimizer)
 
 
-def build_trainer(config: Any, model: Any, optimizer: Any, scheduler: Any, data: TrainingData) -> Any:
+def build_trainer(
+    config: TrainConfig, model: Module, optimizer: Optimizer, scheduler: LRScheduler | None, data: TrainingData
+) -> Trainer:
     from tinygrad_np.nn import functional as F
     from tinygrad_np.train import Trainer
 
@@ -171,7 +180,7 @@ def build_trainer(config: Any, model: Any, optimizer: Any, scheduler: Any, data:
                        scheduler=scheduler, seed=config.seed)
 
 
-def checkpoint_manager(args: argparse.Namespace, config: Any, data: TrainingData) -> Any:
+def checkpoint_manager(args: argparse.Namespace, config: TrainConfig, data: TrainingData) -> CheckpointManager:
     """Checkpoints after every epoch into --checkpoint-dir; without it, Ctrl-C still saves one into OUTPUT_DIR."""
     from tinygrad_np.checkpoint import CheckpointManager
 
@@ -179,7 +188,7 @@ def checkpoint_manager(args: argparse.Namespace, config: Any, data: TrainingData
     return CheckpointManager(args.checkpoint_dir or args.output_dir / "checkpoint", fingerprint)
 
 
-def resume(trainer: Any, checkpoints: Any, config: Any) -> None:
+def resume(trainer: Trainer, checkpoints: CheckpointManager, config: TrainConfig) -> None:
     checkpoints.restore(trainer)
     if trainer.epoch > config.epochs:
         raise UserError(
@@ -200,7 +209,7 @@ def check_outputs_writable(args: argparse.Namespace) -> None:
             raise UserError(f"the output folder {folder} is not writable; choose another with --output-dir")
 
 
-def announce(args: argparse.Namespace, config: Any, trainer: Any, data: TrainingData) -> None:
+def announce(args: argparse.Namespace, config: TrainConfig, trainer: Trainer, data: TrainingData) -> None:
     sizes = _describe(trainer.model)
     network = f"the {sizes} network of {args.model_spec}" if args.model_spec is not None else f"a {sizes} network"
     print(
@@ -211,7 +220,9 @@ def announce(args: argparse.Namespace, config: Any, trainer: Any, data: Training
     )
 
 
-def fit(args: argparse.Namespace, config: Any, trainer: Any, checkpoints: Any) -> float | None:
+def fit(
+    args: argparse.Namespace, config: TrainConfig, trainer: Trainer, checkpoints: CheckpointManager
+) -> float | None:
     """Train, with Ctrl-C saving a checkpoint at the next batch boundary; the seconds taken, or None if stopped."""
     from tinygrad_np.train import DivergenceError, TrainingInterrupted, stop_on_sigint
 
@@ -247,7 +258,9 @@ def fit(args: argparse.Namespace, config: Any, trainer: Any, checkpoints: Any) -
     return time.perf_counter() - start
 
 
-def write_outputs(args: argparse.Namespace, config: Any, trainer: Any, data: TrainingData, seconds: float) -> None:
+def write_outputs(
+    args: argparse.Namespace, config: TrainConfig, trainer: Trainer, data: TrainingData, seconds: float
+) -> None:
     """The model file (with the metrics but the history as metadata), metrics.json, the plots; a summary line."""
     from tinygrad_np.serialization import save_model
 
@@ -283,7 +296,7 @@ def _output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     return args.save or args.output_dir / "model.npz", args.metrics or args.output_dir / "metrics.json"
 
 
-def _run_fingerprint(config: Any, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def _run_fingerprint(config: TrainConfig, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """What a checkpoint must share with the run that resumes it: every setting, every field of the network's
     spec and the training data, flattened to dotted names ("model.layers.0.out_features") so that a refusal
     names the one field that differs."""
@@ -306,7 +319,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _describe(model: Any) -> str:
+def _describe(model: Module) -> str:
     sizes = [layer.in_features for layer in model.modules() if hasattr(layer, "in_features")]
     last = [layer.out_features for layer in model.modules() if hasattr(layer, "out_features")]
     return "-".join(str(s) for s in [*sizes, *last[-1:]])
@@ -322,7 +335,7 @@ def _anomaly_context(enabled: bool) -> Any:
     return detect_anomaly()
 
 
-def _write_plots(directory: Path, trainer: Any, data: TrainingData) -> None:
+def _write_plots(directory: Path, trainer: Trainer, data: TrainingData) -> None:
     from tinygrad_np.plots import save_training_plots
     from tinygrad_np.train import predict_proba
 
