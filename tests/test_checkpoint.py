@@ -33,7 +33,7 @@ from tinygrad_np.train import (
     build_model,
     build_optimizer,
     build_scheduler,
-    stop_on_sigint,
+    stop_on_signals,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,34 +168,39 @@ def test_a_stop_after_the_last_epoch_is_not_an_interruption():
     assert trainer.epoch == EPOCHS
 
 
-# ---- Ctrl-C inside the process -----------------------------------------------------------------------------
+# ---- Ctrl-C and SIGTERM inside the process -----------------------------------------------------------------
 
 
-def test_ctrl_c_under_stop_on_sigint_stops_after_the_batch_it_arrived_in():
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_under_stop_on_signals_stops_after_the_batch_it_arrived_in(signum):
     trainer = small_trainer()
-    previous = signal.getsignal(signal.SIGINT)
-    ctrl_c_after = 9  # batches, counted over the run: epoch 2, batch 3
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal_after = 9  # batches, counted over the run: epoch 2, batch 3
 
-    def press_ctrl_c(t: Trainer) -> None:
-        if t.epoch * len(t.loader) + t.epoch_position.batches_done == ctrl_c_after:
-            os.kill(os.getpid(), signal.SIGINT)
+    def send_signal(t: Trainer) -> None:
+        if t.epoch * len(t.loader) + t.epoch_position.batches_done == signal_after:
+            os.kill(os.getpid(), signum)
 
-    with stop_on_sigint(trainer), pytest.raises(TrainingInterrupted):
-        trainer.fit(EPOCHS, on_batch_end=press_ctrl_c)
+    with stop_on_signals(trainer) as received, pytest.raises(TrainingInterrupted):
+        trainer.fit(EPOCHS, on_batch_end=send_signal)
     assert (trainer.epoch, trainer.epoch_position.batches_done) == (1, 3)
-    assert signal.getsignal(signal.SIGINT) is previous  # the handler is put back
+    assert received == [signum]
+    assert {s: signal.getsignal(s) for s in previous} == previous  # the handlers are put back
 
 
-def test_a_second_ctrl_c_interrupts_at_once():
+@pytest.mark.parametrize("signals", [(signal.SIGINT, signal.SIGINT), (signal.SIGTERM, signal.SIGTERM),
+                                     (signal.SIGTERM, signal.SIGINT)])
+def test_a_second_signal_interrupts_at_once(signals):
     trainer = small_trainer()
 
-    def press_ctrl_c_twice(t: Trainer) -> None:
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGINT)
+    def send_twice(t: Trainer) -> None:
+        for signum in signals:
+            os.kill(os.getpid(), signum)
 
-    with stop_on_sigint(trainer), pytest.raises(KeyboardInterrupt) as raised:
-        trainer.fit(EPOCHS, on_batch_end=press_ctrl_c_twice)
+    with stop_on_signals(trainer) as received, pytest.raises(KeyboardInterrupt) as raised:
+        trainer.fit(EPOCHS, on_batch_end=send_twice)
     assert not isinstance(raised.value, TrainingInterrupted)
+    assert received == list(signals) and trainer.epoch_position.batches_done == 1
 
 
 # ---- configuration, corruption, atomic writes --------------------------------------------------------------
@@ -554,14 +559,22 @@ def test_sigkill_mid_epoch_then_resume_gives_bit_identical_weights(tmp_path, uni
     assert_same_outputs(out, uninterrupted)
 
 
-def test_ctrl_c_mid_epoch_saves_exits_130_and_resume_gives_bit_identical_weights(tmp_path, uninterrupted):
-    process, out, err = stop_mid_epoch(tmp_path, signal.SIGINT)
-    assert process.returncode == 130, err
+@pytest.mark.parametrize(
+    ("signum", "status", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped by SIGTERM")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_signal_mid_epoch_saves_exits_128_plus_it_and_resume_gives_bit_identical_weights(
+    tmp_path, uninterrupted, signum, status, said
+):
+    """Ctrl-C, and SIGTERM, which process managers and containers send, stop after the batch in progress."""
+    process, out, err = stop_mid_epoch(tmp_path, signum)
+    assert process.returncode == status, err
     assert "Traceback" not in err
     checkpoint = tmp_path / "checkpoints"
     last = err.strip().splitlines()[-1]
     found = re.fullmatch(
-        r"tinygrad-np: interrupted in epoch (\d+) after batch (\d+) of 1000; checkpoint saved to (\S+); "
+        rf"tinygrad-np: {said} in epoch (\d+) after batch (\d+) of 1000; checkpoint saved to (\S+); "
         r"continue with the same options plus --checkpoint-dir (\S+) --resume",
         last,
     )

@@ -166,8 +166,43 @@ def test_an_output_dir_that_cannot_be_created_fails_before_training(capsys, tmp_
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     status, _, err = run_main(capsys, "train", "--offline", "--output-dir", str(blocker / "run"))
-    assert_one_line_error(status, err, "tinygrad-np train", "can't create the output folder", str(blocker))
-    assert "tinygrad-np: training" not in err
+    assert_one_line_error(status, err, "tinygrad-np train", "--output-dir", f"{blocker} is a regular file, not a")
+    assert "MNIST from" not in err  # refused before any data is read
+
+
+def special_paths(folder: Path) -> dict[str, Path]:
+    """A directory, a FIFO, a device node and a symlink loop: what an output file must never replace."""
+    (folder / "a-dir").mkdir()
+    os.mkfifo(folder / "fifo")
+    (folder / "loop").symlink_to(folder / "loop")
+    return {"directory": folder / "a-dir", "FIFO (named pipe)": folder / "fifo", "character device": Path("/dev/null"),
+            "symbolic link that loops": folder / "loop"}
+
+
+@pytest.mark.parametrize("option", ["--save", "--metrics", "--output-dir", "--checkpoint-dir", "--plots"])
+def test_an_output_path_that_is_not_a_file_or_folder_is_refused_before_any_data_is_read(capsys, tmp_path, option):
+    """Issue 13: a device node, FIFO or directory as --save was refused only after training (a device node was
+    replaced by a regular file); now every output path is checked before the data is read."""
+    for kind, path in special_paths(tmp_path).items():
+        wants_folder = option in ("--output-dir", "--checkpoint-dir", "--plots")
+        if wants_folder and kind == "directory":
+            continue
+        argv = ["train", "--offline", "--output-dir", str(tmp_path / "out"), option, str(path)]
+        status, _, err = run_main(capsys, *argv)
+        line = assert_one_line_error(status, err, "tinygrad-np train", f"{option} {path}", kind)
+        assert "MNIST from" not in err, line
+    assert Path("/dev/null").is_char_device() and not (tmp_path / "out").exists()
+
+
+def test_default_output_paths_are_checked_too(capsys, tmp_path):
+    (tmp_path / "model.npz").mkdir()
+    status, _, err = run_main(capsys, "train", "--offline", "--output-dir", str(tmp_path))
+    saying = f"--save (default OUTPUT_DIR/model.npz) {tmp_path / 'model.npz'} is a directory, not a file"
+    assert_one_line_error(status, err, "tinygrad-np train", saying)
+    (tmp_path / "model.npz").rmdir()
+    (tmp_path / "checkpoint" / "checkpoint.npz").mkdir(parents=True)
+    status, _, err = run_main(capsys, "train", "--offline", "--output-dir", str(tmp_path))
+    assert_one_line_error(status, err, "tinygrad-np train", "the Ctrl-C checkpoint", "is a directory, not a file")
 
 
 # ---- corrupt data files (--data-dir) -----------------------------------------------------------------------

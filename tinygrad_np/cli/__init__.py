@@ -79,9 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         print("\ntinygrad-np: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except UserError as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"tinygrad-np {command.name}: error: {message}", file=sys.stderr)
+        print(f"tinygrad-np {command.name}: error: {user_message(error)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def user_message(error: UserError) -> str:
+    """The error's message on one line; an OSError's without the "[Errno 28]" that str() puts before it."""
+    text = str(error)
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror
+        if error.filename is not None and str(error.filename) not in text:
+            text = f"{error.filename}: {text}"
+    return " ".join(text.split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -16,9 +16,15 @@ import numpy as np
 from tinygrad_np.errors import MissingFileError, UserError
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
 MNIST_PIXELS = 784
 MNIST_CLASSES = 10
+
+
+def exit_status(signals: list[int]) -> int:
+    """128 + the number of the last signal received (SIGINT: 130, SIGTERM: 143), as a shell reports a process
+    that the signal ended; 130 when none was recorded."""
+    return 128 + signals[-1] if signals else EXIT_INTERRUPTED
 
 
 # ---- option types -------------------------------------------------------------------------------------

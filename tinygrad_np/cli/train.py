@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ import numpy as np
 
 from tinygrad_np.cli.command import Command
 from tinygrad_np.cli.common import (
-    EXIT_INTERRUPTED,
     add_data_arguments,
     batch_size_type,
+    exit_status,
     load_data,
     number,
     option_errors,
@@ -25,7 +24,7 @@ from tinygrad_np.cli.common import (
     whole_number,
     write_json_atomic,
 )
-from tinygrad_np.errors import UserError
+from tinygrad_np.errors import OutOfMemoryError, UserError
 from tinygrad_np.jsondata import to_json_data
 
 if TYPE_CHECKING:
@@ -131,12 +130,12 @@ def run_train(args: argparse.Namespace) -> int:
     checkpoints = checkpoint_manager(args, config, data)
     if args.resume:
         resume(trainer, checkpoints, config)
-    check_outputs_writable(args)
     announce(args, config, trainer, data)
-    seconds = fit(args, config, trainer, checkpoints)
-    if seconds is None:
-        return EXIT_INTERRUPTED
-    write_outputs(args, config, trainer, data, seconds)
+    start = time.perf_counter()
+    stopped = fit(args, config, trainer, checkpoints)
+    if stopped is not None:
+        return stopped
+    write_outputs(args, config, trainer, data, time.perf_counter() - start)
     return 0
 
 
@@ -185,7 +184,7 @@ def checkpoint_manager(args: argparse.Namespace, config: TrainConfig, data: Trai
     from tinygrad_np.checkpoint import CheckpointManager
 
     fingerprint = _run_fingerprint(config, data.mnist.train_images[: data.limit], data.mnist.train_labels[: data.limit])
-    return CheckpointManager(args.checkpoint_dir or args.output_dir / "checkpoint", fingerprint)
+    return CheckpointManager(_checkpoint_dir(args), fingerprint)
 
 
 def resume(trainer: Trainer, checkpoints: CheckpointManager, config: TrainConfig) -> None:
@@ -197,16 +196,22 @@ def resume(trainer: Trainer, checkpoints: CheckpointManager, config: TrainConfig
     print(f"tinygrad-np: resumed from {checkpoints.path} ({trainer.describe_position()})", file=sys.stderr)
 
 
-def check_outputs_writable(args: argparse.Namespace) -> None:
-    """An unwritable output should fail now, not after an hour of training."""
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Every file and folder the run writes, before any data is read: a directory, device or FIFO where a file
+    goes, or a file where a folder goes, is refused now rather than after the training it would lose."""
+    from tinygrad_np.checkpoint import CheckpointManager
+    from tinygrad_np.files import check_output_dir, check_output_file
+
+    check_output_dir(args.output_dir, "--output-dir")
     save_path, metrics_path = _output_paths(args)
-    for folder in {save_path.parent, metrics_path.parent, args.checkpoint_dir, args.plots} - {None}:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"can't create the output folder {folder}: {err.strerror or err}") from None
-        if not os.access(folder, os.W_OK):
-            raise UserError(f"the output folder {folder} is not writable; choose another with --output-dir")
+    check_output_file(save_path, "--save" if args.save else "--save (default OUTPUT_DIR/model.npz)")
+    check_output_file(metrics_path, "--metrics" if args.metrics else "--metrics (default OUTPUT_DIR/metrics.json)")
+    checkpoints = CheckpointManager(_checkpoint_dir(args))
+    given = args.checkpoint_dir is not None
+    check_output_dir(checkpoints.directory, "--checkpoint-dir" if given else "the Ctrl-C checkpoint's folder")
+    check_output_file(checkpoints.path, "--checkpoint-dir's checkpoint" if given else "the Ctrl-C checkpoint")
+    if args.plots is not None:
+        check_output_dir(args.plots, "--plots")
 
 
 def announce(args: argparse.Namespace, config: TrainConfig, trainer: Trainer, data: TrainingData) -> None:
@@ -222,16 +227,17 @@ def announce(args: argparse.Namespace, config: TrainConfig, trainer: Trainer, da
 
 def fit(
     args: argparse.Namespace, config: TrainConfig, trainer: Trainer, checkpoints: CheckpointManager
-) -> float | None:
-    """Train, with Ctrl-C saving a checkpoint at the next batch boundary; the seconds taken, or None if stopped."""
-    from tinygrad_np.train import DivergenceError, TrainingInterrupted, stop_on_sigint
+) -> int | None:
+    """Train; Ctrl-C or SIGTERM saves a checkpoint at the next batch boundary. None when training finished, else
+    the exit status the signal asks for (130 for Ctrl-C, 143 for SIGTERM)."""
+    from tinygrad_np.train import DivergenceError, TrainingInterrupted, stop_on_signals
 
     progress = not args.no_progress and sys.stderr.isatty()
     newline = "\n" if progress else ""  # below the progress bar
-    start = time.perf_counter()
+    received: list[int] = []
     try:
-        # Ctrl-C sets a flag that the trainer checks between batches, so the state it saves is consistent.
-        with _anomaly_context(args.detect_anomaly), stop_on_sigint(trainer):
+        # A signal sets a flag that the trainer checks between batches, so the state it saves is consistent.
+        with _anomaly_context(args.detect_anomaly), stop_on_signals(trainer) as received:
             trainer.fit(
                 config.epochs,
                 progress=progress,
@@ -242,20 +248,34 @@ def fit(
         if err.non_finite and not args.detect_anomaly:
             raise UserError(f"{err}; to find the op that made it, run again with --detect-anomaly") from err
         raise
+    except MemoryError as err:
+        raise OutOfMemoryError(
+            f"not enough memory to train the {_describe(trainer.model)} network in batches of "
+            f"{config.batch_size or 'all the images'} ({err}); use a smaller --batch-size or smaller layers"
+        ) from err
     except TrainingInterrupted:
         path = checkpoints.save(trainer)
         print(
-            f"{newline}tinygrad-np: interrupted {trainer.describe_position()}; checkpoint saved to {path}; continue "
-            f"with the same options plus --checkpoint-dir {checkpoints.directory} --resume",
+            f"{newline}tinygrad-np: {_stopped_by(received)} {trainer.describe_position()}; checkpoint saved to {path}; "
+            f"continue with the same options plus --checkpoint-dir {checkpoints.directory} --resume",
             file=sys.stderr,
         )
-        return None
+        return exit_status(received)
     except KeyboardInterrupt:
-        # A second Ctrl-C lands mid-step, where the weights may be half updated: saving them would be wrong.
+        # A second signal lands mid-step, where the weights may be half updated: saving them would be wrong.
         kept = f"; the checkpoint in {checkpoints.path} is intact" if checkpoints.path.is_file() else ""
-        print(f"{newline}tinygrad-np: interrupted twice; stopped at once without saving{kept}", file=sys.stderr)
-        return None
-    return time.perf_counter() - start
+        print(f"{newline}tinygrad-np: {_stopped_by(received)} twice; stopped at once without saving{kept}",
+              file=sys.stderr)
+        return exit_status(received)
+    return None
+
+
+def _stopped_by(signals: list[int]) -> str:
+    """'interrupted' (Ctrl-C), or 'stopped by SIGTERM'."""
+    import signal
+
+    last = signals[-1] if signals else signal.SIGINT
+    return "interrupted" if last == signal.SIGINT else f"stopped by {signal.Signals(last).name}"
 
 
 def write_outputs(
@@ -294,6 +314,11 @@ def write_outputs(
 
 def _output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
     return args.save or args.output_dir / "model.npz", args.metrics or args.output_dir / "metrics.json"
+
+
+def _checkpoint_dir(args: argparse.Namespace) -> Path:
+    """--checkpoint-dir; without it, Ctrl-C still saves a checkpoint, into OUTPUT_DIR/checkpoint."""
+    return args.checkpoint_dir or args.output_dir / "checkpoint"
 
 
 def _run_fingerprint(config: TrainConfig, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -351,5 +376,6 @@ def _resume_needs_checkpoint_dir(args: argparse.Namespace) -> None:
 
 
 TRAIN = Command(
-    "train", "train a network on MNIST", add_train_arguments, run_train, checks=(_resume_needs_checkpoint_dir,)
+    "train", "train a network on MNIST", add_train_arguments, run_train,
+    checks=(_resume_needs_checkpoint_dir, check_output_paths),
 )

@@ -22,7 +22,7 @@ from tinygrad_np.train.trainer import (
     TrainingInterrupted,
     evaluate,
     predict_proba,
-    stop_on_sigint,
+    stop_on_signals,
 )
 
 __all__ = [
@@ -45,5 +45,5 @@ __all__ = [
     "network_spec",
     "predict_proba",
     "recipe_config",
-    "stop_on_sigint",
+    "stop_on_signals",
 ]

@@ -120,7 +120,7 @@ class DivergenceError(UserError, FloatingPointError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """`fit` stopped at a batch boundary because `request_stop()` was called (Ctrl-C under `stop_on_sigint`).
+    """`fit` stopped at a batch boundary because `request_stop()` was called (a signal under `stop_on_signals`).
 
     The trainer's state is consistent there, so `state_dict()` resumes exactly, even in the middle of an epoch.
     """
@@ -384,27 +384,35 @@ def _skip(batches: Iterator[Any], count: int) -> Iterator[Any]:
     yield from batches
 
 
-@contextlib.contextmanager
-def stop_on_sigint(trainer: Trainer) -> Iterator[None]:
-    """Within the block, Ctrl-C asks `trainer` to stop at the next batch boundary; a second Ctrl-C interrupts at once.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    A KeyboardInterrupt raised mid-step could leave half the parameters updated; a flag checked between batches
-    cannot. Outside the main thread (where signals can't be handled) this does nothing.
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: Trainer, signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[list[int]]:
+    """Within the block, Ctrl-C (SIGINT) or SIGTERM, which process managers and containers send, asks `trainer`
+    to stop at the next batch boundary; a second signal interrupts at once (KeyboardInterrupt).
+
+    Yields the list of the signals received, in order, so that a caller can exit as the signal asks (128 + its
+    number). A KeyboardInterrupt raised mid-step could leave half the parameters updated; a flag checked between
+    batches cannot. Outside the main thread (where signals can't be handled) this does nothing.
     """
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
         if trainer.stop_requested:  # asked twice: the user wants out now
             raise KeyboardInterrupt
         trainer.request_stop()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
 
 
 def _progress_bar(epochs: int, done: int, batches: int, enabled: bool) -> Any:
