@@ -75,14 +75,6 @@ def finite_number(text: str) -> float:
     return value
 
 
-def port_number(text: str) -> int:
-    """A TCP port, 0..65535 (0: any free port)."""
-    value = whole_number(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535 (0: any free port), got {text}")
-    return value
-
-
 @contextlib.contextmanager
 def option_errors(options: Mapping[str, str]) -> Iterator[None]:
     """A ValueError raised in the block about an argument of `options` (its `field`, or a name in its message,

@@ -16,7 +16,8 @@ from tinygrad_np.cli.common import (
     as_model_input,
     load_data,
     load_model_file,
-    port_number,
+    option_errors,
+    whole_number,
 )
 from tinygrad_np.errors import UserError
 
@@ -86,14 +87,16 @@ def run_predict(args: argparse.Namespace) -> int:
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-file", type=Path, help="a saved model (default: train a quick one first)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: localhost only)")
-    parser.add_argument("--port", type=port_number, default=8000, help="TCP port, 0..65535 (default: %(default)s)")
+    parser.add_argument("--port", type=whole_number, default=8000,
+                        help="TCP port, 0..65535, or 0 for any free one (default: %(default)s)")
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from tinygrad_np.serve import listen, run
     from tinygrad_np.train import predict_proba
 
-    sock = listen(args.host, args.port)  # bind first: a port in use fails now, not after half a minute of training
+    with option_errors({"port": "--port"}):  # listen() checks the port's range; a port in use is a UserError
+        sock = listen(args.host, args.port)  # bind first: a port in use fails now, not after half a minute of training
     if args.model_file is not None:
         model = load_model_file(args.model_file)
         banner = f"model: {args.model_file}"
