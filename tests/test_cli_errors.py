@@ -9,6 +9,7 @@ from ...", "tinygrad-np: training ...").
 import gzip
 import json
 import os
+import shlex
 import shutil
 import struct
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bombs import members_of, npy_bytes, stored, zip_archive
+from conftest import require
 
 from tinygrad_np.cli import main
 from tinygrad_np.data import load_offline_sample, write_idx
@@ -145,9 +148,20 @@ def test_nothing_to_resume(capsys, tmp_path):
     assert_one_line_error(status, err, "tinygrad-np train", "nothing to resume", str(tmp_path / "checkpoint.npz"))
 
 
-@pytest.mark.parametrize(("contents", "words"), [(None, ["does not exist"]), ("{not json", ["JSON"])])
-def test_a_bad_model_spec(capsys, tmp_path, contents, words):
-    spec = tmp_path / "spec.json"
+@pytest.mark.parametrize(
+    ("name", "contents", "words"),
+    [
+        ("spec.json", None, ["does not exist"]),
+        ("spec.json", "{not json", ["JSON"]),
+        # Issue 13: both parsers recurse once per level, and used to end in a RecursionError traceback.
+        ("spec.json", "[" * 200_000 + "]" * 200_000, ["nested too deeply"]),
+        ("spec.toml", "a = " + "[" * 200_000 + "]" * 200_000, ["nested too deeply"]),
+        ("spec.toml", "a = " + "{b = " * 100_000 + "1" + "}" * 100_000, ["nested too deeply"]),
+    ],
+    ids=["missing", "not JSON", "nested JSON", "nested TOML arrays", "nested TOML tables"],
+)
+def test_a_bad_model_spec(capsys, tmp_path, name, contents, words):
+    spec = tmp_path / name
     if contents is not None:
         spec.write_text(contents)
     status, _, err = run_main(capsys, "train", "--offline", "--model-spec", str(spec))
@@ -172,7 +186,7 @@ def test_an_output_dir_that_cannot_be_created_fails_before_training(capsys, tmp_
 
 def special_paths(folder: Path) -> dict[str, Path]:
     """A directory, a FIFO, a device node and a symlink loop: what an output file must never replace."""
-    (folder / "a-dir").mkdir()
+    (folder / "a-dir").mkdir(parents=True)
     os.mkfifo(folder / "fifo")
     (folder / "loop").symlink_to(folder / "loop")
     return {"directory": folder / "a-dir", "FIFO (named pipe)": folder / "fifo", "character device": Path("/dev/null"),
@@ -433,6 +447,75 @@ def test_detect_anomaly_names_the_op_and_the_line_end_to_end(capsys, tmp_path):
     assert "train/trainer.py" in line and "self.model(Tensor(images))" in line
 
 
+def test_running_out_of_memory_while_training_names_the_options(capsys, tmp_path, monkeypatch):
+    """What NumPy raises when an activation can't be allocated (really raised by a 28 -> 10^6 spec trained on
+    the full batch: 417 GiB), reported with the options that set its size."""
+    from tinygrad_np.train import Trainer
+
+    def out_of_memory(self, images, labels):
+        raise MemoryError("Unable to allocate 417. GiB for an array with shape (4000, 28, 1000000)")
+
+    monkeypatch.setattr(Trainer, "_train_step", out_of_memory)
+    status, _, err = run_main(capsys, "train", "--offline", "--batch-size", "full", "--output-dir", str(tmp_path))
+    assert_one_line_error(status, err, "tinygrad-np train", "not enough memory to train the 784-10-10 network with "
+                          "--batch-size full (Unable to allocate 417. GiB", "use a smaller --batch-size or smaller")
+
+
+def test_a_full_disk_names_the_file_and_says_what_to_do(capsys, tmp_path, monkeypatch):
+    """Every fsync fails as on a full disk; the line names the file, without Python's "[Errno 28]" before it."""
+    import errno
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    status, _, err = run_main(capsys, "train", "--offline", "--epochs", "1", "--limit-train", "300",
+                              "--output-dir", str(tmp_path), "--no-progress")
+    line = assert_one_line_error(status, err, "tinygrad-np train")
+    assert line == (f"tinygrad-np train: error: cannot write {tmp_path / 'model.npz'}: No space left on device; free "
+                    "some disk space or write somewhere else")
+
+
+@pytest.mark.parametrize("where", ["--output-dir", "--checkpoint-dir"])
+def test_a_full_disk_for_real(tmp_path, where):
+    """A 16 KiB tmpfs, mounted in a private mount namespace, fills up: the model (34 KB) or the first checkpoint."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    probe = subprocess.run(["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)],
+                           capture_output=True, check=False)
+    require(probe.returncode == 0, f"can't mount a tmpfs in a user namespace: {probe.stderr.decode().strip()}")
+    command = [sys.executable, "-m", "tinygrad_np", "train", "--offline", "--epochs", "1", "--limit-train", "300",
+               "--no-progress", "--output-dir", str(tmp_path / "out"), where, str(mount)]
+    script = f"mount -t tmpfs -o size=16k tmpfs {shlex.quote(str(mount))} && exec {shlex.join(command)}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    written = mount / ("model.npz" if where == "--output-dir" else "checkpoint.npz")
+    assert_one_line_error(done.returncode, done.stderr, "tinygrad-np train", f"cannot write {written}: No space left "
+                          "on device; free some disk space or write somewhere else")
+    assert "[Errno" not in done.stderr
+
+
+def test_a_spec_that_reads_28x28_images_trains_and_plots(capsys, tmp_path):
+    """The trainer feeds images in the shape the model's spec declares (it fed (N, 784) to a Flatten-first spec)."""
+    spec = tmp_path / "net.json"
+    spec.write_text(json.dumps({"input_size": [28, 28], "layers": [{"type": "Flatten"},
+                                                                   {"type": "Linear", "out_features": 10}]}))
+    status, out, err = run_main(capsys, "train", "--offline", "--model-spec", str(spec), "--epochs", "1",
+                                "--limit-train", "300", "--output-dir", str(tmp_path / "out"), "--plots",
+                                str(tmp_path / "plots"))
+    assert status == 0, err
+    assert "test accuracy" in out and (tmp_path / "plots" / "predictions.png").is_file()
+
+
+def test_a_spec_that_does_not_read_mnist_is_refused_before_the_data(capsys, tmp_path):
+    spec = tmp_path / "net.json"
+    spec.write_text(json.dumps({"input_size": 100, "layers": [{"type": "Linear", "out_features": 10}]}))
+    status, _, err = run_main(capsys, "train", "--offline", "--model-spec", str(spec))
+    assert_one_line_error(status, err, "tinygrad-np train", str(spec), "expects 100 features", "784")
+    assert "MNIST from" not in err
+
+
 def test_detect_anomaly_leaves_a_healthy_run_alone(capsys, tmp_path):
     status, out, err = run_main(
         capsys,
@@ -497,6 +580,24 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
     }
     files["weights of another net"] = folder / "mismatch.npz"
     np.savez(files["weights of another net"], **{HEADER_KEY: np.frombuffer(header.encode(), np.uint8)}, **other)
+    # Issue 13: these two ended in a traceback (RecursionError; 'bytes' object has no attribute 'shape').
+    members = members_of(good)
+    deep = ("[" * 200_000 + "]" * 200_000).encode()
+    files["header of 200,000 nested lists"] = folder / "deep.npz"
+    files["header of 200,000 nested lists"].write_bytes(zip_archive(
+        [stored(f"{HEADER_KEY}.npy", npy_bytes(np.frombuffer(deep, np.uint8))) if m[0] == f"{HEADER_KEY}.npy" else m
+         for m in members]
+    ))
+    files["member without .npy"] = folder / "no-suffix.npz"
+    files["member without .npy"].write_bytes(
+        zip_archive([(m[0].removesuffix(".npy") if m[0] == "0.weight.npy" else m[0], *m[1:]) for m in members])
+    )
+    files["directory"] = folder / "a-dir.npz"
+    files["directory"].mkdir()
+    files["symlink loop"] = folder / "loop.npz"
+    files["symlink loop"].symlink_to(files["symlink loop"])
+    files["broken symlink"] = folder / "broken.npz"
+    files["broken symlink"].symlink_to(folder / "nowhere.npz")
     return files
 
 
@@ -514,11 +615,41 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
         ("weights of another net", ["'0.weight' has shape (32, 784)", "needs (10, 784)"]),
         ("100 inputs", ["784 features", "expects 100"]),
         ("5 classes", ["gives 5 outputs per example", "MNIST has 10 classes"]),
+        ("header of 200,000 nested lists", ["the architecture header is nested too deeply"]),
+        ("member without .npy", ["entry '0.weight' is not a .npy array"]),
+        ("directory", ["is a directory; expected a model file saved by tinygrad-np train"]),
+        ("symlink loop", ["is a symbolic link that loops"]),
+        ("broken symlink", ["is a broken symbolic link (to ", "nowhere.npz, which does not exist)"]),
     ],
 )
 def test_bad_model_files_for_eval(capsys, model_files, name, words):
     status, _, err = run_main(capsys, "eval", "--offline", "--model-file", str(model_files[name]))
-    assert_one_line_error(status, err, "tinygrad-np eval", *words)
+    assert_one_line_error(status, err, "tinygrad-np eval", str(model_files[name]), *words)
+
+
+@pytest.mark.parametrize("command", ["graph", "export", "explain"])
+@pytest.mark.parametrize("name", ["truncated", "header of 200,000 nested lists", "member without .npy", "directory"])
+def test_bad_model_files_for_the_other_commands_exit_2(capsys, model_files, command, name):
+    """Issue 13: graph and export exited 1, with their own error handling; every command shares one policy now."""
+    offline = ["--offline"] if command == "explain" else []  # graph draws on the offline sample; export reads none
+    status, _, err = run_main(capsys, command, "--model-file", str(model_files[name]), *offline)
+    assert_one_line_error(status, err, f"tinygrad-np {command}", str(model_files[name]))
+
+
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_export_batch_size_out_of_range_names_the_option(capsys, model_files, tmp_path, size):
+    output = tmp_path / "m.onnx"
+    status, _, err = run_main(capsys, "export", "--model-file", str(model_files["good"]), "-o", str(output),
+                              "--batch-size", size)
+    assert_one_line_error(status, err, "tinygrad-np export", "--batch-size: batch_size must be a positive", size)
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(("command", "option"), [("export", "--output"), ("graph", "--output")])
+def test_graph_and_export_outputs_are_checked_before_any_work(capsys, model_files, tmp_path, command, option):
+    for kind, path in special_paths(tmp_path / command).items():
+        status, _, err = run_main(capsys, command, "--model-file", str(model_files["good"]), option, str(path))
+        assert_one_line_error(status, err, f"tinygrad-np {command}", f"{option} {path}", kind)
 
 
 def test_a_missing_model_file_says_how_to_make_one(capsys, tmp_path):
@@ -595,10 +726,12 @@ def test_bad_pictures_for_predict(capsys, model_files, pictures, name, words):
     assert_one_line_error(status, err, "tinygrad-np predict", *words)
 
 
-def test_a_missing_or_folder_image(capsys, model_files, tmp_path):
-    for path, words in ((tmp_path / "digit.png", ["No such file", "digit.png"]), (tmp_path, ["Is a directory"])):
+def test_an_image_path_that_is_no_file_says_what_it_is(capsys, model_files, tmp_path):
+    paths = {"does not exist": tmp_path / "digit.png", **special_paths(tmp_path)}
+    paths.pop("character device")  # /dev/null is a file to read, an empty one: "the file is empty, not an image"
+    for kind, path in paths.items():
         status, _, err = run_main(capsys, "predict", "--model-file", str(model_files["good"]), "--image", str(path))
-        assert_one_line_error(status, err, "tinygrad-np predict", *words)
+        assert_one_line_error(status, err, "tinygrad-np predict", f"--image {path}", kind)
 
 
 def test_a_picture_for_a_model_of_another_input_size(capsys, model_files, pictures):
@@ -639,6 +772,12 @@ def test_through_python_dash_m(tmp_path, sample, model_files, pictures):
             "predict",
             ["not an image"],
         ),
+        # Issue 13: graph and export exited 1, and export --batch-size 0 too.
+        (["graph", "--model-file", str(model_files["truncated"])], "graph", ["truncated"]),
+        (["export", "--model-file", str(model_files["truncated"])], "export", ["truncated"]),
+        (["export", "--model-file", str(model_files["good"]), "--batch-size", "0", "-o", str(tmp_path / "m.onnx")],
+         "export", ["--batch-size"]),
+        (["serve", "--port", "70000"], "serve", ["--port"]),
     ]
     for argv, command, words in cases:
         status, _, err = run_subprocess(*argv, cwd=tmp_path)

@@ -6,14 +6,15 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tinygrad_np.errors import MissingFileError, UserError
+from tinygrad_np.errors import MissingFileError, UserError, import_extra
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
@@ -94,6 +95,22 @@ def option_errors(options: Mapping[str, str]) -> Iterator[None]:
         raise UserError(f"{options[argument]}: {err}") from err
 
 
+# ---- start-up checks ---------------------------------------------------------------------------------------
+
+
+def needs_extra(
+    module: str, extra: str, purpose: str, when: Callable[[argparse.Namespace], bool] = lambda args: True
+) -> Callable[[argparse.Namespace], None]:
+    """A `Command` check: when `when(args)`, `module` imports, or a MissingDependencyError names the exact
+    `pip install "tinygrad-np[extra]"`, before any data is read or any model trained."""
+
+    def check(args: argparse.Namespace) -> None:
+        if when(args):
+            import_extra(module, extra, purpose)
+
+    return check
+
+
 # ---- shared pieces --------------------------------------------------------------------------------------
 
 
@@ -131,13 +148,30 @@ def add_model_file_argument(parser: argparse.ArgumentParser, required: bool = Fa
     )
 
 
-def load_model_file(path: Path) -> Any:
-    """A saved model that reads MNIST digits (see `check_reads_mnist`)."""
+def check_input_file(path: Path, what: str, expected: str, if_missing: str = "") -> None:
+    """Nothing if `path` is a file (or a link to one); else a UserError saying what is there instead."""
+    from tinygrad_np.files import describe_path
+
+    if path.is_file():
+        return
+    described = f"{what} {path} {describe_path(path)}"
+    if not os.path.lexists(path):
+        raise MissingFileError(described + (f"; {if_missing}" if if_missing else ""))
+    raise UserError(f"{described}; expected {expected}")
+
+
+def load_saved_model(path: Path) -> Any:
+    """The model in a file saved by `tinygrad-np train`; a path that is no file says what it is."""
     from tinygrad_np.serialization import load_model
 
-    if not path.is_file():
-        raise MissingFileError(f"model file {path} does not exist; train one first: tinygrad-np train --save {path}")
-    model = load_model(path)
+    check_input_file(path, "model file", "a model file saved by tinygrad-np train",
+                     if_missing=f"train one first: tinygrad-np train --save {path}")
+    return load_model(path)
+
+
+def load_model_file(path: Path) -> Any:
+    """A saved model that reads MNIST digits (see `check_reads_mnist`)."""
+    model = load_saved_model(path)
     check_reads_mnist(model, str(path))
     return model
 

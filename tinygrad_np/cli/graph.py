@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,11 +32,9 @@ def run(args: argparse.Namespace) -> int:
     """Draw the loss graph as the options ask; write it to --output (atomically) or standard output."""
     from tinygrad_np.files import write_atomic
 
-    fmt = args.format or {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid"}.get(
-        args.output.suffix.lower() if args.output else "", "dot"
-    )
+    fmt = _format(args)
     graph = loss_graph(args)
-    text = {"dot": graph.to_dot, "mermaid": graph.to_mermaid, "svg": graph.to_svg}[fmt]()
+    text = {"dot": graph.to_dot, "mermaid": graph.to_mermaid, "svg": lambda: _svg(graph)}[fmt]()
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -43,6 +42,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {fmt} of the loss graph ({len(graph.nodes)} nodes, {len(graph.edges)} edges) to {args.output}",
               file=sys.stderr)
     return 0
+
+
+def _format(args: argparse.Namespace) -> str:
+    return args.format or {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid"}.get(
+        args.output.suffix.lower() if args.output else "", "dot"
+    )
+
+
+def _svg(graph) -> str:  # graph: tinygrad_np.graph.ComputationGraph
+    """Graphviz's drawing where its `dot` program is installed; else our own layout, which needs nothing (Graphviz
+    is no pip package, so no extra could install it)."""
+    if shutil.which("dot") is not None:
+        return graph.to_svg()
+    print("tinygrad-np: Graphviz's dot is not installed; drawing the SVG with the built-in layout (install Graphviz, "
+          "e.g. apt install graphviz, for its drawing)", file=sys.stderr)
+    return graph.to_builtin_svg()
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Before any work: a directory or device as --output is refused."""
+    from tinygrad_np.files import check_output_file
+
+    if args.output is not None:
+        check_output_file(args.output, "--output")
 
 
 def loss_graph(args: argparse.Namespace):  # -> tinygrad_np.graph.ComputationGraph
@@ -65,4 +88,4 @@ def loss_graph(args: argparse.Namespace):  # -> tinygrad_np.graph.ComputationGra
 
 
 COMMAND = Command("graph", "draw a computation graph (DOT, Mermaid or SVG)", add_arguments, run,
-                  description=DESCRIPTION)
+                  description=DESCRIPTION, checks=(_check_output,))

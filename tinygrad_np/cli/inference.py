@@ -14,8 +14,10 @@ from tinygrad_np.cli.common import (
     add_data_arguments,
     add_model_file_argument,
     as_model_input,
+    check_input_file,
     load_data,
     load_model_file,
+    needs_extra,
     option_errors,
     whole_number,
 )
@@ -32,10 +34,13 @@ def run_eval(args: argparse.Namespace) -> int:
     from tinygrad_np.train import evaluate
 
     model = load_model_file(args.model_file)
-    images, labels = load_data(args).arrays("test")
+    mnist = load_data(args)
+    images, labels = mnist.arrays("test")
     loss, accuracy = evaluate(model, as_model_input(model, images), labels)
     result = {
         "model_file": str(args.model_file),
+        "data_source": mnist.source,  # as train's metrics.json says it
+        "data_source_kind": mnist.source_kind,
         "test_size": len(labels),
         "test_loss": loss,
         "test_accuracy": accuracy,
@@ -124,8 +129,17 @@ def _serve_dependencies(args: argparse.Namespace) -> None:
     check_dependencies()
 
 
+def _check_image(args: argparse.Namespace) -> None:
+    if args.image is not None:
+        check_input_file(args.image, "--image", "a PNG or JPEG picture of a digit")
+
+
 EVAL = Command("eval", "a saved model's accuracy on the test set", add_eval_arguments, run_eval)
-PREDICT = Command("predict", "classify a test-set image or a picture of a digit", add_predict_arguments, run_predict)
+PREDICT = Command(
+    "predict", "classify a test-set image or a picture of a digit", add_predict_arguments, run_predict,
+    checks=(needs_extra("PIL.Image", "image", "predict --image", when=lambda args: args.image is not None),
+            _check_image),
+)
 SERVE = Command(
     "serve", "a web page to draw digits and watch the network read them", add_serve_arguments, run_serve,
     checks=(_serve_dependencies,),

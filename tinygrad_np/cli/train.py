@@ -15,9 +15,12 @@ import numpy as np
 from tinygrad_np.cli.command import Command
 from tinygrad_np.cli.common import (
     add_data_arguments,
+    as_model_input,
     batch_size_type,
+    check_reads_mnist,
     exit_status,
     load_data,
+    needs_extra,
     number,
     option_errors,
     positive_int,
@@ -125,6 +128,8 @@ def run_train(args: argparse.Namespace) -> int:
     """Settings, data, the trainer, resuming, then training and its outputs: one step each."""
     config = train_config_from_args(args)
     model, optimizer, scheduler = build_model_and_optimizer(config)
+    if args.model_spec is not None:
+        check_reads_mnist(model, str(args.model_spec))
     data = load_training_data(args)
     trainer = build_trainer(config, model, optimizer, scheduler, data)
     checkpoints = checkpoint_manager(args, config, data)
@@ -174,8 +179,11 @@ def build_trainer(
     from tinygrad_np.nn import functional as F
     from tinygrad_np.train import Trainer
 
+    (train_images, train_labels), (test_images, test_labels) = data.train, data.test
+    train = as_model_input(model, train_images), train_labels  # e.g. (N, 28, 28) for a spec that starts with Flatten
+    test = as_model_input(model, test_images), test_labels
     with option_errors(OPTIONS):  # the batch size is the DataLoader's to check
-        return Trainer(model, optimizer, F.cross_entropy, data.train, data.test, batch_size=config.batch_size,
+        return Trainer(model, optimizer, F.cross_entropy, train, test, batch_size=config.batch_size,
                        scheduler=scheduler, seed=config.seed)
 
 
@@ -250,8 +258,8 @@ def fit(
         raise
     except MemoryError as err:
         raise OutOfMemoryError(
-            f"not enough memory to train the {_describe(trainer.model)} network in batches of "
-            f"{config.batch_size or 'all the images'} ({err}); use a smaller --batch-size or smaller layers"
+            f"not enough memory to train the {_describe(trainer.model)} network with --batch-size "
+            f"{config.batch_size or 'full'} ({err}); use a smaller --batch-size or smaller layers"
         ) from err
     except TrainingInterrupted:
         path = checkpoints.save(trainer)
@@ -365,7 +373,7 @@ def _write_plots(directory: Path, trainer: Trainer, data: TrainingData) -> None:
     from tinygrad_np.train import predict_proba
 
     images, labels = data.test
-    predictions = predict_proba(trainer.model, images).argmax(axis=1)
+    predictions = predict_proba(trainer.model, as_model_input(trainer.model, images)).argmax(axis=1)
     paths = save_training_plots(trainer.history, data.mnist.test_images, labels, predictions, directory)
     print(f"tinygrad-np: plots in {directory}: {', '.join(Path(p).name for p in paths.values())}", file=sys.stderr)
 
@@ -377,5 +385,9 @@ def _resume_needs_checkpoint_dir(args: argparse.Namespace) -> None:
 
 TRAIN = Command(
     "train", "train a network on MNIST", add_train_arguments, run_train,
-    checks=(_resume_needs_checkpoint_dir, check_output_paths),
+    checks=(
+        _resume_needs_checkpoint_dir,
+        check_output_paths,
+        needs_extra("matplotlib.figure", "plot", "--plots", when=lambda args: args.plots is not None),
+    ),
 )

@@ -31,6 +31,7 @@ from tinygrad_np.compare import binding
 from tinygrad_np.compare.layers import ACTIVATIONS
 from tinygrad_np.compare.layout import parameter_names, resolve_layout
 from tinygrad_np.creation import as_generator
+from tinygrad_np.files import describe_path
 from tinygrad_np.tensor import Tensor, no_grad
 
 FORWARD_NAMES = ("forward_prop", "forward_propagation", "forward", "forward_pass")
@@ -75,7 +76,8 @@ def load_manual(spec: str | Path) -> ManualCode:
     path_text, _, names = text.rpartition(":") if ":" in text and not Path(text).exists() else (text, "", "")
     path = Path(path_text)
     if path.suffix != ".py" or not path.is_file():
-        raise binding.ManualCodeError(f"{path} is not a Python file; give my_net.py or my_net.py:forward,backward")
+        what = "is not a Python file" if path.is_file() else describe_path(path)
+        raise binding.ManualCodeError(f"{path} {what}; give my_net.py or my_net.py:forward,backward")
     name = f"tinygrad_np_manual_{abs(hash(path.resolve()))}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
