@@ -62,7 +62,7 @@ def small_trainer(batch_size: int | None = 12, optimizer: str = "adam", hidden: 
         seed=7,
     )
     model = build_model(config)
-    opt = build_optimizer(config, model.parameters())
+    opt = build_optimizer(config, model)
     return Trainer(
         model,
         opt,

@@ -229,7 +229,7 @@ def small_trainer() -> Trainer:
     images, labels = data.random((16, 6), dtype=np.float32), data.integers(0, 3, 16)
     config = TrainConfig(mlp_spec(6, [4], 3, dropout=0.5), epochs=3, batch_size=5, cosine=True, seed=5)
     model = build_model(config)
-    optimizer = build_optimizer(config, model.parameters())
+    optimizer = build_optimizer(config, model)
     return Trainer(
         model,
         optimizer,

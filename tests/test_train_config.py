@@ -1,12 +1,24 @@
 """Training configurations: recipes and settings make one spec, settings the run would ignore are refused."""
 
+import inspect
+
 import numpy as np
 import pytest
 
+from tinygrad_np import optim
 from tinygrad_np.models import mlp as mlp_reference
 from tinygrad_np.models import two_layer
 from tinygrad_np.spec import mlp_spec, normalize_spec
-from tinygrad_np.train import RECIPES, ConfigError, TrainConfig, build_model, network_spec, recipe_config
+from tinygrad_np.train import (
+    OPTIMIZER_SETTINGS,
+    RECIPES,
+    ConfigError,
+    TrainConfig,
+    build_model,
+    build_optimizer,
+    network_spec,
+    recipe_config,
+)
 
 
 def layer_sizes(config: TrainConfig) -> list[int]:
@@ -48,6 +60,12 @@ def test_settings_given_win_over_the_recipe_across_a_choice_of_schedule():
         ("two_layer", {"dropout": 0.2}, "dropout"),
         ("two_layer", {"momentum": 0.9}, "momentum"),
         ("mlp", {"nesterov": True}, "nesterov"),
+        ("two_layer", {"optimizer": "rmsprop", "nesterov": True}, "nesterov"),
+        ("two_layer", {"centered": True}, "centered"),
+        ("two_layer", {"optimizer": "sgd", "betas": (0.8, 0.9)}, "betas"),
+        ("two_layer", {"optimizer": "rmsprop", "amsgrad": True}, "amsgrad"),
+        ("two_layer", {"optimizer": "sgd", "eps": 1e-6}, "eps"),
+        ("two_layer", {"no_weight_decay": ("bias",)}, "no_weight_decay"),  # weight_decay 0: nothing to spare
         ("two_layer", {"gamma": 0.5}, "gamma"),
         ("two_layer", {"cosine": True, "step_size": 5}, "cosine"),
         ("two_layer", {"optimizer": "adagrad"}, "optimizer"),
@@ -74,3 +92,47 @@ def test_the_config_seed_is_the_specs_seed():
     config = TrainConfig(mlp_spec(10, [4], 3, seed=7), seed=1)
     assert config.model["seed"] == 1
     assert network_spec("mlp", (8,)) == mlp_spec(784, [8], 10)
+
+
+# ---- the optimizer a config builds ---------------------------------------------------------------------------
+
+GIVEN = {"momentum": 0.5, "nesterov": True, "centered": True, "betas": (0.8, 0.95), "amsgrad": True, "eps": 1e-6}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adam", "adamw"])
+def test_each_optimizer_gets_the_settings_it_takes_and_refuses_the_others(optimizer):
+    takes = {name: GIVEN[name] for name, takers in OPTIMIZER_SETTINGS.items() if optimizer in takers}
+    config = recipe_config("mlp", optimizer=optimizer, hidden_sizes=(4,), **takes)
+    (group,) = build_optimizer(config, build_model(config)).param_groups
+    assert {name: group[name] for name in takes} == takes
+    for name in set(GIVEN) - set(takes):
+        with pytest.raises(ConfigError, match=f"{name} is for the .*; {optimizer} would ignore it") as raised:
+            recipe_config("mlp", optimizer=optimizer, **{name: GIVEN[name]})
+        assert raised.value.field == name
+
+
+def test_an_optimizer_setting_left_unset_is_the_optimizers_default():
+    config = recipe_config("two_layer")
+    assert (config.betas, config.eps) == (None, None)
+    (group,) = build_optimizer(config, build_model(config)).param_groups
+    defaults = inspect.signature(optim.Adam).parameters
+    assert (group["betas"], group["eps"]) == (defaults["betas"].default, defaults["eps"].default)
+
+
+def test_no_weight_decay_puts_the_spared_parameters_in_a_group_without_decay():
+    """Issue 12: the trainer uses parameter groups when asked, through optim.param_groups."""
+    config = recipe_config("mlp", hidden_sizes=(4,), no_weight_decay=["bias"])
+    assert config.no_weight_decay == ("bias",)
+    model = build_model(config)
+    decayed, spared = build_optimizer(config, model).param_groups
+    names = {id(p): name for name, p in model.named_parameters()}
+    assert [names[id(p)] for p in decayed["params"]] == ["0.weight", "3.weight"]
+    assert [names[id(p)] for p in spared["params"]] == ["0.bias", "3.bias"]
+    assert (decayed["weight_decay"], spared["weight_decay"]) == (0.01, 0.0)
+
+
+def test_a_no_weight_decay_pattern_that_matches_nothing_is_refused_naming_the_setting():
+    config = recipe_config("mlp", hidden_sizes=(4,), no_weight_decay=("bais",))
+    with pytest.raises(ConfigError, match="no parameter of the model matches 'bais'") as raised:
+        build_optimizer(config, build_model(config))
+    assert raised.value.field == "no_weight_decay"

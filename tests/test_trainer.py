@@ -61,3 +61,25 @@ def test_divergence_messages_name_no_command_line_flag(lr):
     with pytest.raises(DivergenceError) as raised:
         run.fit(3)
     assert "lower the learning rate" in str(raised.value) and "--" not in str(raised.value)
+
+
+def grouped_trainer() -> tuple[Trainer, optim.StepLR]:
+    """The first layer at lr 0.1, the second at 0.01, both halved every epoch."""
+    model = model_from_spec(mlp_spec(6, [5], 3, seed=1))
+    opt = optim.SGD([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.01}], lr=0.1)
+    scheduler = optim.StepLR(opt, step_size=1, gamma=0.5)
+    return Trainer(model, opt, F.cross_entropy, data(), batch_size=8, scheduler=scheduler), scheduler
+
+
+def test_the_history_logs_each_groups_lr_when_they_differ():
+    """One lr while the groups share it; the list get_last_lr() gives while they differ, and it resumes."""
+    run, scheduler = grouped_trainer()
+    run.fit(2)
+    assert [record["lr"] for record in run.history] == [[0.1, 0.01], [0.05, 0.005]]
+    assert scheduler.get_last_lr() == [0.025, 0.0025]  # the lr of the epoch to come
+    resumed, _ = grouped_trainer()
+    resumed.load_state_dict(run.state_dict())  # a history with lists is a valid checkpoint
+    assert resumed.history == run.history
+    shared = trainer()
+    shared.fit(1)
+    assert shared.history[0]["lr"] == 0.05

@@ -69,6 +69,37 @@ def test_metrics_config_is_the_network_that_trained(tmp_path):
     assert metrics["seed"] == 5 and metrics["model_spec"] == str(tmp_path / "net.json")
 
 
+def test_no_weight_decay_trains_the_groups_that_param_groups_makes_bit_for_bit(tmp_path):
+    """`--no-weight-decay bias` is AdamW over optim.param_groups(model, ("bias",)), recorded in the config."""
+    from tinygrad_np import optim
+    from tinygrad_np.data import load_offline_sample
+
+    options = ["--offline", "--model", "mlp", "--hidden-sizes", "16", "--epochs", "2", "--limit-train", "500",
+               "--weight-decay", "0.5", "--seed", "2"]
+    metrics, model = train(tmp_path / "spared", *options, "--no-weight-decay", "bias")
+    assert metrics["config"]["no_weight_decay"] == ["bias"] and metrics["config"]["weight_decay"] == 0.5
+
+    config = recipe_config("mlp", hidden_sizes=(16,), epochs=2, weight_decay=0.5, seed=2)
+    reference = build_model(config)
+    optimizer = optim.AdamW(optim.param_groups(reference, ("bias",)), lr=config.lr, weight_decay=0.5)
+    images, labels = load_offline_sample().arrays("train")
+    Trainer(reference, optimizer, F.cross_entropy, (images[:500], labels[:500]), batch_size=config.batch_size,
+            scheduler=build_scheduler(config, optimizer), seed=2).fit(2)
+    for name, array in reference.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[name], array, err_msg=name)
+    _, decayed_everywhere = train(tmp_path / "all", *options)
+    assert not np.array_equal(decayed_everywhere.state_dict()["0.bias"], model.state_dict()["0.bias"])
+
+
+def test_resume_refuses_a_checkpoint_with_other_parameter_groups(tmp_path, capsys):
+    options = ["--offline", "--model", "mlp", "--hidden-sizes", "8", "--epochs", "1", "--limit-train", "200",
+               "--checkpoint-dir", str(tmp_path / "ck")]
+    train(tmp_path, *options, "--no-weight-decay", "bias")
+    capsys.readouterr()
+    assert main(["train", "--output-dir", str(tmp_path / "again"), *options, "--resume"]) == 2
+    assert 'no_weight_decay ["bias"] there, [] here' in capsys.readouterr().err
+
+
 def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not(tmp_path):
     runs = [
         train(tmp_path / str(i), "--offline", "--recipe", "mlp", "--epochs", "2", "--seed", str(seed))[1]
@@ -103,7 +134,7 @@ def test_same_seed_gives_bit_identical_weights_on_full_mnist(mnist_dir):
     for _ in range(2):
         config = recipe_config("mlp", epochs=1)
         model = build_model(config)
-        optimizer = build_optimizer(config, model.parameters())
+        optimizer = build_optimizer(config, model)
         Trainer(
             model,
             optimizer,

@@ -114,7 +114,7 @@ def run_serve(args: argparse.Namespace) -> int:
         config = recipe_config("mlp", hidden_sizes=(128,), epochs=8, dropout=0.0)
         sample = load_offline_sample()
         model = build_model(config)
-        optimizer = build_optimizer(config, model.parameters())
+        optimizer = build_optimizer(config, model)
         trainer = Trainer(model, optimizer, F.cross_entropy, sample.arrays("train"), batch_size=64)
         trainer.fit(config.epochs)
         _, accuracy = evaluate(model, *sample.arrays("test"))

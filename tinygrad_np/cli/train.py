@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 OPTIONS = {
     "nesterov": "--nesterov",
     "momentum": "--momentum",
+    "centered": "--centered",
+    "betas": "--betas",
+    "eps": "--eps",
+    "amsgrad": "--amsgrad",
+    "no_weight_decay": "--no-weight-decay",
     "lr": "--lr",
     "learning rate": "--lr",
     "weight_decay": "--weight-decay",
@@ -59,8 +64,8 @@ OPTIONS = {
     "init": "--init",
 }
 # Options that change the recipe's settings when given (their defaults are None: not given).
-SETTINGS = ("model", "hidden_sizes", "init", "dropout", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-            "epochs", "step_size", "gamma", "cosine", "seed")
+SETTINGS = ("model", "hidden_sizes", "init", "dropout", "optimizer", "lr", "momentum", "nesterov", "centered", "betas",
+            "eps", "amsgrad", "weight_decay", "no_weight_decay", "epochs", "step_size", "gamma", "cosine", "seed")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,9 +89,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     training = parser.add_argument_group("training")
     training.add_argument("--optimizer", choices=OPTIMIZERS)
     training.add_argument("--lr", "--learning-rate", dest="lr", type=number, help="learning rate")
-    training.add_argument("--momentum", type=number, help="SGD momentum")
-    training.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (SGD)")
+    training.add_argument("--momentum", type=number, help="momentum (sgd, rmsprop)")
+    training.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
+    training.add_argument("--centered", action="store_true", default=None,
+                          help="divide by the gradient's variance, not its second moment (rmsprop)")
+    training.add_argument("--betas", type=number, nargs=2, metavar=("BETA1", "BETA2"),
+                          help="decay rates of the moment estimates (adam, adamw; default 0.9 0.999)")
+    training.add_argument("--eps", type=number, help="added to the denominator (rmsprop, adam, adamw; default 1e-8)")
+    training.add_argument("--amsgrad", action="store_true", default=None,
+                          help="divide by the largest second moment so far (adam, adamw)")
     training.add_argument("--weight-decay", type=number)
+    training.add_argument("--no-weight-decay", nargs="+", metavar="PATTERN",
+                          help="spare the parameters these names match from weight decay, e.g. bias (matched against "
+                               "'0.bias' and its last part, with shell wildcards)")
     training.add_argument("--epochs", type=positive_int, help="passes over the data (iterations when full batch)")
     training.add_argument(
         "--batch-size", type=batch_size_type, default=argparse.SUPPRESS, help="mini-batch size, or 'full'"
@@ -169,7 +184,7 @@ def build_model_and_optimizer(config: TrainConfig) -> tuple[Module, Optimizer, L
 
     model = build_model(config)
     with option_errors(OPTIONS):
-        optimizer = build_optimizer(config, model.parameters())
+        optimizer = build_optimizer(config, model)
         return model, optimizer, build_scheduler(config, optimizer)
 
 
@@ -343,7 +358,10 @@ def _run_fingerprint(config: TrainConfig, images: np.ndarray, labels: np.ndarray
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(value, (dict, list)):
+    """Nested settings by dotted name; a list of plain values (betas, no_weight_decay, input_size) is one value."""
+    if not isinstance(value, (dict, list)) or (isinstance(value, list) and not any(
+        isinstance(item, (dict, list)) for item in value
+    )):
         return {prefix: value}
     items = value.items() if isinstance(value, dict) else enumerate(value)
     flat: dict[str, Any] = {}

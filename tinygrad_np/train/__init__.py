@@ -2,6 +2,7 @@
 
 from tinygrad_np.train.config import (
     NETWORKS,
+    OPTIMIZER_SETTINGS,
     OPTIMIZERS,
     RECIPES,
     ConfigError,
@@ -29,6 +30,7 @@ __all__ = [
     "DIVERGENCE_THRESHOLD",
     "NETWORKS",
     "OPTIMIZERS",
+    "OPTIMIZER_SETTINGS",
     "RECIPES",
     "ConfigError",
     "DivergenceError",

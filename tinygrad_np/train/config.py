@@ -4,7 +4,7 @@ the objects a config builds."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from tinygrad_np import nn, optim
@@ -12,6 +12,16 @@ from tinygrad_np.errors import UserError
 from tinygrad_np.spec import Spec, mlp_spec, model_from_spec, normalize_spec
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
+# The settings only some optimizers take; given to another, they would be ignored, so they are refused.
+OPTIMIZER_SETTINGS = {
+    "momentum": ("sgd", "rmsprop"),
+    "nesterov": ("sgd",),
+    "centered": ("rmsprop",),
+    "betas": ("adam", "adamw"),
+    "amsgrad": ("adam", "adamw"),
+    "eps": ("rmsprop", "adam", "adamw"),
+}
+_OPTIMIZER_CLASSES = {"sgd": optim.SGD, "rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW}
 # The networks a recipe or --model names: the tutorial's 784-10-10, and an MLP of any depth.
 NETWORKS = ("two_layer", "mlp")
 NETWORK_SETTINGS = ("model", "hidden_sizes", "init", "dropout")
@@ -31,8 +41,10 @@ class TrainConfig:
     """One training run: the network (a spec), the optimizer, the schedule, batches, epochs and the seed.
 
     `seed` seeds everything random: the weights (it replaces the spec's own seed), the data order and dropout.
+    `betas` and `eps` are None for the optimizer's own default. `no_weight_decay` names the parameters weight
+    decay spares (patterns of `optim.param_groups`, e.g. ("bias",)), which then form a group of their own.
     Values are checked where they are used (the spec, the optimizer, the scheduler); here only settings that
-    contradict each other are refused.
+    contradict each other, or that the optimizer would ignore (`OPTIMIZER_SETTINGS`), are refused.
     """
 
     model: Spec
@@ -40,7 +52,12 @@ class TrainConfig:
     lr: float = 0.005
     momentum: float = 0.0
     nesterov: bool = False
+    centered: bool = False
+    betas: tuple[float, float] | None = None
+    eps: float | None = None
+    amsgrad: bool = False
     weight_decay: float = 0.0
+    no_weight_decay: tuple[str, ...] = ()
     epochs: int = 10
     batch_size: int | None = 64
     step_size: int | None = None
@@ -51,13 +68,28 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}", "optimizer")
-        if self.optimizer != "sgd":
-            for name in ("momentum", "nesterov"):
-                if getattr(self, name):
-                    raise ConfigError(f"{name} is for the sgd optimizer; {self.optimizer} would ignore it", name)
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, takers in OPTIMIZER_SETTINGS.items():
+            if self.optimizer not in takers and getattr(self, name) != defaults[name]:
+                raise ConfigError(f"{name} is for {_the_optimizers(takers)}; {self.optimizer} would ignore it", name)
+        if isinstance(self.no_weight_decay, str):
+            object.__setattr__(self, "no_weight_decay", (self.no_weight_decay,))
+        object.__setattr__(self, "no_weight_decay", tuple(self.no_weight_decay))
+        if self.betas is not None:
+            object.__setattr__(self, "betas", tuple(self.betas))
+        if self.no_weight_decay and not self.weight_decay:
+            raise ConfigError("no_weight_decay spares parameters from weight decay, but weight_decay is 0: there is "
+                              "none to spare them from", "no_weight_decay")
         if self.cosine and self.step_size is not None:
             raise ConfigError("cosine annealing and step decay (step_size) are two schedules; choose one", "cosine")
         object.__setattr__(self, "model", normalize_spec({**self.model, "seed": self.seed}))
+
+
+def _the_optimizers(names: tuple[str, ...]) -> str:
+    """'the sgd optimizer', 'the rmsprop, adam and adamw optimizers'"""
+    if len(names) == 1:
+        return f"the {names[0]} optimizer"
+    return f"the {', '.join(names[:-1])} and {names[-1]} optimizers"
 
 
 # The recipes: the tutorial's setup as it was, and ours for each network.
@@ -134,16 +166,21 @@ def build_model(config: TrainConfig) -> nn.Module:
     return model_from_spec(config.model)
 
 
-def build_optimizer(config: TrainConfig, params: Iterable[nn.Parameter]) -> optim.Optimizer:
-    if config.optimizer == "sgd":
-        return optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay
-        )
-    if config.optimizer == "rmsprop":
-        return optim.RMSprop(params, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        return optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+def build_optimizer(config: TrainConfig, model: nn.Module) -> optim.Optimizer:
+    """The config's optimizer over the model's parameters: one group, or with `no_weight_decay` two (the spared
+    parameters with weight_decay 0, by `optim.param_groups`)."""
+    params: Any = model.parameters()
+    if config.no_weight_decay:
+        try:
+            params = optim.param_groups(model, config.no_weight_decay)
+        except ValueError as err:  # a pattern that matches no parameter
+            raise ConfigError(str(err), "no_weight_decay") from None
+    settings = {
+        name: getattr(config, name)
+        for name, takers in OPTIMIZER_SETTINGS.items()
+        if config.optimizer in takers and getattr(config, name) is not None  # None: the optimizer's default
+    }
+    return _OPTIMIZER_CLASSES[config.optimizer](params, lr=config.lr, weight_decay=config.weight_decay, **settings)
 
 
 def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer) -> optim.LRScheduler | None:

@@ -31,12 +31,15 @@ LossFn = Callable[[Tensor, np.ndarray], Tensor]
 
 @dataclass
 class EpochStats:
+    """One epoch in `Trainer.history`. `lr` is the learning rate it trained with: a list, one per parameter
+    group, when the groups' rates differ (as `LRScheduler.get_last_lr()` gives them)."""
+
     epoch: int
     train_loss: float
     train_accuracy: float
     test_loss: float | None
     test_accuracy: float | None
-    lr: float
+    lr: float | list[float]
     seconds: float
 
 
@@ -277,7 +280,8 @@ class Trainer:
     ) -> None:
         while self.epoch < epochs:
             start = time.perf_counter() - (self.epoch_position.seconds if self.epoch_position else 0.0)
-            lr = self.optimizer.lr
+            rates = [group["lr"] for group in self.optimizer.param_groups]
+            lr = rates[0] if len(set(rates)) == 1 else rates
             try:
                 train_loss, train_accuracy = self.train_epoch(
                     bar if bar is not None and bar.per_batch else None, on_batch_end
@@ -339,8 +343,7 @@ class Trainer:
         history = state["history"]
         fields = {f.name for f in dataclasses.fields(EpochStats)}
         if not isinstance(history, list) or not all(
-            isinstance(h, dict) and set(h) == fields and all(v is None or _is_number(v) for v in h.values())
-            for h in history
+            isinstance(h, dict) and set(h) == fields and all(_is_record_value(v) for v in h.values()) for h in history
         ):
             raise ValueError(f"the history must be a list of per-epoch records of numbers with {sorted(fields)}")
         position = None
@@ -368,6 +371,13 @@ class Trainer:
 
 def _is_number(value: Any) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
+
+
+def _is_record_value(value: Any) -> bool:
+    """What an EpochStats field holds: None, a number, or a list of numbers (one lr per parameter group)."""
+    if isinstance(value, list):
+        return bool(value) and all(map(_is_number, value))
+    return value is None or _is_number(value)
 
 
 def _check_real_finite(what: str, arrays: Any) -> None:
