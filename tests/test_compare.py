@@ -661,7 +661,7 @@ def test_cli_reaches_a_method_of_a_module_level_object_one_example_at_a_time(cap
 @pytest.mark.parametrize(
     ("source", "argv", "message"),
     [
-        (None, ["--manual", "no_such_net.py"], "no_such_net.py is not a Python file"),
+        (None, ["--manual", "no_such_net.py"], "no_such_net.py does not exist; give my_net.py or my_net.py:forward"),
         (COLUMN_TANH, ["--hidden-sizes", "8", "--manual", "{path}:forward_prop,backprop"], "has no 'backprop'; it "
                                                                                            "defines backward_prop"),
         (COLUMN_TANH, ["--manual", "{path}"], r"init_params\(\) takes n_h, which needs --hidden-sizes"),
@@ -687,6 +687,16 @@ def test_cli_manual_errors_are_one_line_and_exit_2(capsys, tmp_path, source, arg
     assert status == 2
     errors = [line for line in err.splitlines() if line.startswith("tinygrad-np compare: error: ")]
     assert len(errors) == 1 and errors[0] == err.splitlines()[-1] and re.search(message, errors[0]), err
+
+
+def test_cli_manual_that_is_no_python_file_says_what_it_is(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("")
+    (tmp_path / "net.py").mkdir()
+    for path, what in ((tmp_path / "notes.txt", "is not a Python file"), (tmp_path / "net.py", "is a directory")):
+        status, _, err = run_cli(capsys, "--offline", "--manual", str(path))
+        assert status == 2 and err.strip().splitlines()[-1] == (
+            f"tinygrad-np compare: error: {path} {what}; give my_net.py or my_net.py:forward,backward"
+        )
 
 
 def test_cli_refuses_an_argument_without_a_value(capsys):

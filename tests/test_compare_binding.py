@@ -281,3 +281,23 @@ def test_a_softmax_layer_with_a_squared_loss_and_dropout_masks():
     report = compare_model(model, backward, x, y, layout="torch", loss="mse", dropout_masks=masks, numerical=True)
     assert report.verdict == PASS, report.format()
     assert all(item.reference_b.verdict == PASS for item in report.gradients)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_network_your_code_implements_is_built_from_a_spec(dtype):
+    """One way to build a network (issue 14): compare's models are specs, with every activation of its table."""
+    from tinygrad_np.compare.layers import ACTIVATIONS
+    from tinygrad_np.compare.manual import build_model
+    from tinygrad_np.spec import model_from_spec, spec_from_model
+
+    for name, layer in ACTIVATIONS.items():
+        model = build_model([6, 5, 4, 3], name, output_activation=name, dtype=dtype, generator=2)
+        spec = spec_from_model(model)
+        assert [entry["type"] for entry in spec["layers"]] == ["Linear", layer.__name__] * 3
+        assert spec["dtype"] == np.dtype(dtype).name
+        assert all(entry["init"] == "he" for entry in spec["layers"] if entry["type"] == "Linear")
+        rebuilt = model_from_spec(spec, 2)  # the same seed draws the same weights
+        for (key, ours), theirs in zip(model.state_dict().items(), rebuilt.state_dict().values(), strict=True):
+            np.testing.assert_array_equal(ours, theirs, err_msg=key)
+    logits = spec_from_model(build_model([6, 5, 3], "relu"))  # cross-entropy: the output layer stays logits
+    assert [entry["type"] for entry in logits["layers"]] == ["Linear", "ReLU", "Linear"]

@@ -54,7 +54,20 @@ ARCHITECTURES = {
         "seed": 5,
         "layers": [{"type": "Linear", "out_features": 48}, {"type": "ReLU"}, {"type": "Linear", "out_features": 10}],
     },
+    "leaky_relu": {
+        "input_size": 784,
+        "seed": 6,
+        "layers": [{"type": "Linear", "out_features": 32}, {"type": "LeakyReLU"},
+                   {"type": "Linear", "out_features": 16}, {"type": "LeakyReLU", "negative_slope": 0.2},
+                   {"type": "Linear", "out_features": 10}],
+    },
 }
+# Each activation the spec and the compare layer table know, after a Linear, in both dtypes: onnxruntime must
+# compute what tinygrad_np computes, to rounding.
+ACTIVATION_LAYERS = [
+    {"type": "ReLU"}, {"type": "LeakyReLU"}, {"type": "LeakyReLU", "negative_slope": 0.25}, {"type": "Tanh"},
+    {"type": "Sigmoid"}, {"type": "Softmax"}, {"type": "LogSoftmax"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +127,31 @@ def test_the_file_passes_the_full_onnx_checker(ort, tmp_path, name):
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     assert proto.opset_import[0].version >= 13  # axis-wise Softmax semantics
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ACTIVATION_LAYERS, ids=lambda layer: "-".join(map(str, layer.values())))
+def test_each_activation_runs_in_onnxruntime(ort, tmp_path, activation, dtype):
+    spec = {"input_size": 12, "dtype": dtype, "seed": 7, "layers": [{"type": "Linear", "out_features": 9}, activation]}
+    model = model_from_spec(spec)
+    path = export_onnx(model, tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((33, 12)).astype(dtype)  # both signs: each side of the kinks
+    ours, theirs = reference(model, x), run_onnx(ort, path, x)
+    assert theirs.dtype == ours.dtype == np.dtype(dtype)
+    tolerance = 1e-14 if dtype == "float64" else 1e-6
+    np.testing.assert_allclose(theirs, ours, rtol=tolerance, atol=tolerance)
+
+
+def test_a_leaky_relu_slope_keeps_its_float64_precision(ort):
+    """ONNX attributes are float32: LeakyRelu(alpha=0.01) would round a float64 model's slope, so that one is
+    exported as PRelu with the slope as a float64 tensor; a slope float32 holds exactly stays LeakyRelu."""
+    ops = {}
+    for dtype in ("float32", "float64"):
+        for slope in (0.01, 0.25):
+            spec = {"input_size": 3, "dtype": dtype, "layers": [{"type": "LeakyReLU", "negative_slope": slope}]}
+            ops[dtype, slope] = [node.op_type for node in to_onnx(model_from_spec(spec)).graph.node]
+    assert ops == {("float32", 0.01): ["LeakyRelu"], ("float32", 0.25): ["LeakyRelu"],
+                   ("float64", 0.01): ["PRelu"], ("float64", 0.25): ["LeakyRelu"]}
 
 
 def test_layers_map_to_the_expected_onnx_ops(ort):

@@ -90,6 +90,15 @@ def test_a_model_built_in_code_round_trips(tmp_path):
     np.testing.assert_array_equal(forward(loaded, x), forward(model, x))
 
 
+def test_every_activation_of_the_compare_layer_table_round_trips(tmp_path):
+    model = nn.Sequential(nn.Linear(784, 16, generator=1), nn.LeakyReLU(0.2), nn.Linear(16, 12, generator=2),
+                          nn.Tanh(), nn.Linear(12, 10, generator=3), nn.Sigmoid(), nn.Softmax(), nn.LogSoftmax())
+    loaded = load_model(save_model(model, tmp_path / "activations.npz"))
+    assert loaded[1].negative_slope == 0.2 and [type(layer) for layer in loaded] == [type(layer) for layer in model]
+    x = images()
+    np.testing.assert_array_equal(forward(loaded, x), forward(model, x))
+
+
 @given(specs())
 def test_round_trip_holds_for_random_specs(tmp_path_factory, spec):
     path = tmp_path_factory.mktemp("random") / "model.npz"

@@ -193,6 +193,8 @@ def specs(draw):
             layer["axis"] = draw(st.integers(-rank - 1, rank))
         elif kind == "Dropout" and draw(st.booleans()):
             layer["p"] = draw(st.floats(0, 0.9))
+        elif kind == "LeakyReLU" and draw(st.booleans()):
+            layer["negative_slope"] = draw(st.floats(-2, 2) | st.integers(-2, 2))
         elif kind == "Flatten":
             layer["start_dim"] = draw(st.integers(1, rank))
             rank = layer["start_dim"]
@@ -257,6 +259,11 @@ def test_round_trip_holds_for_random_specs(spec):
         ({"input_size": 4, "layers": [{"type": "Dropout", "p": "0.1"}]}, "layers[0] (Dropout): 'p'"),
         ({"input_size": 4, "layers": [{"type": "Softmax", "axis": 2}]}, "layers[0] (Softmax): 'axis'"),
         ({"input_size": 4, "layers": [{"type": "LogSoftmax", "axis": -3}]}, "layers[0] (LogSoftmax): 'axis'"),
+        ({"input_size": 4, "layers": [{"type": "LeakyReLU", "negative_slope": float("nan")}]},
+         "layers[0] (LeakyReLU): 'negative_slope' (the slope below 0) must be a finite number, got nan"),
+        ({"input_size": 4, "layers": [{"type": "LeakyReLU", "negative_slope": True}]}, "(LeakyReLU): 'negative_slope'"),
+        ({"input_size": 4, "layers": [{"type": "LeakyReLU", "slope": 0.1}]},
+         "layers[0] (LeakyReLU): unknown field 'slope'; allowed fields: type, negative_slope"),
         ({"input_size": [2, 3], "layers": [{"type": "Flatten", "start_dim": 0}]}, "layers[0] (Flatten): 'start_dim'"),
         ({"input_size": [2, 3], "layers": [{"type": "Flatten", "start_dim": 3}]}, "layers[0] (Flatten): 'start_dim'"),
     ],

@@ -2,7 +2,8 @@
 
 Layer by layer: Linear -> Gemm(transB=1) (or MatMul + Add when an example has more than one dimension),
 ReLU, Tanh, Sigmoid, Softmax, LogSoftmax -> the ONNX op of the same name (opset 13+ semantics: along one axis,
-as here), Flatten -> Flatten(axis=1) or Reshape, Dropout -> nothing (export is for inference). The batch
+as here), LeakyReLU -> LeakyRelu(alpha=negative_slope) (or PRelu, where a float32 attribute would round a
+float64 slope), Flatten -> Flatten(axis=1) or Reshape, Dropout -> nothing (export is for inference). The batch
 dimension is symbolic ("batch") unless `batch_size` is given. Needs the `onnx` extra, imported lazily.
 """
 
@@ -66,6 +67,12 @@ def to_onnx(model: nn.Module, batch_size: int | None = None, input_size: int | l
             shape[-1] = layer.out_features
         elif isinstance(layer, (nn.ReLU, nn.Tanh, nn.Sigmoid)):
             add({nn.ReLU: "Relu", nn.Tanh: "Tanh", nn.Sigmoid: "Sigmoid"}[type(layer)], [current])
+        elif isinstance(layer, nn.LeakyReLU):
+            slope = layer.negative_slope
+            if spec["dtype"] == "float32" or float(np.float32(slope)) == slope:
+                add("LeakyRelu", [current], alpha=float(slope))
+            else:  # an attribute is float32, which would round a float64 model's slope: PRelu takes it as a tensor
+                add("PRelu", [current, constant(f"{index}.negative_slope", np.array(slope, dtype=spec["dtype"]))])
         elif isinstance(layer, (nn.Softmax, nn.LogSoftmax)):
             add(type(layer).__name__, [current], axis=layer.axis)
         elif isinstance(layer, nn.Flatten):

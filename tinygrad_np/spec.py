@@ -11,8 +11,8 @@ Flatten), `layers` (required), `seed` (int; every Linear's init and every Dropou
 0), `init` (a scheme of `nn.init.INITS`, he, xavier or tutorial: the default for Linear layers), `dtype`
 ("float32" or "float64").
 Layer fields: Linear `out_features`, `bias` (true), `init`, `in_features` (optional, checked against the
-inferred size); Softmax and LogSoftmax `axis` (-1); Dropout `p` (0.5); Flatten `start_dim` (1, counting the
-batch dimension, as in PyTorch); ReLU, Tanh and Sigmoid take none.
+inferred size); LeakyReLU `negative_slope` (0.01); Softmax and LogSoftmax `axis` (-1); Dropout `p` (0.5);
+Flatten `start_dim` (1, counting the batch dimension, as in PyTorch); ReLU, Tanh and Sigmoid take none.
 
 `normalize_spec` fills in every default and drops what is inferred, giving the canonical form;
 `spec_from_model(model_from_spec(spec)) == normalize_spec(spec)`, and the canonical form is a fixed point.
@@ -171,6 +171,17 @@ def _plain_layer(kind: str, cls: type) -> Callable[..., tuple[Spec, Any, Shape]]
     return build
 
 
+def _leaky_relu(
+    where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any
+) -> tuple[Spec, Any, Shape]:
+    slope = layer.get("negative_slope", 0.01)
+    if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not math.isfinite(slope):
+        raise SpecError(f"{where}: 'negative_slope' (the slope below 0) must be a finite number, got {slope!r}",
+                        "negative_slope")
+    module = nn.LeakyReLU(float(slope)) if rng is not None else None
+    return {"type": "LeakyReLU", "negative_slope": float(slope)}, module, shape
+
+
 def _dropout(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
     p = layer.get("p", 0.5)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
@@ -196,6 +207,7 @@ def _flatten(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec,
 _LAYERS: dict[str, tuple[Callable[..., tuple[Spec, Any, Shape]], tuple[str, ...]]] = {
     "Linear": (_linear, ("type", "out_features", "bias", "init", "in_features")),
     "ReLU": (_plain_layer("ReLU", nn.ReLU), ("type",)),
+    "LeakyReLU": (_leaky_relu, ("type", "negative_slope")),
     "Tanh": (_plain_layer("Tanh", nn.Tanh), ("type",)),
     "Sigmoid": (_plain_layer("Sigmoid", nn.Sigmoid), ("type",)),
     "Softmax": (_axis_layer("Softmax", nn.Softmax), ("type", "axis")),
@@ -355,6 +367,8 @@ def _layer_fields(index: int, module: nn.Module) -> Spec:
                 "init": module.init, "in_features": module.in_features}
     if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
         return {"type": kind, "axis": module.axis}
+    if isinstance(module, nn.LeakyReLU):
+        return {"type": kind, "negative_slope": module.negative_slope}
     if isinstance(module, nn.Dropout):
         return {"type": kind, "p": module.p}
     if isinstance(module, nn.Flatten):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import itertools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ from tinygrad_np import nn
 from tinygrad_np.compare import binding
 from tinygrad_np.compare.layers import ACTIVATIONS
 from tinygrad_np.compare.layout import parameter_names, resolve_layout
-from tinygrad_np.creation import as_generator
 from tinygrad_np.files import describe_path
+from tinygrad_np.spec import SpecSequential, model_from_spec
 from tinygrad_np.tensor import Tensor, no_grad
 
 FORWARD_NAMES = ("forward_prop", "forward_propagation", "forward", "forward_pass")
@@ -140,19 +139,20 @@ def layer_sizes(params: Mapping[str, np.ndarray], features: int) -> list[int]:
 
 
 def build_model(sizes: Sequence[int], activation: str, output_activation: str | None = None,
-                dtype: Any = np.float64, generator: int | np.random.Generator = 0) -> nn.Sequential:
-    """Linear -> activation -> ... -> Linear [-> output activation], with the named activations."""
-    rng = as_generator(generator)
+                dtype: Any = np.float64, generator: int | np.random.Generator = 0) -> SpecSequential:
+    """Linear -> activation -> ... -> Linear [-> output activation], with the named activations (He init): the
+    spec of that network, built by `model_from_spec` like every network in the project."""
     for name in (activation, output_activation):
         if name is not None and name not in ACTIVATIONS:
             raise ValueError(f"unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)}")
-    layers: list[nn.Module] = []
-    for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        layers.append(nn.Linear(fan_in, fan_out, dtype=dtype, generator=rng))
+    layers: list[dict[str, Any]] = []
+    for index, size in enumerate(sizes[1:]):
+        layers.append({"type": "Linear", "out_features": size})
         last = index == len(sizes) - 2
         if not last or output_activation is not None:
-            layers.append(ACTIVATIONS[output_activation if last else activation]())
-    return nn.Sequential(*layers)
+            layers.append({"type": ACTIVATIONS[output_activation if last else activation].__name__})
+    spec = {"input_size": sizes[0], "init": "he", "dtype": np.dtype(dtype).name, "layers": layers}
+    return model_from_spec(spec, generator)
 
 
 def infer_activations(
