@@ -461,6 +461,17 @@ def test_running_out_of_memory_while_training_names_the_options(capsys, tmp_path
                           "--batch-size full (Unable to allocate 417. GiB", "use a smaller --batch-size or smaller")
 
 
+def test_running_out_of_memory_while_building_the_network_says_so(capsys, monkeypatch):
+    def out_of_memory(spec, seed=None):
+        raise MemoryError("Unable to allocate 381. MiB for an array with shape (100000, 1000) and data type float32")
+
+    monkeypatch.setattr("tinygrad_np.train.config.model_from_spec", out_of_memory)
+    status, _, err = run_main(capsys, "train", "--offline", "--model", "mlp", "--hidden-sizes", "100000")
+    assert_one_line_error(status, err, "tinygrad-np train", "not enough memory to build the network (Unable to "
+                          "allocate 381. MiB", "use smaller layers")
+    assert "MNIST from" not in err
+
+
 def test_a_full_disk_names_the_file_and_says_what_to_do(capsys, tmp_path, monkeypatch):
     """Every fsync fails as on a full disk; the line names the file, without Python's "[Errno 28]" before it."""
     import errno

@@ -1,4 +1,4 @@
-"""`tinygrad-np train`: options, recipes, checkpoints, Ctrl-C, metrics, plots."""
+"""`tinygrad-np train`: options, recipes, checkpoints, Ctrl-C and SIGTERM, metrics, plots."""
 
 from __future__ import annotations
 
@@ -119,7 +119,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--plots", type=Path, help="write training curves, predictions and a confusion matrix here")
     output.add_argument("--no-progress", action="store_true", help="no progress bar (off anyway when not a tty)")
     reliability = parser.add_argument_group("reliability")
-    reliability.add_argument("--checkpoint-dir", type=Path, help="write a checkpoint after every epoch")
+    reliability.add_argument("--checkpoint-dir", type=Path,
+                             help="write a checkpoint after every epoch (Ctrl-C and SIGTERM write one anyway, to "
+                                  "OUTPUT_DIR/checkpoint without this)")
     reliability.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     reliability.add_argument("--detect-anomaly", action="store_true", help="stop at the first NaN/Inf, naming the op")
 
@@ -182,7 +184,10 @@ def build_model_and_optimizer(config: TrainConfig) -> tuple[Module, Optimizer, L
     """The model, its optimizer and schedule, before any data is loaded; a refused value names its option."""
     from tinygrad_np.train import build_model, build_optimizer, build_scheduler
 
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except MemoryError as err:  # a spec is bounded (spec.MAX_PARAMETERS), but a machine may hold less
+        raise OutOfMemoryError(f"not enough memory to build the network ({err}); use smaller layers") from err
     with option_errors(OPTIONS):
         optimizer = build_optimizer(config, model)
         return model, optimizer, build_scheduler(config, optimizer)
@@ -203,7 +208,8 @@ def build_trainer(
 
 
 def checkpoint_manager(args: argparse.Namespace, config: TrainConfig, data: TrainingData) -> CheckpointManager:
-    """Checkpoints after every epoch into --checkpoint-dir; without it, Ctrl-C still saves one into OUTPUT_DIR."""
+    """Checkpoints after every epoch into --checkpoint-dir; without it, Ctrl-C or SIGTERM still saves one into
+    OUTPUT_DIR/checkpoint."""
     from tinygrad_np.checkpoint import CheckpointManager
 
     fingerprint = _run_fingerprint(config, data.mnist.train_images[: data.limit], data.mnist.train_labels[: data.limit])
@@ -340,7 +346,7 @@ def _output_paths(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def _checkpoint_dir(args: argparse.Namespace) -> Path:
-    """--checkpoint-dir; without it, Ctrl-C still saves a checkpoint, into OUTPUT_DIR/checkpoint."""
+    """--checkpoint-dir; without it, Ctrl-C or SIGTERM still saves a checkpoint, into OUTPUT_DIR/checkpoint."""
     return args.checkpoint_dir or args.output_dir / "checkpoint"
 
 
