@@ -17,7 +17,8 @@ DESCRIPTION = "Draw the loss graph of one MNIST batch (the tutorial's 784-10-10 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, help="dot, mermaid or svg (default: --output's suffix, else dot)")
+    parser.add_argument("--format", choices=FORMATS, help="dot, mermaid or svg (default: --output's suffix, else dot); "
+                        "svg is drawn by Graphviz's dot where installed, else by a built-in layout")
     parser.add_argument("--output", "-o", type=Path, help="file to write (default: standard output)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model-spec", type=Path, help="draw the model a .json/.toml spec describes")
@@ -32,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     """Draw the loss graph as the options ask; write it to --output (atomically) or standard output."""
     from tinygrad_np.files import write_atomic
 
-    fmt = _format(args)
+    fmt = args.format or {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid"}.get(
+        args.output.suffix.lower() if args.output else "", "dot"
+    )
     graph = loss_graph(args)
     text = {"dot": graph.to_dot, "mermaid": graph.to_mermaid, "svg": lambda: _svg(graph)}[fmt]()
     if args.output is None:
@@ -42,12 +45,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {fmt} of the loss graph ({len(graph.nodes)} nodes, {len(graph.edges)} edges) to {args.output}",
               file=sys.stderr)
     return 0
-
-
-def _format(args: argparse.Namespace) -> str:
-    return args.format or {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid"}.get(
-        args.output.suffix.lower() if args.output else "", "dot"
-    )
 
 
 def _svg(graph) -> str:  # graph: tinygrad_np.graph.ComputationGraph
