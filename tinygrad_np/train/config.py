@@ -72,9 +72,8 @@ class TrainConfig:
         for name, takers in OPTIMIZER_SETTINGS.items():
             if self.optimizer not in takers and getattr(self, name) != defaults[name]:
                 raise ConfigError(f"{name} is for {_the_optimizers(takers)}; {self.optimizer} would ignore it", name)
-        if isinstance(self.no_weight_decay, str):
-            object.__setattr__(self, "no_weight_decay", (self.no_weight_decay,))
-        object.__setattr__(self, "no_weight_decay", tuple(self.no_weight_decay))
+        spared = self.no_weight_decay
+        object.__setattr__(self, "no_weight_decay", (spared,) if isinstance(spared, str) else tuple(spared))
         if self.betas is not None:
             object.__setattr__(self, "betas", tuple(self.betas))
         if self.no_weight_decay and not self.weight_decay:
