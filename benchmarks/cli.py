@@ -133,8 +133,7 @@ def main(args: argparse.Namespace) -> int:
     ]
     if "scaling" in sections:
         try:
-            written.append(report.scaling_chart(sections["scaling"], args.out / "scaling.png",
-                                                f"tinygrad_np vs NumPy vs PyTorch, {env['machine']['cpu']}"))
+            written.append(report.scaling_chart(sections["scaling"], args.out / "scaling.png", env["machine"]["cpu"]))
         except ImportError as err:
             progress(f"no chart: matplotlib is not importable ({err}); pip install 'tinygrad-np[plot]'")
     for target in results["targets"]:

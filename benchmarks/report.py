@@ -80,11 +80,16 @@ def _table(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _threads_text(count: int | None) -> str | None:
+    """'1 thread', '2 threads', or None when the count is unknown."""
+    return None if count is None else f"{count} thread{'s' if count != 1 else ''}"
+
+
 def _pool_text(pool: dict[str, Any]) -> str:
     """'openblas 0.3.31 (libscipy_openblas, SkylakeX kernels, 2 threads)'"""
     name = " ".join(str(part) for part in (pool.get("internal_api"), pool.get("version")) if part)
     kernels = f"{pool['architecture']} kernels" if pool.get("architecture") else None
-    details = [part for part in (pool.get("prefix"), kernels, f"{pool.get('num_threads')} threads") if part]
+    details = [part for part in (pool.get("prefix"), kernels, _threads_text(pool.get("num_threads"))) if part]
     return f"{name} ({', '.join(details)})"
 
 
@@ -107,9 +112,10 @@ def _environment_lines(env: dict[str, Any]) -> list[str]:
         *busy,
         f"- date: {env['date']}; mode: {env['mode']}; data: {env['data']}",
         f"- machine: {machine['cpu']}, {machine['usable_cores']} usable cores ({machine['platform']})",
-        f"- load average (1/5/15 min) at start: {machine['load_average']}, at end: {env.get('load_average_end')}",
+        f"- load average (1/5/15 min) at start: {machine['load_average'] or 'n/a'}, "
+        f"at end: {env.get('load_average_end') or 'n/a'}",
         f"- Python {env['python']}, NumPy {env['numpy']}, tinygrad_np {env['tinygrad_np']}, PyTorch {env['torch']}"
-        f" ({env['torch_threads']} threads)",
+        + (f" ({_threads_text(env['torch_threads'])})" if env["torch_threads"] is not None else ""),
         f"- BLAS: {blas_text}; thread variables: {variables}",
     ]
 
@@ -147,9 +153,16 @@ def write_markdown(results: dict[str, Any], path: Path) -> Path:
 # ---- the chart ------------------------------------------------------------------------------------------
 
 COLORS = {"tinygrad_np": "#1f77b4", "numpy": "#2ca02c", "pytorch": "#d62728"}
+NAMES = {"tinygrad_np": "tinygrad_np", "numpy": "NumPy", "pytorch": "PyTorch"}
 
 
-def scaling_chart(scaling: dict[str, Any], path: Path, title: str) -> Path:
+def chart_title(scaling: dict[str, Any], machine: str) -> str:
+    """'tinygrad_np vs NumPy vs PyTorch, AMD EPYC', naming only the contenders the sweep measured."""
+    measured = {name for entry in scaling["rows"] for name in entry["cells"]}
+    return " vs ".join(NAMES[name] for name in COLORS if name in measured) + f", {machine}"
+
+
+def scaling_chart(scaling: dict[str, Any], path: Path, machine: str) -> Path:
     """Two log-log panels: ms per step against batch size, and against hidden width. Matplotlib's Agg only."""
     from matplotlib.figure import Figure  # the `plot` extra; Figure + Agg: no pyplot state, no display
 
@@ -176,5 +189,5 @@ def scaling_chart(scaling: dict[str, Any], path: Path, title: str) -> Path:
         axes.set_title(f"784-h-10 MLP, Adam: {label} ({'hidden' if sweep == 'batch' else 'batch'} {fixed})")
         axes.grid(True, which="both", alpha=0.3)
         axes.legend()
-    figure.suptitle(title)
+    figure.suptitle(chart_title(scaling, machine))
     return write_atomic(path, lambda file: figure.savefig(file, format="png"))

@@ -282,3 +282,35 @@ def test_blas_info_falls_back_to_numpys_build_info_without_threadpoolctl(monkeyp
     env = harness.environment(None, "not installed") | {"mode": "full", "data": "synthetic"}
     text = report.markdown({"environment": env | {"blas": info}, "targets": [], "sections": {}, "skipped": {}})
     assert f"- BLAS: {info['name']} {info['version']}" in text
+
+
+# ---- the report names what was measured, and nothing else -------------------------------------------------
+
+
+def _scaling_section(contenders: tuple[str, ...]) -> dict:
+    cell = {"median": 1.0, "q1": 1.0, "q3": 1.0, "min": 1.0, "rounds": 1}
+    return {"rows": [{"label": "batch 32, hidden 128", "sweep": "batch", "batch_size": 32, "hidden_size": 128,
+                      "cells": {name: cell for name in contenders}}]}
+
+
+def test_the_chart_title_names_only_the_contenders_measured() -> None:
+    without = report.chart_title(_scaling_section(("numpy", "tinygrad_np")), "AMD EPYC")
+    assert without == "tinygrad_np vs NumPy, AMD EPYC"
+    assert (report.chart_title(_scaling_section(("numpy", "pytorch", "tinygrad_np")), "AMD EPYC")
+            == "tinygrad_np vs NumPy vs PyTorch, AMD EPYC")
+
+
+def test_the_report_without_pytorch_gives_no_thread_count_for_it() -> None:
+    env = harness.environment(None, "not installed (No module named 'torch')") | {"mode": "quick", "data": "synthetic"}
+    text = report.markdown({"environment": env, "targets": [], "sections": {}, "skipped": {}})
+    assert "PyTorch not installed (No module named 'torch')\n" in text
+    assert "None" not in text
+
+
+def test_thread_counts_are_written_in_words() -> None:
+    pool = {"internal_api": "openblas", "version": "0.3", "prefix": "libopenblas", "architecture": None}
+    assert report._pool_text(pool | {"num_threads": 1}) == "openblas 0.3 (libopenblas, 1 thread)"
+    assert report._pool_text(pool | {"num_threads": 2}) == "openblas 0.3 (libopenblas, 2 threads)"
+    env = harness.environment(None, "2.13.0") | {"torch_threads": 1, "mode": "quick", "data": "synthetic"}
+    assert "PyTorch 2.13.0 (1 thread)" in report.markdown({"environment": env, "targets": [], "sections": {},
+                                                            "skipped": {}})
