@@ -2,23 +2,27 @@
 
 `COMMAND` plugs `bench` into the `tinygrad-np` command through the `tinygrad_np.commands` entry point that
 pyproject.toml declares; the benchmark modules are imported only when it runs, so every other command starts
-without them.
+without them. A benchmark is one entry in BENCHMARKS: a function of the data and the mode that returns its result
+sections.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import numpy as np
+
+from tinygrad_np import threads
 from tinygrad_np.cli.command import Command
 from tinygrad_np.errors import UserError
-
-BENCHMARKS = ("full_batch", "minibatch", "overhead", "convergence", "scaling", "serve")
 
 
 @dataclass(frozen=True)
@@ -37,23 +41,119 @@ class Mode:
     scaling_hidden_sizes: tuple[int, ...]
     scaling_rounds: int
     convergence_epochs: int  # 0: not run
+    busy_rounds: int
+    busy_share: float  # of the data that the mlp recipe's slice trains on (one epoch of it)
+    busy_full_batch_iterations: int  # of the tutorial recipe
+    busy_numerical_weights: int  # weights differenced in the `compare --numerical` workload
+    busy_step_batch_sizes: tuple[int, ...]  # mini-batch steps whose products bracket the policy's threshold
+    busy_step_rows: int
     settle: float  # seconds of idle between timed calls (see harness.interleaved)
+    blas_threads: int | None  # unless --threads says otherwise; None: BLAS's and PyTorch's own counts
 
 
-# Quick: seconds, on the offline sample; checks that everything runs and writes its files, not speed.
+# Quick: seconds, on the offline sample; checks that everything runs and writes its files, not speed. One thread,
+# because that is fastest for its small workloads on a machine that is doing other work.
 QUICK = Mode(
     name="quick", train_rows=1024, full_batch_rounds=3, minibatch_rows=512, minibatch_rounds=2,
     overhead_links=20, overhead_chains=2, overhead_rounds=5,
     scaling_batch_sizes=(16, 64), scaling_hidden_sizes=(16, 64), scaling_rounds=2,
-    convergence_epochs=0, settle=0.0,
+    convergence_epochs=0, busy_rounds=1, busy_share=1.0, busy_full_batch_iterations=2, busy_numerical_weights=10,
+    busy_step_batch_sizes=(256,), busy_step_rows=512,
+    settle=0.0, blas_threads=1,
 )
-# Full: all of MNIST, minutes (about 3 on 2 quiet cores).
+# Full: all of MNIST, minutes (about 3 on 2 quiet cores, plus about 2 for the busy machine).
 FULL = Mode(
     name="full", train_rows=None, full_batch_rounds=11, minibatch_rows=None, minibatch_rounds=5,
     overhead_links=100, overhead_chains=20, overhead_rounds=30,
     scaling_batch_sizes=(32, 128, 512, 2048, 8192), scaling_hidden_sizes=(32, 128, 512, 2048), scaling_rounds=5,
-    convergence_epochs=15, settle=0.2,
+    convergence_epochs=15, busy_rounds=3, busy_share=0.25, busy_full_batch_iterations=25, busy_numerical_weights=250,
+    busy_step_batch_sizes=(512, 2048), busy_step_rows=8192,
+    settle=0.2, blas_threads=None,
 )
+
+
+class NotRunError(Exception):
+    """A benchmark that does not run here; its message says why, in the report's "Not run" list."""
+
+
+@dataclass(frozen=True)
+class Data:
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    torch: ModuleType | None
+
+
+def _full_batch(data: Data, mode: Mode) -> dict[str, Any]:
+    from tinygrad_np.benchmarks import full_batch
+
+    return {"full_batch": full_batch.run(data.x, data.y, data.torch, mode.full_batch_rounds, mode.settle)}
+
+
+def _minibatch(data: Data, mode: Mode) -> dict[str, Any]:
+    from tinygrad_np.benchmarks import minibatch
+
+    x, y = data.x[: mode.minibatch_rows], data.y[: mode.minibatch_rows]
+    return {"minibatch": minibatch.run(x, y, data.torch, mode.minibatch_rounds, settle=mode.settle)}
+
+
+def _overhead(data: Data, mode: Mode) -> dict[str, Any]:
+    from tinygrad_np.benchmarks import overhead
+
+    return {"overhead": overhead.run(data.torch, mode.overhead_links, mode.overhead_rounds, mode.overhead_chains)}
+
+
+def _convergence(data: Data, mode: Mode) -> dict[str, Any]:
+    from tinygrad_np.benchmarks import convergence
+
+    if not mode.convergence_epochs:
+        raise NotRunError("full mode only (time to 97% accuracy needs full MNIST and minutes)")
+    return convergence.run(data.x, data.y, data.x_test, data.y_test, data.torch, mode.convergence_epochs, mode.settle)
+
+
+def _scaling(data: Data, mode: Mode) -> dict[str, Any]:
+    from tinygrad_np.benchmarks import scaling
+
+    return {"scaling": scaling.run(data.x, data.y, data.torch, mode.scaling_rounds, mode.scaling_batch_sizes,
+                                   mode.scaling_hidden_sizes, settle=mode.settle)}
+
+
+def _serve(data: Data, mode: Mode) -> dict[str, Any]:
+    from tinygrad_np.benchmarks import serve
+
+    return {"serve": serve.run(quick=mode is QUICK)}
+
+
+def _busy(data: Data, mode: Mode) -> dict[str, Any]:
+    from tinygrad_np.benchmarks import busy
+    from tinygrad_np.benchmarks.harness import usable_cores
+
+    why_not = threads.unavailable()
+    if why_not is not None:
+        raise NotRunError(why_not)
+    workloads = [
+        busy.recipe_workload("two_layer", data.x, data.y, data.x_test, data.y_test, 1, 1.0),
+        busy.recipe_workload("mlp", data.x, data.y, data.x_test, data.y_test, 1, mode.busy_share),
+        busy.recipe_workload("tutorial", data.x, data.y, data.x_test, data.y_test,
+                             mode.busy_full_batch_iterations, 1.0),
+        busy.numerical_gradient_workload(data.x[:64], data.y[:64], mode.busy_numerical_weights),
+        *[busy.step_workload(data.x[: mode.busy_step_rows], data.y[: mode.busy_step_rows], batch_size)
+          for batch_size in mode.busy_step_batch_sizes],
+    ]
+    return {"busy": busy.run(workloads, mode.busy_rounds, busy=usable_cores())}
+
+
+# name -> the function that runs it; in this order. A new benchmark is one entry here.
+BENCHMARKS: dict[str, Callable[[Data, Mode], dict[str, Any]]] = {
+    "full_batch": _full_batch,
+    "minibatch": _minibatch,
+    "overhead": _overhead,
+    "convergence": _convergence,
+    "scaling": _scaling,
+    "serve": _serve,
+    "busy": _busy,  # last: it starts busy processes and varies the thread count itself
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for results.json, results.md and scaling.png (default: %(default)s)")
     parser.add_argument("--only", default=",".join(BENCHMARKS),
                         help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all)")
+    parser.add_argument("--threads", default="auto",
+                        help="BLAS and PyTorch threads for every benchmark but busy, which varies them itself "
+                             "(default: auto: 1 with --quick, else the libraries' own counts)")
 
 
 def _selected(only: str) -> list[str]:
@@ -76,44 +179,48 @@ def _selected(only: str) -> list[str]:
     return chosen
 
 
+@contextlib.contextmanager
+def _threads(count: int | None, torch: ModuleType | None) -> Iterator[None]:
+    """BLAS and PyTorch limited to `count` threads inside the block (None: their own counts)."""
+    with threads.limit(count):
+        if count is None or torch is None:
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the chosen benchmarks and write the results."""
-    from tinygrad_np.benchmarks import convergence, full_batch, minibatch, overhead, report, scaling, serve
+    from tinygrad_np.benchmarks import report
     from tinygrad_np.benchmarks.harness import environment, import_torch, progress
     from tinygrad_np.data import load_mnist
 
     mode = QUICK if args.quick else FULL
     selected = _selected(args.only)
+    asked = threads.parse(args.threads)
+    thread_count = asked if asked is not None else mode.blas_threads
     mnist = load_mnist(args.data_dir, offline=args.quick, verbose=False)
     x, y = mnist.arrays("train")
-    x_test, y_test = mnist.arrays("test")
-    x, y = x[: mode.train_rows], y[: mode.train_rows]
     torch, torch_note = import_torch()
-    env = environment(torch, torch_note) | {"mode": mode.name, "data": f"{mnist.source}, {len(x):,} training images"}
-    progress(f"{mode.name} mode on {env['data']}; PyTorch {torch_note}")
+    data = Data(x[: mode.train_rows], y[: mode.train_rows], *mnist.arrays("test"), torch)
 
     sections: dict[str, Any] = {}
     skipped: dict[str, str] = {}
-    if "full_batch" in selected:
-        sections["full_batch"] = full_batch.run(x, y, torch, mode.full_batch_rounds, mode.settle)
-    if "minibatch" in selected:
-        rows = mode.minibatch_rows
-        sections["minibatch"] = minibatch.run(
-            x[:rows], y[:rows], torch, mode.minibatch_rounds, settle=mode.settle
-        )
-    if "overhead" in selected:
-        sections["overhead"] = overhead.run(torch, mode.overhead_links, mode.overhead_rounds, mode.overhead_chains)
-    if "convergence" in selected:
-        if mode.convergence_epochs:
-            sections |= convergence.run(x, y, x_test, y_test, torch, mode.convergence_epochs, mode.settle)
-        else:
-            skipped["convergence"] = "full mode only (time to 97% accuracy needs full MNIST and minutes)"
-    if "scaling" in selected:
-        sections["scaling"] = scaling.run(
-            x, y, torch, mode.scaling_rounds, mode.scaling_batch_sizes, mode.scaling_hidden_sizes, settle=mode.settle
-        )
-    if "serve" in selected:
-        sections["serve"] = serve.run(quick=mode is QUICK)
+    with _threads(thread_count, torch):
+        data_text = f"{mnist.source}, {len(data.x):,} training images"
+        env = environment(torch, torch_note) | {"mode": mode.name, "data": data_text}
+        blas = threads.unavailable() or f"BLAS threads: {threads.current()}"
+        progress(f"{mode.name} mode on {env['data']}; PyTorch {torch_note}; {blas}")
+        for name in selected:
+            try:
+                sections |= BENCHMARKS[name](data, mode)
+            except NotRunError as why:
+                skipped[name] = str(why)
     if torch is None:
         skipped["pytorch"] = torch_note
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import require
 
-from tinygrad_np import Function, Tensor, nn, ops, optim
-from tinygrad_np.benchmarks import cli, contenders, convergence, handwritten, harness, memory, report
+from tinygrad_np import Function, Tensor, nn, ops, optim, threads
+from tinygrad_np.benchmarks import busy, cli, contenders, convergence, handwritten, harness, memory, report
 from tinygrad_np.data import load_offline_sample
 from tinygrad_np.models import mlp as mlp_reference
 from tinygrad_np.models import two_layer
@@ -46,7 +46,8 @@ def test_quick_mode_writes_json_markdown_and_png(quick_run: tuple[int, Path]) ->
     code, out = quick_run
     assert code == 0
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert set(results["sections"]) == {"full_batch", "minibatch", "overhead", "scaling", "serve"}
+    ran = {"full_batch", "minibatch", "overhead", "scaling", "serve", "busy"}
+    assert set(results["sections"]) == ran if threads.unavailable() is None else ran - {"busy"}
     assert "convergence" in results["skipped"]  # full mode only
     env = results["environment"]
     assert env["mode"] == "quick" and env["machine"]["usable_cores"] >= 1 and env["numpy"] == np.__version__
@@ -314,3 +315,46 @@ def test_thread_counts_are_written_in_words() -> None:
     env = harness.environment(None, "2.13.0") | {"torch_threads": 1, "mode": "quick", "data": "synthetic"}
     assert "PyTorch 2.13.0 (1 thread)" in report.markdown({"environment": env, "targets": [], "sections": {},
                                                             "skipped": {}})
+
+
+# ---- the busy machine ------------------------------------------------------------------------------------
+
+
+def test_busy_processes_run_inside_the_block_and_are_stopped_after_it_even_on_error() -> None:
+    with pytest.raises(KeyError), busy.busy_processes(2) as started:
+        assert len(started) == 2 and all(process.poll() is None for process in started)
+        raise KeyError("stop")
+    assert all(process.returncode is not None for process in started)
+
+
+def test_quick_modes_busy_table_has_every_cell_and_the_policys_ratios(quick_run: tuple[int, Path]) -> None:
+    require(threads.unavailable() is None, f"the busy benchmark needs thread control: {threads.unavailable()}")
+    results = json.loads((quick_run[1] / "results.json").read_text(encoding="utf-8"))
+    rows = results["sections"]["busy"]["rows"]
+    assert [entry["label"].split(" (")[0] for entry in rows] == [
+        "train --recipe two_layer", "train --recipe mlp", "train --recipe tutorial",
+        "compare --hidden-sizes 128 64 --numerical", "784-128-10 Adam, batch 256"]
+    for entry in rows:
+        cells = entry["cells"]
+        median = {key: cells[key]["median"] for key in ("idle, default", "idle, 1 thread", "loaded, default",
+                                                        "loaded, 1 thread")}
+        assert all(value > 0 for value in median.values())
+        picked = "1 thread" if threads.policy(entry["largest_product"]) == 1 else "default"
+        assert cells["policy"] == picked
+        assert cells["policy / default, idle"] == pytest.approx(median[f"idle, {picked}"] / median["idle, default"])
+        assert cells["loaded / idle, policy"] == pytest.approx(median[f"loaded, {picked}"] / median[f"idle, {picked}"])
+    targets = report.check_targets({"busy": results["sections"]["busy"]})
+    assert len(targets) == 2 * len(rows) and {t["limit"] for t in targets} == {1.05, 2.0}
+
+
+def test_bench_threads_default_to_one_in_quick_mode_and_can_be_set(quick_run, tmp_path, capsys) -> None:
+    require(threads.unavailable() is None, f"needs thread control: {threads.unavailable()}")
+    results = json.loads((quick_run[1] / "results.json").read_text(encoding="utf-8"))
+    assert {pool["num_threads"] for pool in results["environment"]["blas"]["pools"]} == {1}
+    assert cli.run(["--quick", "--only", "overhead", "--threads", "2", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    blas_pools = [pool for pool in results["environment"]["blas"]["pools"] if pool["internal_api"] != "openmp"]
+    assert {pool["num_threads"] for pool in blas_pools} == {2}
+    assert threads.current() == threads.blas_default()  # given back afterwards
+    assert cli.run(["--quick", "--threads", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "--threads must be a positive whole number or 'auto', got '0'" in capsys.readouterr().err

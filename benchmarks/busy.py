@@ -1,0 +1,163 @@
+"""Benchmark 6: the recipes on a busy machine, with BLAS's default threads, with one thread, and the thread policy.
+
+Every workload runs on an idle machine (as idle as it is) and again with one busy process per usable core,
+which this benchmark starts and stops itself: the machine of someone who trains while other work runs. A
+workload is a slice of a `tinygrad-np train --recipe` run (its training steps and its test evaluations in
+the recipe's proportion), plus the forward passes that `compare --numerical` repeats. The policy
+(`tinygrad_np.threads.policy`) picks one of the two thread settings per workload, from its shapes alone, so its
+cells are the measured cells of the setting it picks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tinygrad_np import threads
+from tinygrad_np.benchmarks.contenders import ADAM_LR, TinygradContender, epoch, tinygrad_model
+from tinygrad_np.benchmarks.harness import Timing, interleaved, progress, section
+from tinygrad_np.models.mlp import mlp
+from tinygrad_np.nn import functional as F
+from tinygrad_np.tensor import Tensor, no_grad
+from tinygrad_np.train import Trainer, build_model, build_optimizer, recipe_config
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[list[subprocess.Popen]]:
+    """`count` processes that each keep one core busy until the block ends (stopped even on an error or Ctrl-C)."""
+    started = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        time.sleep(0.2)  # long enough for them to be running, not only forked
+        for process in started:
+            if process.poll() is not None:
+                raise RuntimeError(f"a busy process exited at once with status {process.returncode}")
+        yield started
+    finally:
+        for process in started:
+            process.kill()
+        for process in started:
+            process.wait()
+
+
+@dataclass(frozen=True)
+class Workload:
+    label: str
+    run: Callable[[], object]
+    largest_product: int  # multiply-adds of its largest matrix product, what the policy looks at
+
+
+def recipe_workload(
+    recipe: str, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, epochs: int, share: float
+) -> Workload:
+    """`epochs` epochs of a recipe on the first `share` of the training and test sets, evaluated as the recipe is."""
+    config = recipe_config(recipe)
+    rows, test_rows = max(1, round(len(x) * share)), max(1, round(len(x_test) * share))
+    model = build_model(config)
+    trainer = Trainer(model, build_optimizer(config, model), F.cross_entropy, (x[:rows], y[:rows]),
+                      (x_test[:test_rows], y_test[:test_rows]), batch_size=config.batch_size, seed=config.seed)
+    # As `tinygrad-np train` does: every epoch, or 20 times over a full-batch run.
+    every = 1 if config.batch_size is not None else max(1, config.epochs // 20)
+
+    def run() -> None:
+        trainer.fit(trainer.epoch + epochs, evaluate_every=every)
+
+    unit = "epochs" if config.batch_size is not None else "iterations"
+    fraction = f"{epochs} of {config.epochs} {unit}" + ("" if share == 1 else f" on {share:.0%} of the data")
+    batch = config.batch_size or rows
+    return Workload(f"train --recipe {recipe} ({fraction})", run, threads.largest_product(model, batch))
+
+
+def numerical_gradient_workload(
+    x: np.ndarray, y: np.ndarray, entries: int, hidden_sizes: tuple[int, ...] = (128, 64)
+) -> Workload:
+    """What `compare --hidden-sizes 128 64 --numerical` repeats: two float64 forward passes per weight differenced."""
+    model = mlp(784, hidden_sizes, 10, generator=0, dtype=np.float64)
+    images, labels = Tensor(x.astype(np.float64)), y
+    weight = model[0].weight.data.reshape(-1)
+    chosen = np.random.default_rng(0).choice(weight.size, size=min(entries, weight.size), replace=False)
+
+    @no_grad()
+    def run() -> None:
+        for j in chosen:
+            original = weight[j]
+            weight[j] = original + 1e-6
+            F.cross_entropy(model(images), labels)
+            weight[j] = original - 1e-6
+            F.cross_entropy(model(images), labels)
+            weight[j] = original
+
+    widths = " ".join(map(str, hidden_sizes))
+    label = f"compare --hidden-sizes {widths} --numerical ({len(chosen)} weights, {len(x)} rows)"
+    return Workload(label, run, threads.largest_product(model, len(x)))
+
+
+def step_workload(x: np.ndarray, y: np.ndarray, batch_size: int, hidden_size: int = 128) -> Workload:
+    """One pass over `x` in mini-batches of a 784-h-10 MLP with Adam: product sizes on either side of the threshold."""
+    contender = TinygradContender(tinygrad_model((hidden_size,), seed=0), "adam", ADAM_LR)
+    contender.load(x, y)
+    label = f"784-{hidden_size}-10 Adam, batch {batch_size} ({len(x):,} images)"
+    return Workload(label, lambda: epoch(contender, len(x), batch_size),
+                    threads.largest_product(contender.model, batch_size))
+
+
+SETTINGS = ("default", "1 thread")  # default: BLAS's own thread count, even inside a `threads.limit` block
+
+
+def _time(workloads: list[Workload], repeats: int, warmup: int) -> dict[tuple[str, str], Timing]:
+    counts = {"default": threads.blas_default(), "1 thread": 1}
+    cases = {}
+    for workload in workloads:
+        for setting, count in counts.items():
+            def case(run: Callable[[], object] = workload.run, count: int | None = count) -> None:
+                with threads.limit(count):
+                    run()
+
+            cases[(workload.label, setting)] = case
+    return interleaved(cases, repeats, warmup=warmup)
+
+
+def run(workloads: list[Workload], repeats: int, busy: int) -> dict[str, Any]:
+    """Time each workload with each thread setting, idle and then beside `busy` busy processes."""
+    why_not = threads.unavailable()
+    if why_not is not None:
+        raise RuntimeError(f"can't vary BLAS threads here: {why_not}")
+    blas_threads = threads.blas_default()
+    progress(f"busy: {len(workloads)} workloads x {len(SETTINGS)} thread settings, {repeats} rounds, idle")
+    idle = _time(workloads, repeats, warmup=1)
+    progress(f"busy: the same beside {busy} busy processes (one per core)")
+    with busy_processes(busy):
+        loaded = _time(workloads, repeats, warmup=0)  # everything is warm from the idle rounds
+    rows = []
+    for workload in workloads:
+        chosen = threads.policy(workload.largest_product)
+        picked = "1 thread" if chosen == 1 else "default"
+        cells: dict[str, Any] = {}
+        for load, timings in (("idle", idle), ("loaded", loaded)):
+            for setting in SETTINGS:
+                cells[f"{load}, {setting}"] = timings[(workload.label, setting)].as_dict()
+        median = {key: value["median"] for key, value in cells.items()}
+        cells["policy"] = picked
+        cells["policy / default, idle"] = median[f"idle, {picked}"] / median["idle, default"]
+        cells["loaded / idle, policy"] = median[f"loaded, {picked}"] / median[f"idle, {picked}"]
+        cells["loaded / idle, default"] = median["loaded, default"] / median["idle, default"]
+        rows.append({"label": workload.label, "cells": cells, "largest_product": workload.largest_product})
+    return section(
+        f"Busy machine: BLAS threads, idle and beside {busy} busy processes",
+        "seconds per workload",
+        rows,
+        [
+            f"default: BLAS's own thread count ({blas_threads} here); 1 thread: limited with threadpoolctl",
+            f"loaded: {busy} processes spinning `while True: pass`, one per usable core, started and stopped by the "
+            "benchmark",
+            f"policy: tinygrad_np.threads.policy, one thread when the largest matrix product has fewer than "
+            f"{threads.ONE_THREAD_BELOW:,} multiply-adds, else BLAS's own count; its ratios use the setting it picks",
+            "targets: policy / default, idle <= 1.05 (nothing slower on an idle machine); loaded / idle, policy <= 2",
+        ],
+    )
