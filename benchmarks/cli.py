@@ -48,7 +48,7 @@ class Mode:
     busy_step_batch_sizes: tuple[int, ...]  # mini-batch steps whose products bracket the policy's threshold
     busy_step_rows: int
     settle: float  # seconds of idle between timed calls (see harness.interleaved)
-    blas_threads: int | None  # unless --threads says otherwise; None: BLAS's and PyTorch's own counts
+    blas_threads: int | None  # unless --threads or $TINYGRAD_NP_THREADS says otherwise; None: the libraries' own
 
 
 # Quick: seconds, on the offline sample; checks that everything runs and writes its files, not speed. One thread,
@@ -166,9 +166,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for results.json, results.md and scaling.png (default: %(default)s)")
     parser.add_argument("--only", default=",".join(BENCHMARKS),
                         help=f"comma-separated subset of {','.join(BENCHMARKS)} (default: all)")
-    parser.add_argument("--threads", default="auto",
-                        help="BLAS and PyTorch threads for every benchmark but busy, which varies them itself "
-                             "(default: auto: 1 with --quick, else the libraries' own counts)")
 
 
 def _selected(only: str) -> list[str]:
@@ -181,8 +178,8 @@ def _selected(only: str) -> list[str]:
 
 @contextlib.contextmanager
 def _threads(count: int | None, torch: ModuleType | None) -> Iterator[None]:
-    """BLAS and PyTorch limited to `count` threads inside the block (None: their own counts)."""
-    with threads.limit(count):
+    """BLAS and PyTorch on `count` threads inside the block (None: their own counts, even inside another limit)."""
+    with threads.limit(count if count is not None else threads.blas_default()):
         if count is None or torch is None:
             yield
             return
@@ -202,8 +199,9 @@ def main(args: argparse.Namespace) -> int:
 
     mode = QUICK if args.quick else FULL
     selected = _selected(args.only)
-    asked = threads.parse(args.threads)
-    thread_count = asked if asked is not None else mode.blas_threads
+    # --threads or $TINYGRAD_NP_THREADS for every benchmark but busy, which varies the threads itself.
+    asked = threads.asked_for(args.threads)
+    thread_count = asked.threads if asked is not None else mode.blas_threads
     mnist = load_mnist(args.data_dir, offline=args.quick, verbose=False)
     x, y = mnist.arrays("train")
     torch, torch_note = import_torch()

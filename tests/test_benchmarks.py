@@ -356,5 +356,7 @@ def test_bench_threads_default_to_one_in_quick_mode_and_can_be_set(quick_run, tm
     blas_pools = [pool for pool in results["environment"]["blas"]["pools"] if pool["internal_api"] != "openmp"]
     assert {pool["num_threads"] for pool in blas_pools} == {2}
     assert threads.current() == threads.blas_default()  # given back afterwards
-    assert cli.run(["--quick", "--threads", "0", "--out", str(tmp_path / "bad")]) == 2
-    assert "--threads must be a positive whole number or 'auto', got '0'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(["--quick", "--threads", "0", "--out", str(tmp_path / "bad")])
+    assert exit_.value.code == 2
+    assert "argument --threads: must be a positive whole number or 'auto', got '0'" in capsys.readouterr().err

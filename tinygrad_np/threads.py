@@ -69,7 +69,10 @@ def current() -> int | None:
 
 
 def blas_default() -> int | None:
-    """BLAS's own thread count, from its start-up settings (OPENBLAS_NUM_THREADS or the core count), or None."""
+    """BLAS's own thread count, from its start-up settings (OPENBLAS_NUM_THREADS or the core count), or None.
+
+    Read the first time this module looks at BLAS; inside someone else's threadpoolctl limit that is the limit.
+    """
     return _blas().own_threads
 
 
@@ -111,7 +114,8 @@ def largest_product(model: Any, rows: int) -> int:
 
 @dataclass(frozen=True)
 class Choice:
-    """How many BLAS threads a run uses (None: BLAS's own count), and why; str() is the line verbose output prints."""
+    """How many BLAS threads a run uses (None when they can't be controlled), and why; str() is the line verbose
+    output prints. `limit(choice.threads)` applies it, also inside another limit."""
 
     threads: int | None
     reason: str
@@ -120,23 +124,29 @@ class Choice:
         why_not = unavailable()
         if why_not is not None:
             return f"BLAS threads not controlled: {why_not}"
-        count = self.threads if self.threads is not None else blas_default()
-        return f"BLAS threads: {count} ({self.reason})"
+        return f"BLAS threads: {self.threads} ({self.reason})"
+
+
+def asked_for(threads: int | None = None) -> Choice | None:
+    """`threads` (from --threads) if given, else $TINYGRAD_NP_THREADS if set to a number, else None."""
+    if threads is not None:
+        return Choice(threads, "--threads")
+    text = os.environ.get(ENV_VARIABLE, "").strip()
+    asked = parse(text, f"the environment variable {ENV_VARIABLE}") if text else None
+    return None if asked is None else Choice(asked, f"{ENV_VARIABLE}={text}")
 
 
 def choose(model: Any = None, rows: int = 0, threads: int | None = None) -> Choice:
     """Threads for `model` on batches of `rows` (no model: small products): `threads` (--threads), else
     $TINYGRAD_NP_THREADS, else the policy."""
-    if threads is not None:
-        return Choice(threads, "--threads")
-    text = os.environ.get(ENV_VARIABLE, "").strip()
-    asked = parse(text, f"the environment variable {ENV_VARIABLE}") if text else None
+    asked = asked_for(threads)
     if asked is not None:
-        return Choice(asked, f"{ENV_VARIABLE}={text}")
+        return asked
     change = f"--threads N or ${ENV_VARIABLE}=N sets it"
     if model is None:
         return Choice(policy(0), f"small products; {change}")
     size = largest_product(model, rows)
     chosen = policy(size)
     relation = "under" if chosen == 1 else "at least"
-    return Choice(chosen, f"the largest product has {size:,} multiply-adds, {relation} {ONE_THREAD_BELOW:,}; {change}")
+    return Choice(chosen or blas_default(),
+                  f"the largest product has {size:,} multiply-adds, {relation} {ONE_THREAD_BELOW:,}; {change}")

@@ -4,7 +4,8 @@ Each subcommand is a `Command` (cli/command.py) in a module of this package: tra
 compare, explain, export, graph. Tools above the library add theirs through the `tinygrad_np.commands` entry-point
 group (the benchmarks add `bench`). An error the user can fix (a `UserError`: a bad option value, a missing or
 corrupt file, a missing extra) ends in one line on stderr, `tinygrad-np COMMAND: error: ...`, and exit status 2.
-Anything else is a bug and keeps its traceback.
+Anything else is a bug and keeps its traceback. Every subcommand takes `--threads N` (BLAS threads; see
+tinygrad_np/threads.py) and runs on one thread unless it asks for more.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import argparse
 import sys
 from collections.abc import Iterable
 
-from tinygrad_np import __version__
+from tinygrad_np import __version__, threads
 from tinygrad_np.cli import compare, explain, export, graph, inference, train
 from tinygrad_np.cli.command import Command, installed_commands
-from tinygrad_np.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
+from tinygrad_np.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, add_threads_argument
 from tinygrad_np.errors import UserError
 
 COMMANDS: tuple[Command, ...] = (
@@ -51,6 +52,7 @@ def build_parser(commands: Iterable[Command]) -> tuple[argparse.ArgumentParser, 
             command.name, help=command.help, description=command.description or command.help
         )
         command.add_arguments(parsers[command.name])
+        add_threads_argument(parsers[command.name])
     return parser, parsers
 
 
@@ -72,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     command = commands[args.command]
     try:
-        for check in command.checks:
-            check(args)
-        return int(command.run(args) or 0)
+        # Small products unless a command knows better (train and bench choose again for their workloads).
+        with threads.limit(threads.choose(threads=args.threads).threads):
+            for check in command.checks:
+                check(args)
+            return int(command.run(args) or 0)
     except KeyboardInterrupt:
         print("\ntinygrad-np: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -76,6 +76,16 @@ def finite_number(text: str) -> float:
     return value
 
 
+def thread_count(text: str) -> int | None:
+    """A positive whole number, or 'auto' (None: the thread policy)."""
+    from tinygrad_np.threads import ThreadCountError, parse
+
+    try:
+        return parse(text, "--threads")
+    except ThreadCountError:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number or 'auto', got {text!r}") from None
+
+
 @contextlib.contextmanager
 def option_errors(options: Mapping[str, str]) -> Iterator[None]:
     """A ValueError raised in the block about an argument of `options` (its `field`, or a name in its message,
@@ -112,6 +122,18 @@ def needs_extra(
 
 
 # ---- shared pieces --------------------------------------------------------------------------------------
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """--threads N|auto, which every subcommand takes (see tinygrad_np/threads.py)."""
+    parser.add_argument(
+        "--threads",
+        type=thread_count,
+        default=None,
+        metavar="N",
+        help="BLAS threads (default: auto, which is $TINYGRAD_NP_THREADS if set, else 1 for small matrix products "
+        "and BLAS's own count for large ones; on a machine doing other work, more threads than idle cores is slow)",
+    )
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tinygrad_np import threads
 from tinygrad_np.cli.command import Command
 from tinygrad_np.cli.common import (
     add_data_arguments,
@@ -152,12 +153,14 @@ def run_train(args: argparse.Namespace) -> int:
     checkpoints = checkpoint_manager(args, config, data)
     if args.resume:
         resume(trainer, checkpoints, config)
-    announce(args, config, trainer, data)
+    blas = threads.choose(trainer.model, config.batch_size or len(data.train[1]), args.threads)
+    announce(args, config, trainer, data, blas)
     start = time.perf_counter()
-    stopped = fit(args, config, trainer, checkpoints)
+    with threads.limit(blas.threads):
+        stopped = fit(args, config, trainer, checkpoints)
     if stopped is not None:
         return stopped
-    write_outputs(args, config, trainer, data, time.perf_counter() - start)
+    write_outputs(args, config, trainer, data, time.perf_counter() - start, blas)
     return 0
 
 
@@ -243,13 +246,15 @@ def check_output_paths(args: argparse.Namespace) -> None:
         check_output_dir(args.plots, "--plots")
 
 
-def announce(args: argparse.Namespace, config: TrainConfig, trainer: Trainer, data: TrainingData) -> None:
+def announce(
+    args: argparse.Namespace, config: TrainConfig, trainer: Trainer, data: TrainingData, blas: threads.Choice
+) -> None:
     sizes = _describe(trainer.model)
     network = f"the {sizes} network of {args.model_spec}" if args.model_spec is not None else f"a {sizes} network"
     print(
         f"tinygrad-np: training {network} on {len(data.train[1])} images from "
         f"{data.mnist.source}; {config.optimizer} lr={config.lr:g}, batch={config.batch_size or 'full'}, "
-        f"epochs={config.epochs}, seed={config.seed}",
+        f"epochs={config.epochs}, seed={config.seed}; {blas}",
         file=sys.stderr,
     )
 
@@ -308,7 +313,8 @@ def _stopped_by(signals: list[int]) -> str:
 
 
 def write_outputs(
-    args: argparse.Namespace, config: TrainConfig, trainer: Trainer, data: TrainingData, seconds: float
+    args: argparse.Namespace, config: TrainConfig, trainer: Trainer, data: TrainingData, seconds: float,
+    blas: threads.Choice,
 ) -> None:
     """The model file (with the metrics but the history as metadata), metrics.json, the plots; a summary line."""
     from tinygrad_np.serialization import save_model
@@ -326,6 +332,7 @@ def write_outputs(
         "epochs": config.epochs,
         "seconds": seconds,
         "seed": config.seed,
+        "blas_threads": blas.threads,  # BLAS rounds differently with another count
         "config": dataclasses.asdict(config),
         "model_spec": None if args.model_spec is None else str(args.model_spec),
         "history": trainer.history,
