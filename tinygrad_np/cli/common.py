@@ -131,8 +131,8 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
         type=thread_count,
         default=None,
         metavar="N",
-        help="BLAS threads (default: auto, which is $TINYGRAD_NP_THREADS if set, else 1 for small matrix products "
-        "and BLAS's own count for large ones; on a machine doing other work, more threads than idle cores is slow)",
+        help="BLAS threads (default: auto: $TINYGRAD_NP_THREADS if set, else one thread for small matrix products "
+        "and BLAS's own count for large ones; bench: one with --quick, else the libraries' own counts)",
     )
 
 
