@@ -1,5 +1,7 @@
 """Every differentiable op: forward equals NumPy, gradient equals a numerical one (float64, rtol 1e-6)."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -193,8 +195,9 @@ def test_reshape_and_flatten(data, shape, seed):
     x = data.draw(arrays(shape))
     check_op(lambda t: t.reshape(-1), lambda a: a.reshape(-1), [x], seed)
     check_op(lambda t: t.reshape(*reversed(shape)), lambda a: a.reshape(tuple(reversed(shape))), [x], seed)
-    if shape:
-        check_op(lambda t: t.flatten(1), lambda a: a.reshape(shape[0], -1), [x], seed)
+    start = data.draw(st.integers(-max(len(shape), 1), max(len(shape), 1) - 1))
+    kept, merged = shape[: start % max(len(shape), 1)], shape[start % max(len(shape), 1) :]
+    check_op(lambda t: t.flatten(start), lambda a: a.reshape(*kept, math.prod(merged)), [x], seed)
 
 
 @given(data=st.data(), shape=shapes, seed=seeds)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_np.tensor import ArrayLike, Function, Tensor
+from tinygrad_np.tensor import ArrayLike, Function, Tensor, accurate_sum, as_tensor
 
 Axis = int | tuple[int, ...] | None
 
@@ -25,16 +25,25 @@ def _zero_where_no_grad(grad: np.ndarray, product: np.ndarray) -> np.ndarray:
     return np.where(grad == 0, 0, product)
 
 
-def _normalize_axis(axis: Axis, ndim: int) -> tuple[int, ...]:
+def normalize_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
+    """Axes as non-negative ints (None: all of them), checked. Every op that takes axes reads them through here.
+
+    As in PyTorch, a 0-d tensor accepts axis 0 and -1, which name the tensor itself: no axis to reduce or permute.
+    """
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    bound = max(ndim, 1)
     normalized = []
     for ax in axes:
-        if not -ndim <= ax < max(ndim, 1):
-            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimensions")
-        normalized.append(ax % max(ndim, 1))
-    return tuple(normalized)
+        if not isinstance(ax, (int, np.integer)) or isinstance(ax, bool):
+            raise TypeError(f"axes must be integers, got {ax!r}")
+        if not -bound <= ax < bound:
+            raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimension{'' if ndim == 1 else 's'}")
+        normalized.append(int(ax) % bound)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"axis {axis} names a dimension twice")
+    return tuple(normalized) if ndim else ()
 
 
 def _expand_reduced(grad: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
@@ -43,9 +52,9 @@ def _expand_reduced(grad: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> 
 
 
 # NumPy reduces a short contiguous axis one row at a time: on 60,000 x 10 logits, max(axis=1) takes 2.7 ms and
-# sum(axis=1) 1.2 ms, more than the exp itself; and sum(axis=0) of 60,000 x 10 gradients takes 0.9 ms. einsum's
-# sums, and a max taken one column at a time, are a few vectorised passes (0.24-0.38 ms). Classifiers have many
-# rows and few classes, so the fused layers and losses reduce with these.
+# sum(axis=1) 1.2 ms, more than the exp itself. einsum's sums, and a max taken one column at a time, are a few
+# vectorised passes (0.24-0.38 ms). Classifiers have many rows and few classes, so the fused losses reduce with
+# these. (Sums over the batch, the bias gradients, go through `accurate_sum`.)
 
 
 def _row_max(a: np.ndarray) -> np.ndarray:
@@ -62,11 +71,6 @@ def _row_max(a: np.ndarray) -> np.ndarray:
 def _row_sum(a: np.ndarray) -> np.ndarray:
     """a.sum(axis=1, keepdims=True) of a 2-D array."""
     return np.einsum("ij->i", a)[:, None]
-
-
-def _column_sum(a: np.ndarray) -> np.ndarray:
-    """a.sum(axis=0) of a 2-D array."""
-    return np.einsum("ij->j", a)
 
 
 # ---- elementwise: binary ------------------------------------------------------------------------------
@@ -121,7 +125,7 @@ class Div(Function):
 
 
 class Pow(Function):
-    """y = a ** b;  da = g * b * a ** (b - 1), db = g * y * log(a)  (db taken as 0 where a == 0)"""
+    """y = a ** b;  da = g * b * a ** (b - 1) (0 where b == 0), db = g * y * log(a) (0 where a == 0 and b >= 0)"""
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.a, self.b = a, b
@@ -131,14 +135,12 @@ class Pow(Function):
     def backward(self, g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         need_a, need_b = self.needs_input_grad
         a, b = self.a, self.b
+        da = db = None
         with np.errstate(divide="ignore", invalid="ignore"):
-            da = _zero_where_no_grad(g, g * b * a ** (b - 1)) if need_a else None
-            if need_b:
-                # d(a^b)/db = a^b log a; at a == 0 (with b > 0) a^b is flat at 0 in b.
-                log_a = np.log(np.where(a == 0, 1, a))
-                db = _zero_where_no_grad(g, g * self.y * log_a)
-            else:
-                db = None
+            if need_a:  # a^0 is constant 1, even at a = 0 where b * a^(b-1) would be 0 * inf (PyTorch's rule)
+                da = _zero_where_no_grad(g, g * np.where(b == 0, 0, b * a ** (b - 1)))
+            if need_b:  # 0^b is flat at 0 (b > 0) or 1 (b = 0) in b; for b < 0 the slope is -inf, as in PyTorch
+                db = _zero_where_no_grad(g, g * np.where((a == 0) & (b >= 0), 0, self.y * np.log(a)))
         return da, db
 
 
@@ -159,15 +161,18 @@ class PowScalar(Function):
 
 
 class Maximum(Function):
-    """y = max(a, b);  da = g where a > b, db = g where b > a; ties split g evenly (as PyTorch does)"""
+    """y = max(a, b);  da = g unless a < b, db = g unless b < a, a tie gives each g / 2  (PyTorch's rule; so with a
+    NaN on either side, both get g)"""
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.a, self.b = a, b
         return np.maximum(a, b)
 
-    def backward(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        share_a = (self.a > self.b) + 0.5 * (self.a == self.b)
-        return g * share_a.astype(g.dtype), g * (1 - share_a).astype(g.dtype)
+    def backward(self, g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        need_a, need_b = self.needs_input_grad
+        a, b = self.a, self.b
+        shared = np.where(a == b, g / 2, g)
+        return (np.where(a < b, 0, shared) if need_a else None), (np.where(b < a, 0, shared) if need_b else None)
 
 
 class Where(Function):
@@ -257,14 +262,14 @@ class Sigmoid(Function):
 
 
 class ReLU(Function):
-    """y = max(a, 0);  da = g * (a > 0)  (the subgradient at 0 is 0, as in PyTorch)"""
+    """y = max(a, 0);  da = 0 where y <= 0, else g  (0 at the kink; g at NaN: PyTorch's rules)"""
 
     def forward(self, a: np.ndarray) -> np.ndarray:
         self.y = np.maximum(a, 0)
         return self.y
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        return g * (self.y > 0)
+        return np.where(self.y <= 0, 0, g)
 
 
 class Abs(Function):
@@ -279,7 +284,7 @@ class Abs(Function):
 
 
 class Clip(Function):
-    """y = min(max(a, low), high);  da = g where low <= a <= high, else 0"""
+    """y = min(max(a, low), high);  da = g where low <= a <= high (bounds included), else 0 (also at NaN)"""
 
     def forward(self, a: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
         self.inside = np.ones(a.shape, dtype=bool)
@@ -290,7 +295,7 @@ class Clip(Function):
         return np.clip(a, low, high)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        return g * self.inside
+        return np.where(self.inside, g, 0)
 
 
 class Cast(Function):
@@ -311,21 +316,22 @@ class Sum(Function):
 
     def forward(self, a: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
         self.shape, self.keepdims = a.shape, keepdims
-        self.axes = _normalize_axis(axis, a.ndim)
-        return a.sum(axis=self.axes, keepdims=keepdims)
+        self.axes = normalize_axes(axis, a.ndim)
+        return accurate_sum(a, self.axes, keepdims)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         return np.broadcast_to(_expand_reduced(g, self.axes, self.keepdims), self.shape)
 
 
 class Mean(Function):
-    """y = sum(a, axis) / n;  da = g / n broadcast back over the reduced axes"""
+    """y = sum(a, axis) / n;  da = g / n broadcast back over the reduced axes  (NaN over no elements)"""
 
     def forward(self, a: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
         self.shape, self.keepdims = a.shape, keepdims
-        self.axes = _normalize_axis(axis, a.ndim)
+        self.axes = normalize_axes(axis, a.ndim)
         self.count = int(np.prod([a.shape[ax] for ax in self.axes]))
-        return a.mean(axis=self.axes, keepdims=keepdims)
+        with np.errstate(invalid="ignore"):  # 0 / 0 for an empty axis: NaN, as in PyTorch
+            return accurate_sum(a, self.axes, keepdims) / self.count
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         return np.broadcast_to(_expand_reduced(g, self.axes, self.keepdims) / self.count, self.shape)
@@ -337,9 +343,13 @@ class Max(Function):
     reduce = staticmethod(np.max)
 
     def forward(self, a: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
-        if a.size == 0:
-            raise ValueError(f"{type(self).__name__.lower()}() of an empty tensor")
-        self.axes = _normalize_axis(axis, a.ndim)
+        self.axes = normalize_axes(axis, a.ndim)
+        empty = [ax for ax in self.axes if a.shape[ax] == 0]
+        if empty:
+            raise ValueError(
+                f"{type(self).__name__.lower()}() over axis {empty[0]} of size 0: an empty set has no extreme; "
+                "reduce over other axes, or check the shapes"
+            )
         extreme = self.reduce(a, axis=self.axes, keepdims=True)
         self.winners = a == extreme
         self.keepdims = keepdims
@@ -357,14 +367,15 @@ class Min(Max):
 
 
 class LogSumExp(Function):
-    """y = log(sum(exp(a), axis));  da = g * exp(a - y)  (shifted by the max, so exp never overflows)"""
+    """y = log(sum(exp(a), axis));  da = g * exp(a - y)  (shifted by the max, so exp never overflows; -inf over
+    no elements)"""
 
     def forward(self, a: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
-        self.axes, self.keepdims = _normalize_axis(axis, a.ndim), keepdims
-        shift = a.max(axis=self.axes, keepdims=True)
+        self.axes, self.keepdims = normalize_axes(axis, a.ndim), keepdims
+        shift = _max_or_minus_inf(a, self.axes)
         shift = np.where(np.isfinite(shift), shift, 0)  # all -inf: keep -inf instead of NaN
         with np.errstate(divide="ignore"):
-            out = np.log(np.exp(a - shift).sum(axis=self.axes, keepdims=True)) + shift
+            out = np.log(accurate_sum(np.exp(a - shift), self.axes, keepdims=True)) + shift
         self.a, self.out = a, out
         return out if keepdims else np.squeeze(out, axis=self.axes)
 
@@ -372,31 +383,39 @@ class LogSumExp(Function):
         return _expand_reduced(g, self.axes, self.keepdims) * np.exp(self.a - self.out)
 
 
+def _max_or_minus_inf(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """a.max(axes, keepdims=True), -inf over an empty axis (where the softmax family has nothing to shift)."""
+    if any(a.shape[ax] == 0 for ax in axes):
+        return np.full([1 if ax in axes else n for ax, n in enumerate(a.shape)], -np.inf, dtype=a.dtype)
+    return a.max(axis=axes, keepdims=True)
+
+
 class Softmax(Function):
     """y = exp(a) / sum(exp(a), axis);  da = y * (g - sum(g * y, axis))"""
 
     def forward(self, a: np.ndarray, axis: int) -> np.ndarray:
-        self.axis = axis
-        e = np.exp(a - a.max(axis=axis, keepdims=True))  # the shift cancels and keeps exp finite
-        self.y = e / e.sum(axis=axis, keepdims=True)
+        self.axes = normalize_axes(axis, a.ndim)
+        e = np.exp(a - _max_or_minus_inf(a, self.axes))  # the shift cancels and keeps exp finite
+        self.y = e / accurate_sum(e, self.axes, keepdims=True)
         return self.y
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         y = self.y
-        return y * (g - (g * y).sum(axis=self.axis, keepdims=True))
+        return y * (g - accurate_sum(g * y, self.axes, keepdims=True))
 
 
 class LogSoftmax(Function):
     """y = a - logsumexp(a, axis);  da = g - softmax(a) * sum(g, axis)"""
 
     def forward(self, a: np.ndarray, axis: int) -> np.ndarray:
-        self.axis = axis
-        shifted = a - a.max(axis=axis, keepdims=True)
-        self.y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+        self.axes = normalize_axes(axis, a.ndim)
+        shifted = a - _max_or_minus_inf(a, self.axes)
+        with np.errstate(divide="ignore"):  # log(0) of an empty axis: the output is empty anyway
+            self.y = shifted - np.log(accurate_sum(np.exp(shifted), self.axes, keepdims=True))
         return self.y
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        return g - np.exp(self.y) * g.sum(axis=self.axis, keepdims=True)
+        return g - np.exp(self.y) * accurate_sum(g, self.axes, keepdims=True)
 
 
 # ---- shape --------------------------------------------------------------------------------------------
@@ -414,19 +433,27 @@ class Reshape(Function):
 
 
 class Transpose(Function):
-    """y = a with its axes permuted;  da = g with the inverse permutation"""
+    """y = a with its axes permuted (reversed when none are given);  da = g with the inverse permutation"""
 
     def forward(self, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
-        self.inverse = None if axes is None else tuple(np.argsort(axes))
-        return np.transpose(a, axes)
+        order = tuple(reversed(range(a.ndim))) if axes is None else normalize_axes(axes, a.ndim)
+        if sorted(order) != list(range(a.ndim)):
+            raise ValueError(f"axes {axes} are not a permutation of the tensor's {a.ndim} dimensions")
+        self.inverse = tuple(order.index(ax) for ax in range(a.ndim))
+        return np.transpose(a, order)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         return np.transpose(g, self.inverse)
 
 
-def _is_advanced(index: Any) -> bool:
+_BASIC_INDEX = (int, np.integer, slice, type(None), type(Ellipsis))
+
+
+def _is_basic(index: Any) -> bool:
+    """Whether NumPy reads `index` as basic indexing (ints, slices, None, ...), which picks each element at most
+    once. Anything else, a list, tuple or array of indices or a boolean mask, may pick one element many times."""
     parts = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(p, (np.ndarray, list)) for p in parts)
+    return all(isinstance(part, _BASIC_INDEX) and not isinstance(part, bool) for part in parts)
 
 
 class GetItem(Function):
@@ -441,10 +468,10 @@ class GetItem(Function):
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         grad = np.zeros(self.shape, dtype=g.dtype)
-        if _is_advanced(self.index):
-            np.add.at(grad, self.index, g)  # unlike `grad[index] += g`, adds once per repeat
-        else:
+        if _is_basic(self.index):
             grad[self.index] = g
+        else:
+            np.add.at(grad, self.index, g)  # unlike `grad[index] += g`, adds once per repeat
         return grad
 
 
@@ -452,9 +479,12 @@ class Concatenate(Function):
     """y = [a1, a2, ...] joined along axis;  da_i = the slice of g that a_i filled"""
 
     def forward(self, *arrays: np.ndarray, axis: int) -> np.ndarray:
-        self.axis = axis
-        self.splits = np.cumsum([a.shape[axis] for a in arrays])[:-1]
-        return np.concatenate(arrays, axis=axis)
+        if arrays[0].ndim == 0:
+            raise ValueError("0-d tensors have no axis to concatenate along; stack them instead")
+        (self.axis,) = normalize_axes(axis, arrays[0].ndim)
+        out = np.concatenate(arrays, axis=self.axis)  # checks that the other dimensions match
+        self.splits = np.cumsum([a.shape[self.axis] for a in arrays])[:-1]
+        return out
 
     def backward(self, g: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(np.split(g, self.splits, axis=self.axis))
@@ -464,9 +494,8 @@ class Stack(Function):
     """y = [a1, a2, ...] stacked along a new axis;  da_i = g[..., i, ...]"""
 
     def forward(self, *arrays: np.ndarray, axis: int) -> np.ndarray:
-        out = np.stack(arrays, axis=axis)
-        self.axis = axis % out.ndim
-        return out
+        (self.axis,) = normalize_axes(axis, arrays[0].ndim + 1)
+        return np.stack(arrays, axis=self.axis)
 
     def backward(self, g: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(np.moveaxis(g, self.axis, 0))
@@ -541,7 +570,7 @@ class Linear(Function):
         dw = g2.T @ x if need_w else None
         if not need_b:
             return dx, dw
-        return dx, dw, (_column_sum(g2) if need_b[0] else None)
+        return dx, dw, (accurate_sum(g2, 0) if need_b[0] else None)
 
 
 # ---- losses (fused: numerically delicate, and their gradients are the textbook ones) -------------------
@@ -706,10 +735,6 @@ class NLLLoss(_ClassIndexLoss, Function):
 # ---- functions over several tensors -------------------------------------------------------------------
 
 
-def _as_tensor(x: ArrayLike) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(x)
-
-
 def where(condition: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tensor:
     """Elementwise `a if condition else b`; the untaken side gets exactly zero gradient."""
     cond = np.asarray(condition.data if isinstance(condition, Tensor) else condition)
@@ -724,7 +749,7 @@ def where(condition: ArrayLike, a: ArrayLike, b: ArrayLike) -> Tensor:
 
 def maximum(a: ArrayLike, b: ArrayLike) -> Tensor:
     """Elementwise max(a, b); ties share the gradient evenly."""
-    ta = a if isinstance(a, Tensor) else _as_tensor(b)._lift(a)
+    ta = a if isinstance(a, Tensor) else as_tensor(b)._lift(a)
     return Maximum.apply(ta, ta._lift(b))
 
 
@@ -732,11 +757,11 @@ def concatenate(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis (numpy.concatenate)."""
     if not tensors:
         raise ValueError("concatenate() needs at least one tensor")
-    return Concatenate.apply(*[_as_tensor(t) for t in tensors], axis=axis)
+    return Concatenate.apply(*[as_tensor(t) for t in tensors], axis=axis)
 
 
 def stack(tensors: Sequence[ArrayLike], axis: int = 0) -> Tensor:
     """Join same-shaped tensors along a new axis (numpy.stack)."""
     if not tensors:
         raise ValueError("stack() needs at least one tensor")
-    return Stack.apply(*[_as_tensor(t) for t in tensors], axis=axis)
+    return Stack.apply(*[as_tensor(t) for t in tensors], axis=axis)
