@@ -9,10 +9,7 @@ import numpy as np
 from tinygrad_np import ops
 from tinygrad_np.creation import as_generator
 from tinygrad_np.tensor import ArrayLike, Seed, Tensor
-
-
-def _tensor(x: ArrayLike) -> Tensor:
-    return x if isinstance(x, Tensor) else Tensor(x)
+from tinygrad_np.tensor import as_tensor as _tensor
 
 
 def linear(x: ArrayLike, weight: Tensor, bias: Tensor | None = None) -> Tensor:
