@@ -2,8 +2,8 @@
 
 Notation in the docstrings: `g` is the gradient flowing into the op's output, `da` the one it sends to input
 `a`. Gradients may keep the broadcast shape; the engine (`tensor._backward`) reduces them to each input's.
-Convention: an upstream gradient of exactly 0 contributes exactly 0, even where the local derivative is
-infinite (log at 0, sqrt at 0, division by 0). So the branch that `where` didn't take never turns into NaN.
+Convention: through log, sqrt, pow and division an upstream gradient of exactly 0 contributes exactly 0, even
+where the local derivative is infinite (at 0) or NaN. So the branch that `where` didn't take never turns into NaN.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ class PowScalar(Function):
         if self.p == 0:  # a^0 is constant 1, even at a = 0 where p * a^(p-1) would be 0 * inf
             return np.zeros_like(g)
         if self.p == 2:
-            return g * 2 * self.a
+            return _zero_where_no_grad(g, g * 2 * self.a)  # a NaN in a still meets the rule for g == 0
         with np.errstate(divide="ignore", invalid="ignore"):
             return _zero_where_no_grad(g, g * self.p * self.a ** (self.p - 1))
 
@@ -273,14 +273,14 @@ class ReLU(Function):
 
 
 class Abs(Function):
-    """y = |a|;  da = g * sign(a)  (0 at 0)"""
+    """y = |a|;  da = g * sign(a)  (sign 0 at 0, and at NaN: PyTorch's rules)"""
 
     def forward(self, a: np.ndarray) -> np.ndarray:
         self.a = a
         return np.abs(a)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        return g * np.sign(self.a)
+        return g * ((self.a > 0).astype(g.dtype) - (self.a < 0))
 
 
 class Clip(Function):
@@ -437,7 +437,7 @@ class Transpose(Function):
 
     def forward(self, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
         order = tuple(reversed(range(a.ndim))) if axes is None else normalize_axes(axes, a.ndim)
-        if sorted(order) != list(range(a.ndim)):
+        if sorted(order) != list(range(a.ndim)) or (axes is not None and len(axes) != a.ndim):
             raise ValueError(f"axes {axes} are not a permutation of the tensor's {a.ndim} dimensions")
         self.inverse = tuple(order.index(ax) for ax in range(a.ndim))
         return np.transpose(a, order)
@@ -557,15 +557,18 @@ class Linear(Function):
             )
         self.x, self.weight = x, weight
         out = x @ weight.T
-        if bias is not None:
+        if bias is not None and np.result_type(out, bias) == out.dtype:
             out += bias  # out is fresh from the matmul: adding in place saves an array
+        elif bias is not None:
+            out = out + bias  # a float64 bias on float32 inputs: the result is float64
         return out
 
     def backward(self, g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         need_x, need_w, *need_b = self.needs_input_grad
         x, g2 = self.x, g
         if g.ndim != 2:  # one row per example: fold leading batch dimensions, or make a single example a row
-            x, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+            rows = int(np.prod(g.shape[:-1]))  # not -1, which can't be inferred when there are no features
+            x, g2 = x.reshape(rows, x.shape[-1]), g.reshape(rows, g.shape[-1])
         dx = g @ self.weight if need_x else None
         dw = g2.T @ x if need_w else None
         if not need_b:
