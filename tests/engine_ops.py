@@ -1,0 +1,453 @@
+"""The fuzzer's op table: every differentiable op and function of tinygrad_np, and its PyTorch twin.
+
+To add an op, add one entry to `OPS`:
+
+    "cumsum": Op(one_tensor_and(axis=single_axis), lambda x, axis: x.cumsum(axis), lambda x, axis: x.cumsum(axis)),
+
+`operands(builder)` draws the inputs (node indices, or `Const`s for numbers and arrays) and the keyword arguments
+through the `Builder` (engine_programs.py), or returns None when the program so far has nothing the op takes;
+the two functions compute the op on tinygrad_np Tensors and on torch tensors. Reuse a drawer below where the op
+takes what another takes (`one_tensor`, `broadcast_pair`, `one_tensor_and(axis=any_axis, keepdims=flag)`, ...).
+Where tinygrad_np's convention differs from PyTorch's on purpose (README, "Conventions"), the PyTorch function
+applies the documented difference: `promote` (NumPy's type promotion), `zero_upstream_gives_zero`, `_new_node`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from engine_programs import Builder, Const, Node, Op, broadcasts
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygrad_np as tg
+from tinygrad_np import Tensor
+from tinygrad_np.nn import functional as F
+
+try:
+    import torch
+except ImportError:  # the fuzz tests require it (skipped locally, failing on CI)
+    torch = None
+
+Operands = tuple[tuple[int | Const, ...], dict[str, Any]]
+
+
+# ---- PyTorch, with tinygrad_np's documented differences -------------------------------------------------------------
+
+
+def promote(*operands: Any) -> list[Any]:
+    """Tensors of different dtypes promote as in NumPy: float64 wins even when it is 0-d (PyTorch would keep float32
+    for a 0-d float64 operand). Numbers stay numbers: both frameworks give them the tensor's dtype."""
+    tensors = [o for o in operands if isinstance(o, torch.Tensor)]
+    if len({t.dtype for t in tensors}) <= 1:
+        return list(operands)
+    common = getattr(torch, str(np.result_type(*[t.detach().numpy().dtype for t in tensors])))
+    return [o.to(common) if isinstance(o, torch.Tensor) else o for o in operands]
+
+
+def _tensors(*operands: Any) -> list[Any]:
+    """Numbers as 0-d tensors of the other operand's dtype (torch.maximum and torch.where want tensors), promoted."""
+    dtype = next(o.dtype for o in operands if isinstance(o, torch.Tensor))
+    return promote(*[o if isinstance(o, torch.Tensor) else torch.tensor(o, dtype=dtype) for o in operands])
+
+
+def _binary(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    return lambda a, b: fn(*promote(a, b))
+
+
+if torch is not None:
+
+    class _ZeroUpstream(torch.autograd.Function):
+        """An elementwise function whose gradient is exactly 0 wherever the upstream gradient is 0."""
+
+        @staticmethod
+        def forward(ctx: Any, fn: Callable[..., Any], *inputs: Any) -> Any:
+            ctx.fn = fn
+            ctx.save_for_backward(*inputs)
+            return fn(*inputs)
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            needs = ctx.needs_input_grad[1:]
+            inputs = [x.detach().requires_grad_(need) for x, need in zip(ctx.saved_tensors, needs, strict=True)]
+            wanted = [x for x in inputs if x.requires_grad]
+            with torch.enable_grad():
+                grads = iter(torch.autograd.grad(ctx.fn(*inputs), wanted, grad))
+            return None, *[torch.where(grad == 0, 0, next(grads)) if x.requires_grad else None for x in inputs]
+
+
+def zero_upstream_gives_zero(fn: Callable[..., Any], *operands: Any) -> Any:
+    """PyTorch's op with tinygrad_np's convention: where the upstream gradient is exactly 0, so is the gradient,
+    even where the local derivative is infinite (log, sqrt, pow and division at 0; PyTorch gives 0 * inf = NaN).
+    The tensors are broadcast first, so that each output element has its own upstream."""
+    operands = promote(*operands)
+    expanded = torch.broadcast_tensors(*[o for o in operands if isinstance(o, torch.Tensor)])
+
+    def elementwise(*tensors: Any) -> Any:
+        it = iter(tensors)
+        return fn(*[next(it) if isinstance(o, torch.Tensor) else o for o in operands])
+
+    return _ZeroUpstream.apply(elementwise, *expanded)
+
+
+def _new_node(x: Any, out: Any) -> Any:
+    """PyTorch's flatten returns the tensor itself when there is nothing to merge; tinygrad_np's is a new node (a
+    reshape, like PyTorch's own reshape), which matters to retain_grad."""
+    return out.view(out.shape) if out is x else out
+
+
+def _torch_reduction(name: str) -> Callable[..., Any]:
+    def reduce(x: Any, axis: Any, keepdims: bool) -> Any:
+        dims = tuple(range(x.ndim)) if axis is None else axis
+        return getattr(torch, name)(x, dim=dims if dims != () else 0, keepdim=keepdims)  # () is "every dim"
+
+    return reduce
+
+
+def _torch_index(x: Any, index: Any, as_tensor: bool) -> Any:
+    """NumPy's indexing in PyTorch (which has no negative steps): the flat positions NumPy picks, gathered, so that
+    repeats accumulate in backward."""
+    positions = np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(tuple(x.shape))[index]
+    return x.reshape(-1)[torch.from_numpy(np.array(positions, dtype=np.int64))]  # a copy: contiguous, 0-d kept
+
+
+def _torch_dropout(x: Any, p: float, seed: int) -> Any:
+    """F.dropout's definition: keep an element where a uniform draw from the seed is >= p, scale by 1 / (1 - p);
+    p = 0 gives the tensor itself (as PyTorch's dropout does)."""
+    if p == 0:
+        return x
+    if p == 1:
+        return x * 0.0
+    keep = np.random.default_rng(seed).random(tuple(x.shape)) >= p
+    dtype = x.detach().numpy().dtype
+    return x * torch.from_numpy(keep.astype(dtype) / dtype.type(1 - p))
+
+
+def _torch_linear(x: Any, weight: Any, bias: Any = None) -> Any:
+    return torch.nn.functional.linear(*promote(x, weight, *([] if bias is None else [bias])))
+
+
+def _ours_index(x: Tensor, index: Any, as_tensor: bool) -> Tensor:
+    if not as_tensor:
+        return x[index]
+    wrap = lambda part: Tensor(part) if isinstance(part, np.ndarray) else part  # noqa: E731
+    return x[tuple(wrap(p) for p in index)] if isinstance(index, tuple) else x[wrap(index)]
+
+
+RELATIONS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+             ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
+# ---- operand drawers ----------------------------------------------------------------------------------------------
+
+
+def one_tensor(builder: Builder) -> Operands:
+    return (builder.operand(),), {}
+
+
+def one_tensor_and(**drawers: Callable[[Builder, Node], Any]) -> Callable[[Builder], Operands]:
+    """One tensor, and keyword arguments each drawn for it: `one_tensor_and(axis=any_axis, keepdims=flag)`."""
+
+    def operands(builder: Builder) -> Operands:
+        x = builder.operand()
+        return (x,), {name: drawer(builder, builder.node(x)) for name, drawer in drawers.items()}
+
+    return operands
+
+
+def broadcast_pair(builder: Builder) -> Operands:
+    """Two operands that broadcast, maybe the same tensor twice; a number or an array on either side."""
+    first = builder.operand()
+    other = builder.other_operand(first)
+    return ((other, first) if isinstance(other, Const) and builder.draw(st.booleans()) else (first, other)), {}
+
+
+def tensor_pair(builder: Builder) -> Operands:
+    """Two tensors that broadcast, maybe the same one twice."""
+    first = builder.operand()
+    other = builder.other_operand(first)
+    if isinstance(other, Const):
+        other = builder.fresh(builder.broadcastable_shape(builder.node(first).shape))
+    return (first, other), {}
+
+
+def singular_at_zero(operands: Callable[[Builder], Operands | None], position: int) -> Callable[..., Any]:
+    """For division, log, sqrt and pow, infinite (or of infinite slope) at 0: no operand at `position` that an
+    earlier step computed as exactly 0. The sign of such a zero, and so of the infinity, depends on the order of
+    the additions in a sum or a matrix product, in NumPy and in PyTorch alike. Zeros in the leaves are welcome."""
+
+    def drawer(builder: Builder) -> Operands | None:
+        chosen = operands(builder)
+        if chosen is None:
+            return None
+        arg = chosen[0][position]
+        return None if builder.is_computed(arg) and bool((builder.node(arg).value == 0).any()) else chosen
+
+    return drawer
+
+
+def any_axis(builder: Builder, node: Node) -> Any:
+    return builder.axis(len(node.shape))
+
+
+def single_axis(builder: Builder, node: Node) -> int:
+    return builder.axis(len(node.shape), tuples=False, none=False)
+
+
+def flag(builder: Builder, node: Node) -> bool:
+    return builder.draw(st.booleans())
+
+
+def clip_bounds(builder: Builder, node: Node) -> tuple[float | None, float | None]:
+    low = builder.draw(st.sampled_from([None, -1.0, -0.5, 0.0]))
+    return low, builder.draw(st.sampled_from([None, 0.0, 0.5, 1.0] if low is not None else [0.5, 1.0]))
+
+
+def exponent(builder: Builder, node: Node) -> Any:
+    """A Python or NumPy number. Not -0.5: PyTorch computes x ** -0.5 as rsqrt, (-0.0) ** -0.5 = -inf, not inf."""
+    value = builder.draw(st.sampled_from([0, 1, 2, 3, -1, -2, 0.5, 1.5, -1.5, 2.5]))
+    if builder.draw(st.integers(0, 2)) == 0:
+        return np.int64(value) if isinstance(value, int) else np.float64(value)
+    return value
+
+
+def new_shape(builder: Builder, node: Node) -> tuple[int, ...]:
+    """A shape of the same size: reversed, flat, with a 1 added, regrouped; maybe with one side given as -1."""
+    shape, draw = node.shape, builder.draw
+    size = int(np.prod(shape))
+    candidates = [tuple(reversed(shape)), (size,), (1, *shape), (*shape, 1)] + ([()] if size == 1 else [])
+    divisors = [d for d in range(2, size) if size % d == 0]
+    if divisors:
+        d = draw(st.sampled_from(divisors))
+        candidates.append((d, size // d))
+    target = draw(st.sampled_from(candidates))
+    if target and size > 0 and draw(st.booleans()):
+        k = draw(st.integers(0, len(target) - 1))
+        target = (*target[:k], -1, *target[k + 1 :])
+    return target
+
+
+def permutation(builder: Builder, node: Node) -> tuple[int, ...] | None:
+    """A permutation with each axis given as positive or negative, or None (x.transpose(): reversed)."""
+    ndim = len(node.shape)
+    if builder.draw(st.integers(0, 4)) == 0:
+        return None
+    return tuple(builder.draw(st.sampled_from([a, a - ndim])) for a in builder.draw(st.permutations(range(ndim))))
+
+
+@st.composite
+def indices(draw: Callable[..., Any], shape: tuple[int, ...]) -> tuple[Any, bool]:
+    """Every kind of index NumPy takes, and whether its arrays come as Tensors."""
+    kind = draw(st.sampled_from(["basic", "integer", "integer", "mask", "nested tuple"]))
+    if kind == "basic" or shape[0] == 0:  # slices with steps of either sign, ints, None, Ellipsis
+        return draw(hnp.basic_indices(shape, min_dims=0, allow_newaxis=True, allow_ellipsis=True)), False
+    as_tensor = draw(st.integers(0, 3)) == 0
+    if kind == "mask":
+        mask = draw(hnp.arrays(np.bool_, shape[: draw(st.integers(1, len(shape)))]))
+        return (mask if draw(st.booleans()) else (mask, Ellipsis)), as_tensor
+    if kind == "nested tuple":  # x[((0, 0, 1),)]: a tuple inside the index is a list of indices
+        return (tuple(draw(st.lists(st.integers(-shape[0], shape[0] - 1), max_size=4))),), False
+    # Integer arrays (with repeats) on some axes, broadcast together, as arrays, lists or tuples; slices elsewhere.
+    on = [ax for ax, n in enumerate(shape) if n > 0 and draw(st.integers(0, 2)) > 0] or [0]
+    index_shape = draw(st.sampled_from([(), (1,), (2,), (3,), (2, 2), (0,)]))
+    form = draw(st.sampled_from(["array", "list", "tuple"]))
+    parts: list[Any] = []
+    for ax, n in enumerate(shape):
+        if ax in on:
+            picks = draw(hnp.arrays(np.int64, index_shape, elements=st.integers(-n, n - 1)))
+            tuple_form = form == "tuple" and picks.ndim == 1
+            parts.append(picks.tolist() if form == "list" else tuple(picks.tolist()) if tuple_form else picks)
+        else:
+            ends = st.none() | st.integers(-n, n)
+            parts.append(draw(st.builds(slice, ends, ends, st.sampled_from([None, 1, 2, -1, -2]))))
+    if draw(st.integers(0, 3)) == 0:
+        parts.insert(draw(st.integers(0, len(parts))), None)
+    if isinstance(parts[-1], slice) and parts[-1] == slice(None) and draw(st.booleans()):
+        parts[-1] = Ellipsis
+    return tuple(parts), as_tensor and form == "array"
+
+
+def an_index(builder: Builder) -> Operands:
+    x = builder.operand(lambda shape: len(shape) > 0)
+    index, as_tensor = builder.draw(indices(builder.node(x).shape))
+    return (x,), {"index": index, "as_tensor": as_tensor}
+
+
+def rows(builder: Builder) -> Operands:
+    return (builder.operand(lambda shape: len(shape) > 0 and shape[0] > 0),), {}
+
+
+def joined(new_axis: bool) -> Callable[[Builder], Operands]:
+    """1 to 3 tensors (the same one again, or others) for stack, or for concatenate with sizes along `axis` that
+    may differ, 0 included."""
+
+    def operands(builder: Builder) -> Operands:
+        first = builder.operand(lambda shape: new_axis or len(shape) > 0)
+        shape = builder.node(first).shape
+        axis = builder.axis(len(shape) + new_axis, tuples=False, none=False)
+        parts = [first]
+        for _ in range(builder.draw(st.integers(0, 2))):
+            other = list(shape)
+            if not new_axis:
+                other[axis % len(shape)] = builder.draw(st.integers(0, 3))
+            parts.append(first if builder.draw(st.booleans()) else builder.operand(shape=tuple(other)))
+        return tuple(parts), {"axis": axis}
+
+    return operands
+
+
+def where_operands(builder: Builder) -> Operands:
+    """A condition (a constant boolean array, or a comparison computed earlier) and two operands, all broadcasting."""
+    first = builder.operand()
+    other = builder.other_operand(first)
+    shape = np.broadcast_shapes(builder.node(first).shape, np.shape(other.value) if isinstance(other, Const) else
+                                builder.node(other).shape)
+    cond_shape = builder.broadcastable_shape(shape) if builder.draw(st.booleans()) else shape
+    computed = builder.existing(lambda s: broadcasts(s, cond_shape) and len(s) <= len(cond_shape), kind="b")
+    cond = computed if computed is not None and builder.draw(st.booleans()) else Const(
+        builder.draw(hnp.arrays(np.bool_, cond_shape)))
+    return ((cond, other, first) if builder.draw(st.booleans()) else (cond, first, other)), {}
+
+
+def comparison(builder: Builder) -> Operands:
+    args, _ = tensor_pair(builder)
+    return args, {"relation": builder.draw(st.sampled_from(sorted(RELATIONS)))}
+
+
+def matmul_operands(builder: Builder) -> Operands:
+    """x @ y for a vector, matrix or batch of matrices y that fits x; x @ x; or a constant array @ x."""
+    draw = builder.draw
+    x = builder.operand(lambda shape: len(shape) >= 1)
+    shape = builder.node(x).shape
+    m = draw(st.integers(0, 3))
+    if draw(st.integers(0, 4)) == 0:  # ndarray @ Tensor: the reflected operator
+        inner = shape[-2] if len(shape) >= 2 else shape[0]
+        return (builder.constant_array(draw(st.sampled_from([(inner,), (m, inner)]))), x), {}
+    k = shape[-1]
+    if len(shape) == 2 and shape[0] == k and draw(st.integers(0, 3)) == 0:
+        return (x, x), {}
+    form = draw(st.sampled_from(["vector", "matrix", "batched"]))
+    other = {"vector": (k,), "matrix": (k, m), "batched": (*builder.broadcastable_shape(shape[:-2]), k, m)}[form]
+    return (x, builder.operand(shape=other)), {}
+
+
+def linear_operands(builder: Builder) -> Operands:
+    x = builder.operand(lambda shape: len(shape) >= 1)
+    weight = builder.fresh((builder.draw(st.integers(1, 3)), builder.node(x).shape[-1]))
+    if builder.draw(st.booleans()):
+        return (x, weight), {}
+    return (x, weight, builder.fresh(builder.node(weight).shape[:1])), {}
+
+
+def classifier_operands(builder: Builder) -> Operands:
+    """Logits of shape (batch, classes), batch 0 included, and integer labels."""
+    logits = builder.operand(lambda shape: len(shape) == 2 and shape[1] > 0)
+    batch, classes = builder.node(logits).shape
+    return (logits,), {"labels": builder.draw(hnp.arrays(np.int64, (batch,), elements=st.integers(0, classes - 1)))}
+
+
+def mse_operands(builder: Builder) -> Operands:
+    prediction = builder.operand()
+    shape = builder.node(prediction).shape
+    if builder.draw(st.booleans()):
+        return (prediction, builder.operand(shape=shape)), {}
+    return (prediction, builder.constant_array(shape)), {}
+
+
+def dropout_operands(builder: Builder) -> Operands:
+    p = builder.draw(st.sampled_from([0.0, 0.25, 0.5, 1.0]))
+    return (builder.operand(),), {"p": p, "seed": builder.draw(st.integers(0, 100))}
+
+
+def cast_operands(builder: Builder) -> Operands:
+    """float <-> float; float -> int64 (finite values only: NaN has no integer); int64 -> float."""
+    x = builder.existing(kind="i")
+    if x is None or builder.draw(st.booleans()):
+        x = builder.operand()
+    targets = ["float32", "float64"]
+    if builder.node(x).dtype.kind == "f" and bool(torch.isfinite(builder.node(x).value).all()):
+        targets.append("int64")
+    return (x,), {"dtype": builder.draw(st.sampled_from(targets))}
+
+
+def _unary(ours: Callable[[Tensor], Tensor], theirs: Callable[[Any], Any]) -> Op:
+    return Op(one_tensor, ours, theirs)
+
+
+# ---- the table ------------------------------------------------------------------------------------------------------
+
+REDUCTIONS = {"sum": "sum", "mean": "mean", "max": "amax", "min": "amin", "logsumexp": "logsumexp"}
+
+OPS: dict[str, Op] = {
+    # elementwise, binary; a constant may stand on either side (the reflected operators)
+    "add": Op(broadcast_pair, lambda a, b: a + b, _binary(lambda a, b: a + b)),
+    "sub": Op(broadcast_pair, lambda a, b: a - b, _binary(lambda a, b: a - b)),
+    "mul": Op(broadcast_pair, lambda a, b: a * b, _binary(lambda a, b: a * b)),
+    "div": Op(singular_at_zero(broadcast_pair, 1), lambda a, b: a / b,
+              lambda a, b: zero_upstream_gives_zero(lambda x, y: x / y, a, b)),
+    "pow": Op(singular_at_zero(tensor_pair, 0), lambda a, b: a**b,
+              lambda a, b: zero_upstream_gives_zero(lambda x, y: x**y, a, b)),
+    "maximum": Op(broadcast_pair, tg.maximum, lambda a, b: torch.maximum(*_tensors(a, b))),
+    "Tensor.maximum": Op(tensor_pair, Tensor.maximum, lambda a, b: torch.maximum(*_tensors(a, b))),
+    "where": Op(where_operands, tg.where, lambda cond, a, b: torch.where(cond, *_tensors(a, b))),
+    "compare": Op(comparison, lambda a, b, relation: RELATIONS[relation](a, b),
+                  lambda a, b, relation: RELATIONS[relation](*promote(a, b))),
+    # elementwise, unary
+    "neg": _unary(lambda x: -x, lambda x: -x),
+    "exp": _unary(Tensor.exp, torch.exp if torch else None),
+    "log": Op(singular_at_zero(one_tensor, 0), Tensor.log, lambda x: zero_upstream_gives_zero(torch.log, x)),
+    "sqrt": Op(singular_at_zero(one_tensor, 0), Tensor.sqrt, lambda x: zero_upstream_gives_zero(torch.sqrt, x)),
+    "pow scalar": Op(singular_at_zero(one_tensor_and(p=exponent), 0), lambda x, p: x**p,
+                     lambda x, p: zero_upstream_gives_zero(lambda y: y ** torch.tensor(float(p), dtype=y.dtype), x)),
+    "tanh": _unary(Tensor.tanh, torch.tanh if torch else None),
+    "sigmoid": _unary(Tensor.sigmoid, torch.sigmoid if torch else None),
+    "relu": _unary(Tensor.relu, torch.relu if torch else None),
+    "F.relu": _unary(F.relu, torch.relu if torch else None),
+    "abs": _unary(Tensor.abs, torch.abs if torch else None),
+    "clip": Op(one_tensor_and(bounds=clip_bounds), lambda x, bounds: x.clip(*bounds),
+               lambda x, bounds: x.clamp(*bounds)),
+    # astype, float() and double() copy, like NumPy's astype (PyTorch's .to() returns the tensor itself when it
+    # already has the dtype)
+    "astype": Op(cast_operands, lambda x, dtype: x.astype(dtype),
+                 lambda x, dtype: x.to(getattr(torch, dtype), copy=True)),
+    "float": _unary(Tensor.float, lambda x: x.to(torch.float32, copy=True)),
+    "double": _unary(Tensor.double, lambda x: x.to(torch.float64, copy=True)),
+    "detach": _unary(Tensor.detach, lambda x: x.detach()),
+    # reductions and the softmax family
+    **{
+        name: Op(one_tensor_and(axis=any_axis, keepdims=flag),
+                 lambda x, axis, keepdims, name=name: getattr(x, name)(axis=axis, keepdims=keepdims),
+                 _torch_reduction(theirs) if torch else None)
+        for name, theirs in REDUCTIONS.items()
+    },
+    "softmax": Op(one_tensor_and(axis=single_axis), Tensor.softmax, lambda x, axis: x.softmax(axis)),
+    "log_softmax": Op(one_tensor_and(axis=single_axis), Tensor.log_softmax, lambda x, axis: x.log_softmax(axis)),
+    "F.softmax": Op(one_tensor_and(axis=single_axis), F.softmax, lambda x, axis: x.softmax(axis)),
+    "F.log_softmax": Op(one_tensor_and(axis=single_axis), F.log_softmax, lambda x, axis: x.log_softmax(axis)),
+    # shape
+    "reshape": Op(one_tensor_and(shape=new_shape), lambda x, shape: x.reshape(shape),
+                  lambda x, shape: x.reshape(shape)),
+    "transpose": Op(one_tensor_and(axes=permutation), lambda x, axes: x.transpose(*(axes or ())),
+                    lambda x, axes: x.permute(*(reversed(range(x.ndim)) if axes is None else axes))),
+    "T": _unary(lambda x: x.T, lambda x: x.permute(*reversed(range(x.ndim)))),
+    "flatten": Op(one_tensor_and(start_dim=single_axis), Tensor.flatten,
+                  lambda x, start_dim: _new_node(x, x.flatten(start_dim))),
+    "getitem": Op(an_index, _ours_index, _torch_index),
+    "rows": Op(rows, lambda x: tg.stack(list(x)), lambda x: torch.stack(list(x))),  # iterating over a tensor
+    "concatenate": Op(joined(new_axis=False), lambda *xs, axis: tg.concatenate(xs, axis=axis),
+                      lambda *xs, axis: torch.cat(promote(*xs), dim=axis)),
+    "stack": Op(joined(new_axis=True), lambda *xs, axis: tg.stack(xs, axis=axis),
+                lambda *xs, axis: torch.stack(promote(*xs), dim=axis)),
+    # matmul, the layer functions, the losses
+    "matmul": Op(matmul_operands, lambda a, b: a @ b, _binary(lambda a, b: a @ b)),
+    "F.linear": Op(linear_operands, F.linear, _torch_linear),
+    "F.dropout": Op(dropout_operands, lambda x, p, seed: F.dropout(x, p, training=True, generator=seed),
+                    _torch_dropout),
+    "F.cross_entropy": Op(classifier_operands, F.cross_entropy,
+                          lambda x, labels: torch.nn.functional.cross_entropy(x, torch.from_numpy(labels))),
+    "F.nll_loss": Op(classifier_operands, F.nll_loss,
+                     lambda x, labels: torch.nn.functional.nll_loss(x, torch.from_numpy(labels))),
+    "F.mse_loss": Op(mse_operands, F.mse_loss, lambda a, b: torch.nn.functional.mse_loss(*_tensors(a, b))),
+}
