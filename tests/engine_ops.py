@@ -142,6 +142,9 @@ RELATIONS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, 
 
 # ---- operand drawers ----------------------------------------------------------------------------------------------
 
+# Arrays of indices, labels and masks from a drawn seed: element by element they would fill Hypothesis's buffer.
+seeded = st.integers(0, 2**32 - 1).map(np.random.default_rng)
+
 
 def one_tensor(builder: Builder) -> Operands:
     return (builder.operand(),), {}
@@ -245,7 +248,7 @@ def indices(draw: Callable[..., Any], shape: tuple[int, ...]) -> tuple[Any, bool
         return draw(hnp.basic_indices(shape, min_dims=0, allow_newaxis=True, allow_ellipsis=True)), False
     as_tensor = draw(st.integers(0, 3)) == 0
     if kind == "mask":
-        mask = draw(hnp.arrays(np.bool_, shape[: draw(st.integers(1, len(shape)))]))
+        mask = draw(seeded).random(shape[: draw(st.integers(1, len(shape)))]) < 0.5
         return (mask if draw(st.booleans()) else (mask, Ellipsis)), as_tensor
     if kind == "nested tuple":  # x[((0, 0, 1),)]: a tuple inside the index is a list of indices
         return (tuple(draw(st.lists(st.integers(-shape[0], shape[0] - 1), max_size=4))),), False
@@ -256,7 +259,7 @@ def indices(draw: Callable[..., Any], shape: tuple[int, ...]) -> tuple[Any, bool
     parts: list[Any] = []
     for ax, n in enumerate(shape):
         if ax in on:
-            picks = draw(hnp.arrays(np.int64, index_shape, elements=st.integers(-n, n - 1)))
+            picks = draw(seeded).integers(-n, n, index_shape)
             tuple_form = form == "tuple" and picks.ndim == 1
             parts.append(picks.tolist() if form == "list" else tuple(picks.tolist()) if tuple_form else picks)
         else:
@@ -307,7 +310,7 @@ def where_operands(builder: Builder) -> Operands:
     cond_shape = builder.broadcastable_shape(shape) if builder.draw(st.booleans()) else shape
     computed = builder.existing(lambda s: broadcasts(s, cond_shape) and len(s) <= len(cond_shape), kind="b")
     cond = computed if computed is not None and builder.draw(st.booleans()) else Const(
-        builder.draw(hnp.arrays(np.bool_, cond_shape)))
+        builder.draw(seeded).random(cond_shape) < 0.5)
     return ((cond, other, first) if builder.draw(st.booleans()) else (cond, first, other)), {}
 
 
@@ -343,9 +346,10 @@ def linear_operands(builder: Builder) -> Operands:
 
 def classifier_operands(builder: Builder) -> Operands:
     """Logits of shape (batch, classes), batch 0 included, and integer labels."""
-    logits = builder.operand(lambda shape: len(shape) == 2 and shape[1] > 0)
+    logits = builder.operand(lambda shape: len(shape) == 2 and shape[1] > 0,
+                             fresh_shapes=st.tuples(st.integers(0, 4), st.integers(1, 4)))
     batch, classes = builder.node(logits).shape
-    return (logits,), {"labels": builder.draw(hnp.arrays(np.int64, (batch,), elements=st.integers(0, classes - 1)))}
+    return (logits,), {"labels": builder.draw(seeded).integers(0, classes, batch)}
 
 
 def mse_operands(builder: Builder) -> Operands:

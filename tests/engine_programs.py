@@ -192,13 +192,15 @@ class Builder:
         # The newest half of the time: programs grow into chains and diamonds, not many short branches.
         return candidates[-1] if self.draw(st.booleans()) else self.draw(st.sampled_from(candidates))
 
-    def operand(self, where: ShapeTest = lambda shape: True, shape: tuple[int, ...] | None = None) -> int:
-        """A float node whose shape passes `where` (or is `shape`): mostly an existing one, else a fresh leaf."""
+    def operand(self, where: ShapeTest = lambda shape: True, shape: tuple[int, ...] | None = None,
+                fresh_shapes: st.SearchStrategy | None = None) -> int:
+        """A float node whose shape passes `where` (or is `shape`): mostly an existing one, else a fresh leaf (of a
+        shape from `fresh_shapes` where a filter on all shapes would rarely pass)."""
         test = where if shape is None else (lambda s: s == shape)
         found = self.existing(test)
         if found is not None and self.draw(st.integers(0, 4)) > 0:
             return found
-        return self.fresh(shape, where=test)
+        return self.fresh(self.draw(fresh_shapes) if fresh_shapes is not None else shape, where=test)
 
     def axis(self, ndim: int, tuples: bool = True, none: bool = True) -> Any:
         """None, one axis of either sign (0 or -1 for a 0-d tensor), or a tuple of distinct axes of mixed signs."""
@@ -359,6 +361,7 @@ class Record:
     requires_grad: list[bool] = field(default_factory=list)
     grads: list[dict[int, np.ndarray | None]] = field(default_factory=list)  # one per backward pass
     recording_after: bool = True  # whether gradient recording is on again when the program is done
+    shared_memory: list[str] = field(default_factory=list)  # gradients that share memory with another array
     error: str | None = None
 
 
@@ -386,6 +389,8 @@ def run(program: Program, framework: Framework) -> Record:
             for retain_graph in [True, False] if program.loss and program.loss.twice else [False]:
                 if program.loss is not None:
                     _backward(program.loss, values, framework, retain_graph)
+                    if framework is TINYGRAD:
+                        record.shared_memory += _sharing_memory(values, watched)
                     record.grads.append({i: None if values[i].grad is None else np.array(
                         framework.array(values[i].grad), copy=True) for i in watched})
     except Exception as error:  # reported with the program: it must run in both
@@ -394,6 +399,19 @@ def run(program: Program, framework: Framework) -> Record:
     if not record.recording_after:
         framework.mode("enable_grad").__enter__()  # reported; switched back on so the next program starts clean
     return record
+
+
+def _sharing_memory(values: Sequence[Tensor], watched: Sequence[int]) -> list[str]:
+    """Each .grad must be an array of its own: `x.grad += ...` (or an optimizer's step) touches x's and nothing else.
+    (A step may return its input itself, F.dropout with p = 0: one tensor under two names.)"""
+    grads = [(f"v{i}.grad", values[i].grad, values[i]) for i in watched if values[i].grad is not None]
+    others = grads + [(f"v{i}.data", value.data, value) for i, value in enumerate(values)]
+    found = []
+    for k, (name, grad, owner) in enumerate(grads):
+        for other_name, other, other_owner in others[k + 1 :]:
+            if other_owner is not owner and np.may_share_memory(grad, other):
+                found.append(f"{name} and {other_name}")
+    return found
 
 
 def _backward(loss: Loss, values: Sequence[Any], framework: Framework, retain_graph: bool) -> None:
@@ -413,6 +431,7 @@ def assert_same(program: Program, ours: Record, theirs: Record) -> None:
     """Same values, dtypes, requires_grad flags and gradients, to 1e-10 (float64) or 2e-4 (any float32 in it)."""
     assert ours.error is None and theirs.error is None, f"tinygrad_np: {ours.error}; PyTorch: {theirs.error}"
     assert ours.recording_after == theirs.recording_after, "gradient recording is still off after the program"
+    assert not ours.shared_memory, f"gradients share memory: {', '.join(ours.shared_memory)}"
     float32 = any(value.dtype == np.float32 for value in theirs.values)
     tolerance = 2e-4 if float32 else 1e-10
     for i, node in enumerate(program.nodes):

@@ -293,3 +293,42 @@ def test_complex_step_matches_central_differences_to_machine_precision():
     exact = np.exp(x) * (np.tanh(x) + 1 - np.tanh(x) ** 2)
     np.testing.assert_allclose(complex_step, exact, rtol=1e-14)
     np.testing.assert_allclose(central, exact, rtol=1e-9)
+
+
+# ---- what backward may hand out without a copy ----------------------------------------------------------------
+
+
+def _gradients_share_no_memory(*arrays):
+    for i, a in enumerate(arrays):
+        for b in arrays[i + 1 :]:
+            assert not np.shares_memory(a, b)
+
+
+def test_no_two_gradients_share_memory():
+    # Add hands its upstream to both inputs, reshape a view of it, a retained intermediate keeps its upstream:
+    # each leaf's .grad must still be its own array, so that `x.grad += ...` (or an optimizer) touches only x.
+    a = Tensor(np.ones((2, 3)), requires_grad=True)
+    b = Tensor(np.ones((2, 3)), requires_grad=True)
+    c = Tensor(np.ones(6), requires_grad=True)
+    kept = (a + b).retain_grad()
+    upstream = np.arange(6.0).reshape(2, 3)
+    (kept + c.reshape(2, 3)).backward(upstream)
+    _gradients_share_no_memory(a.grad, b.grad, c.grad, kept.grad, upstream)
+    a.grad += 1
+    np.testing.assert_array_equal(b.grad, upstream)
+
+
+def test_a_gradient_the_op_made_for_one_input_becomes_the_leafs_grad_without_a_copy():
+    class Doubled(tg.Function):
+        made = None
+
+        def forward(self, a):
+            return a * 2
+
+        def backward(self, g):
+            Doubled.made = g * 2  # a new array, for this input alone
+            return Doubled.made
+
+    x = Tensor(np.ones(3), requires_grad=True)
+    Doubled.apply(x).backward(np.ones(3))
+    assert x.grad is Doubled.made

@@ -436,9 +436,12 @@ class Transpose(Function):
     """y = a with its axes permuted (reversed when none are given);  da = g with the inverse permutation"""
 
     def forward(self, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
-        order = tuple(reversed(range(a.ndim))) if axes is None else normalize_axes(axes, a.ndim)
-        if sorted(order) != list(range(a.ndim)) or (axes is not None and len(axes) != a.ndim):
-            raise ValueError(f"axes {axes} are not a permutation of the tensor's {a.ndim} dimensions")
+        if axes is None:
+            order = tuple(reversed(range(a.ndim)))
+        else:
+            order = normalize_axes(axes, a.ndim)
+            if len(axes) != a.ndim or sorted(order) != list(range(a.ndim)):
+                raise ValueError(f"axes {axes} are not a permutation of the tensor's {a.ndim} dimensions")
         self.inverse = tuple(order.index(ax) for ax in range(a.ndim))
         return np.transpose(a, order)
 
@@ -557,11 +560,12 @@ class Linear(Function):
             )
         self.x, self.weight = x, weight
         out = x @ weight.T
-        if bias is not None and np.result_type(out, bias) == out.dtype:
+        if bias is None:
+            return out
+        if bias.dtype == out.dtype:
             out += bias  # out is fresh from the matmul: adding in place saves an array
-        elif bias is not None:
-            out = out + bias  # a float64 bias on float32 inputs: the result is float64
-        return out
+            return out
+        return out + bias  # mixed precision: NumPy's promotion picks the result's dtype
 
     def backward(self, g: np.ndarray) -> tuple[np.ndarray | None, ...]:
         need_x, need_w, *need_b = self.needs_input_grad

@@ -117,7 +117,8 @@ class Function:
     `backward(grad_output)` returns one gradient per tensor input (or None where `needs_input_grad` is False);
     gradients may have the broadcast shape and another float dtype (or be NumPy scalars, as 0-d arithmetic gives):
     the engine reduces, casts and wraps them. Return new arrays, `grad_output` itself or views of it, never an
-    array the op keeps: the engine takes a new array over as a leaf's `.grad` without copying it.
+    array the op keeps, and never write into `grad_output`: the engine takes a new array over as a leaf's `.grad`
+    without copying it.
     """
 
     inputs: tuple[Tensor, ...] = ()
@@ -564,8 +565,8 @@ def _topological_order(root: Tensor, requiring_grad_only: bool = True) -> list[T
 
 def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
     # grads[id(t)]: the gradient reaching tensor t so far, summed over the paths seen. `private` holds the ids whose
-    # array nothing outside this function can reach (see _is_private): only such an array may take the next sum in
-    # place, or become a leaf's .grad without a copy (a Linear's dW, for one, is never copied).
+    # array nothing outside this function can reach (the rule is where it is decided, below): only such an array may
+    # take the next sum in place, or become a leaf's .grad without a copy (a Linear's dW, for one, is not copied).
     grads: dict[int, np.ndarray] = {id(root): grad}
     private: set[int] = set()
     for node in reversed(_topological_order(root)):
