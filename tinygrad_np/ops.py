@@ -161,8 +161,7 @@ class PowScalar(Function):
 
 
 class Maximum(Function):
-    """y = max(a, b);  da = g unless a < b, db = g unless b < a, a tie gives each g / 2  (PyTorch's rule; so with a
-    NaN on either side, both get g)"""
+    """y = max(a, b);  da = g * ((a > b) + (a == b) / 2), db = g * ((b > a) + (a == b) / 2); NaN: g to both"""
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.a, self.b = a, b
@@ -262,7 +261,7 @@ class Sigmoid(Function):
 
 
 class ReLU(Function):
-    """y = max(a, 0);  da = 0 where y <= 0, else g  (0 at the kink; g at NaN: PyTorch's rules)"""
+    """y = max(a, 0);  da = g * (a > 0); 0 at the kink, and g where a is NaN, as in PyTorch"""
 
     def forward(self, a: np.ndarray) -> np.ndarray:
         self.y = np.maximum(a, 0)
@@ -273,7 +272,7 @@ class ReLU(Function):
 
 
 class Abs(Function):
-    """y = |a|;  da = g * sign(a)  (sign 0 at 0, and at NaN: PyTorch's rules)"""
+    """y = |a|;  da = g * sign(a); sign is 0 at 0 and at NaN, as in PyTorch"""
 
     def forward(self, a: np.ndarray) -> np.ndarray:
         self.a = a
@@ -284,7 +283,7 @@ class Abs(Function):
 
 
 class Clip(Function):
-    """y = min(max(a, low), high);  da = g where low <= a <= high (bounds included), else 0 (also at NaN)"""
+    """y = min(max(a, low), high);  da = g where low <= a <= high, else 0; the bounds are inside, NaN is not"""
 
     def forward(self, a: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
         self.inside = np.ones(a.shape, dtype=bool)
@@ -367,8 +366,7 @@ class Min(Max):
 
 
 class LogSumExp(Function):
-    """y = log(sum(exp(a), axis));  da = g * exp(a - y)  (shifted by the max, so exp never overflows; -inf over
-    no elements)"""
+    """y = log(sum(exp(a), axis));  da = g * exp(a - y); shifted by the max, so exp can't overflow; -inf over nothing"""
 
     def forward(self, a: np.ndarray, axis: Axis, keepdims: bool) -> np.ndarray:
         self.axes, self.keepdims = normalize_axes(axis, a.ndim), keepdims
