@@ -149,15 +149,20 @@ class PowScalar(Function):
 
     def forward(self, a: np.ndarray, exponent: float) -> np.ndarray:
         self.a, self.p = a, exponent
-        return a**exponent
+        self.y = a**exponent
+        return self.y
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         if self.p == 0:  # a^0 is constant 1, even at a = 0 where p * a^(p-1) would be 0 * inf
             return np.zeros_like(g)
-        if self.p == 2:
-            return _zero_where_no_grad(g, g * 2 * self.a)  # a NaN in a still meets the rule for g == 0
         with np.errstate(divide="ignore", invalid="ignore"):
-            return _zero_where_no_grad(g, g * self.p * self.a ** (self.p - 1))
+            if self.p == 2:
+                local = 2 * self.a
+            elif self.p == 0.5:  # NumPy computes a ** 0.5 as sqrt(a) (NaN at -inf): its slope is sqrt's, as in PyTorch
+                local = 0.5 / self.y
+            else:
+                local = self.p * self.a ** (self.p - 1)
+            return _zero_where_no_grad(g, g * local)
 
 
 class Maximum(Function):
