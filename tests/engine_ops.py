@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from engine_programs import Builder, Const, Node, Op, broadcasts
+from engine_programs import QUANTISED, Builder, Const, Node, Op, broadcasts
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -125,6 +125,13 @@ def _torch_dropout(x: Any, p: float, seed: int) -> Any:
     return x * torch.from_numpy(keep.astype(dtype) / dtype.type(1 - p))
 
 
+def _torch_mse_loss(prediction: Any, target: Any, reduction: str) -> Any:
+    """torch.nn.functional.mse_loss, as tinygrad_np composes it: (prediction - target) ** 2, so that the square's
+    zero-upstream rule holds inside it too (PyTorch's fused loss gives 0 * inf = NaN at an infinite difference)."""
+    squared = zero_upstream_gives_zero(lambda d: d**2, torch.sub(*_tensors(prediction, target)))
+    return squared if reduction == "none" else squared.sum() if reduction == "sum" else squared.mean()
+
+
 def _torch_linear(x: Any, weight: Any, bias: Any = None) -> Any:
     return torch.nn.functional.linear(*promote(x, weight, *([] if bias is None else [bias])))
 
@@ -208,8 +215,13 @@ def clip_bounds(builder: Builder, node: Node) -> tuple[float | None, float | Non
     return low, builder.draw(st.sampled_from([None, 0.0, 0.5, 1.0] if low is not None else [0.5, 1.0]))
 
 
+def slope(builder: Builder, node: Node) -> float:
+    return builder.draw(st.sampled_from([0.01, 0.0, 0.5, -1.0, 2.0]))
+
+
 def exponent(builder: Builder, node: Node) -> Any:
-    """A Python or NumPy number. Not -0.5: PyTorch computes x ** -0.5 as rsqrt, (-0.0) ** -0.5 = -inf, not inf."""
+    """A Python or NumPy number. Both frameworks compute x ** 0.5 as sqrt (so (-inf) ** 0.5 is NaN, not pow's inf);
+    PyTorch also computes x ** -0.5 as rsqrt ((-inf) ** -0.5 is NaN, pow's is 0), which NumPy doesn't: not drawn."""
     value = builder.draw(st.sampled_from([0, 1, 2, 3, -1, -2, 0.5, 1.5, -1.5, 2.5]))
     if builder.draw(st.integers(0, 2)) == 0:
         return np.int64(value) if isinstance(value, int) else np.float64(value)
@@ -344,20 +356,52 @@ def linear_operands(builder: Builder) -> Operands:
     return (x, weight, builder.fresh(builder.node(weight).shape[:1])), {}
 
 
-def classifier_operands(builder: Builder) -> Operands:
-    """Logits of shape (batch, classes), batch 0 included, and integer labels."""
-    logits = builder.operand(lambda shape: len(shape) == 2 and shape[1] > 0,
-                             fresh_shapes=st.tuples(st.integers(0, 4), st.integers(1, 4)))
-    batch, classes = builder.node(logits).shape
-    return (logits,), {"labels": builder.draw(seeded).integers(0, classes, batch)}
+LAYOUTS = {  # scores of shape (C,), (N, C) or (N, C, d); batches of 0 included
+    1: st.tuples(st.integers(1, 4)),
+    2: st.tuples(st.integers(0, 4), st.integers(1, 4)),
+    3: st.tuples(st.integers(0, 3), st.integers(1, 4), st.integers(0, 3)),
+}
+
+
+def classifier_operands(smoothing: bool) -> Callable[[Builder], Operands]:
+    """Scores in any of PyTorch's layouts, integer labels (some maybe ignore_index), and the options: class weights,
+    ignore_index, reduction, and for cross_entropy label smoothing."""
+
+    def operands(builder: Builder) -> Operands:
+        draw = builder.draw
+        ndim = draw(st.sampled_from(sorted(LAYOUTS)))
+        scores = builder.operand(lambda s: len(s) == ndim and s[min(ndim, 2) - 1] > 0, fresh_shapes=LAYOUTS[ndim])
+        shape = builder.node(scores).shape
+        classes = shape[min(ndim, 2) - 1]
+        rng = draw(seeded)
+        labels = rng.integers(0, classes, () if ndim == 1 else (shape[0], *shape[2:]))
+        params: dict[str, Any] = {"labels": labels}
+        if draw(st.booleans()):  # some labels ignored: the default -100, or a class
+            params["ignore_index"] = ignore = draw(st.sampled_from([-100, 0]))
+            labels[rng.random(labels.shape) < 0.3] = ignore
+        if draw(st.booleans()):
+            params["weight"] = rng.choice(QUANTISED[QUANTISED >= 0], classes)
+        params["reduction"] = draw(st.sampled_from(["mean", "mean", "sum", "none"]))
+        if smoothing and draw(st.booleans()):
+            params["label_smoothing"] = draw(st.sampled_from([0.1, 0.5, 1.0]))
+        return (scores,), params
+
+    return operands
+
+
+def _torch_class_loss(name: str) -> Callable[..., Any]:
+    def loss(x: Any, labels: np.ndarray, weight: np.ndarray | None = None, **options: Any) -> Any:
+        weight = None if weight is None else torch.from_numpy(weight).to(x.dtype)
+        return getattr(torch.nn.functional, name)(x, torch.from_numpy(np.asarray(labels)), weight, **options)
+
+    return loss
 
 
 def mse_operands(builder: Builder) -> Operands:
     prediction = builder.operand()
     shape = builder.node(prediction).shape
-    if builder.draw(st.booleans()):
-        return (prediction, builder.operand(shape=shape)), {}
-    return (prediction, builder.constant_array(shape)), {}
+    target = builder.operand(shape=shape) if builder.draw(st.booleans()) else builder.constant_array(shape)
+    return (prediction, target), {"reduction": builder.draw(st.sampled_from(["mean", "sum", "none"]))}
 
 
 def dropout_operands(builder: Builder) -> Operands:
@@ -404,11 +448,13 @@ OPS: dict[str, Op] = {
     "log": Op(singular_at_zero(one_tensor, 0), Tensor.log, lambda x: zero_upstream_gives_zero(torch.log, x)),
     "sqrt": Op(singular_at_zero(one_tensor, 0), Tensor.sqrt, lambda x: zero_upstream_gives_zero(torch.sqrt, x)),
     "pow scalar": Op(singular_at_zero(one_tensor_and(p=exponent), 0), lambda x, p: x**p,
-                     lambda x, p: zero_upstream_gives_zero(lambda y: y ** torch.tensor(float(p), dtype=y.dtype), x)),
+                     lambda x, p: zero_upstream_gives_zero(lambda y: y ** np.asarray(p).item(), x)),
     "tanh": _unary(Tensor.tanh, torch.tanh if torch else None),
     "sigmoid": _unary(Tensor.sigmoid, torch.sigmoid if torch else None),
     "relu": _unary(Tensor.relu, torch.relu if torch else None),
     "F.relu": _unary(F.relu, torch.relu if torch else None),
+    "F.leaky_relu": Op(one_tensor_and(negative_slope=slope), F.leaky_relu,
+                       lambda x, negative_slope: torch.nn.functional.leaky_relu(x, negative_slope)),
     "abs": _unary(Tensor.abs, torch.abs if torch else None),
     "clip": Op(one_tensor_and(bounds=clip_bounds), lambda x, bounds: x.clip(*bounds),
                lambda x, bounds: x.clamp(*bounds)),
@@ -449,9 +495,7 @@ OPS: dict[str, Op] = {
     "F.linear": Op(linear_operands, F.linear, _torch_linear),
     "F.dropout": Op(dropout_operands, lambda x, p, seed: F.dropout(x, p, training=True, generator=seed),
                     _torch_dropout),
-    "F.cross_entropy": Op(classifier_operands, F.cross_entropy,
-                          lambda x, labels: torch.nn.functional.cross_entropy(x, torch.from_numpy(labels))),
-    "F.nll_loss": Op(classifier_operands, F.nll_loss,
-                     lambda x, labels: torch.nn.functional.nll_loss(x, torch.from_numpy(labels))),
-    "F.mse_loss": Op(mse_operands, F.mse_loss, lambda a, b: torch.nn.functional.mse_loss(*_tensors(a, b))),
+    "F.cross_entropy": Op(classifier_operands(smoothing=True), F.cross_entropy, _torch_class_loss("cross_entropy")),
+    "F.nll_loss": Op(classifier_operands(smoothing=False), F.nll_loss, _torch_class_loss("nll_loss")),
+    "F.mse_loss": Op(mse_operands, F.mse_loss, _torch_mse_loss),
 }

@@ -90,7 +90,8 @@ def test_indexing_and_joining_programs_agree_with_pytorch(program):
 
 @fuzz("losses")
 @given(program=programs(subset("F.cross_entropy", "F.nll_loss", "F.mse_loss", "F.log_softmax", "F.softmax",
-                               "F.linear", "F.relu", "F.dropout", "logsumexp", "mul", "add", "getitem"),
+                               "F.linear", "F.relu", "F.leaky_relu", "F.dropout", "logsumexp", "mul", "add",
+                               "getitem"),
                         dtypes=[np.float64, np.float32], max_steps=5))
 def test_layer_and_loss_programs_agree_with_pytorch(program):
     check(program)
@@ -197,9 +198,6 @@ SUM_PATHS = {
                           lambda x, u: x.sum()),
     "mean over the rows": (lambda x, u: Tensor(x).mean(axis=0).data, lambda x, u: torch.from_numpy(x).mean(0).numpy(),
                            lambda x, u: x.mean(0)),
-    "logsumexp over the rows": (lambda x, u: Tensor(x).logsumexp(axis=0).data,
-                                lambda x, u: torch.from_numpy(x).logsumexp(0).numpy(),
-                                lambda x, u: np.log(np.exp(x).sum(0))),
     "bias gradient of F.linear": (_linear_bias_gradient, _torch_linear_bias_gradient, lambda x, u: u.sum(0)),
     "bias gradient of a broadcast add": (_add_bias_gradient, _torch_add_bias_gradient, lambda x, u: u.sum(0)),
 }
