@@ -143,9 +143,9 @@ class Function:
             data = np.asarray(data)
         if _anomaly is not None:
             _anomaly.forward(ctx, inputs, data)  # records the creating line; raises AnomalyError on NaN/Inf
-        if _grad_mode.enabled and data.dtype.kind == "f":  # integer and boolean results are constants (PyTorch's rule)
+        if _grad_mode.enabled:
             needs_input_grad = tuple([t.requires_grad for t in inputs])
-            if True in needs_input_grad:
+            if True in needs_input_grad and data.dtype.kind == "f":  # integer results are constants (PyTorch's rule)
                 ctx.inputs = inputs
                 ctx.needs_input_grad = needs_input_grad
                 return Tensor._make(data, True, ctx)
@@ -594,18 +594,23 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 f"{ctx.name}.backward returned {len(returned)} gradients for {len(ctx.inputs)} inputs; "
                 "return one per input (None for an input that needs none)"
             )
-        distinct = len(returned) == 1 or len(set(map(id, returned))) == len(returned)
-        for parent, op_grad, needed in zip(ctx.inputs, returned, ctx.needs_input_grad, strict=True):
+        for parent, op_grad, needed in zip(ctx.inputs, returned, ctx.needs_input_grad, strict=False):  # counted
             if not needed or op_grad is None:
                 continue
-            parent_grad = _fit_to(ctx, parent.data, op_grad)
+            data = parent.data
+            if type(op_grad) is np.ndarray and op_grad.shape == data.shape and op_grad.dtype is data.dtype:
+                parent_grad = op_grad  # the common case, checked here: this loop runs once per edge of the graph
+            else:
+                parent_grad = _fit_to(ctx, data, op_grad)
             parent_key = id(parent)
             previous = grads.get(parent_key)
             if previous is None:
                 grads[parent_key] = parent_grad
                 # Private: the engine made it just now (reducing, casting or wrapping what the op returned), or the
                 # op made it for this input alone: a whole array (no view), not the upstream, not returned twice.
-                if parent_grad is not op_grad or (op_grad.base is None and op_grad is not upstream and distinct):
+                if parent_grad is not op_grad or (
+                    op_grad.base is None and op_grad is not upstream and len({id(r) for r in returned}) == len(returned)
+                ):
                     private.add(parent_key)
             elif parent_key in private:
                 np.add(previous, parent_grad, out=previous)
@@ -624,8 +629,6 @@ def _array(value: Any) -> np.ndarray:
 def _fit_to(ctx: Function, data: np.ndarray, grad: Any) -> np.ndarray:
     """An op's gradient for an input holding `data`, as an ndarray of its shape (broadcasting summed away) and
     dtype."""
-    if type(grad) is np.ndarray and grad.shape == data.shape and grad.dtype is data.dtype:
-        return grad  # the common case, at the cost of three checks
     grad = _array(grad)
     if grad.shape != data.shape:
         reduced = None
