@@ -627,9 +627,10 @@ def _array(value: Any) -> np.ndarray:
 
 
 def _fit_to(ctx: Function, data: np.ndarray, grad: Any) -> np.ndarray:
-    """An op's gradient for an input holding `data`, as an ndarray of its shape (broadcasting summed away) and
-    dtype."""
-    grad = _array(grad)
+    """An op's gradient for an input holding `data`, as a new ndarray if it must change: of the input's shape
+    (broadcasting summed away) and dtype, and an ndarray, not a NumPy scalar (which 0-d arithmetic gives)."""
+    if type(grad) is not np.ndarray:
+        grad = np.array(grad)  # a copy, also of an ndarray subclass: what the engine made is the engine's
     if grad.shape != data.shape:
         reduced = None
         with contextlib.suppress(ValueError, IndexError):
