@@ -338,6 +338,8 @@ class Mean(Function):
             return accurate_sum(a, self.axes, keepdims) / self.count
 
     def backward(self, g: np.ndarray) -> np.ndarray:
+        if not self.count:  # the mean of nothing: the input is empty, so is its gradient
+            return np.zeros(self.shape, dtype=g.dtype)
         return np.broadcast_to(_expand_reduced(g, self.axes, self.keepdims) / self.count, self.shape)
 
 
