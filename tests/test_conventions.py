@@ -70,6 +70,11 @@ def kinks(torch):
     same_as_pytorch(torch, lambda t: t.clip(-1.0, 1.0), lambda t: t.clamp(-1.0, 1.0), [-2.0, -1.0, 0.5, 1.0, 2.0],
                     expected=[0, 1, 1, 1, 0])
     same_as_pytorch(torch, lambda t: t.clip(min=0.0), lambda t: t.clamp(min=0.0), [-1.0, 0.0, 1.0], expected=[0, 1, 1])
+    # a slope of 0 stops even an infinite or NaN upstream gradient (a where, not inf * 0 = NaN)
+    upstream = [np.inf, np.nan, -np.inf]
+    same_as_pytorch(torch, Tensor.relu, torch.relu, [-1.0, 0.0, 1.0], upstream=upstream, expected=[0, 0, -np.inf])
+    same_as_pytorch(torch, lambda t: t.clip(-0.5, 0.5), lambda t: t.clamp(-0.5, 0.5), [-1.0, 1.0, 0.0],
+                    upstream=upstream, expected=[0, 0, -np.inf])
 
 
 def nan_inputs(torch):

@@ -25,6 +25,15 @@ def _zero_where_no_grad(grad: np.ndarray, product: np.ndarray) -> np.ndarray:
     return np.where(grad == 0, 0, product)
 
 
+def _masked(grad: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """grad where mask, exactly 0 elsewhere, also where grad is inf or NaN (PyTorch's where(mask, g, 0)). A product
+    is several times faster than np.where; only a non-finite gradient, where inf * 0 = NaN, needs the where."""
+    product = grad * mask
+    if np.isfinite(product).all():
+        return product
+    return np.where(mask, grad, 0)
+
+
 def normalize_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
     """Axes as non-negative ints (None: all of them), checked. Every op that takes axes reads them through here.
 
@@ -273,7 +282,7 @@ class ReLU(Function):
         return self.y
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        return np.where(self.y <= 0, 0, g)
+        return _masked(g, self.y != 0)  # y is max(a, 0): 0 where a <= 0, NaN where a is
 
 
 class Abs(Function):
@@ -299,7 +308,7 @@ class Clip(Function):
         return np.clip(a, low, high)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        return np.where(self.inside, g, 0)
+        return _masked(g, self.inside)
 
 
 class Cast(Function):
