@@ -609,7 +609,7 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 # Private: the engine made it just now (reducing, casting or wrapping what the op returned), or the
                 # op made it for this input alone: a whole array (no view), not the upstream, not returned twice.
                 if parent_grad is not op_grad or (
-                    op_grad.base is None and op_grad is not upstream and len({id(r) for r in returned}) == len(returned)
+                    op_grad.base is None and op_grad is not upstream and len(set(map(id, returned))) == len(returned)
                 ):
                     private.add(parent_key)
             elif parent_key in private:
