@@ -23,7 +23,7 @@ from tinygrad_np import Tensor
 from tinygrad_np.nn import functional as F
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
-# Programs per test and profile: dev stays quick; ci runs 5,200 in all (about two minutes on two cores).
+# Programs per test and profile: dev takes seconds; ci runs 5,200 programs (about a minute on the project's 2 cores).
 PROGRAMS = {
     "float64": {"dev": 40, "ci": 2000, "thorough": 20000},
     "float32": {"dev": 20, "ci": 1000, "thorough": 10000},
