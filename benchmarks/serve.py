@@ -227,6 +227,8 @@ def run(quick: bool = False, server_root: Path | None = None) -> dict[str, Any]:
     finally:
         child.kill()
         child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
     return section(
         "Demo server under load (tinygrad-np serve, 784-128-10 MLP, loopback)",
         "ms per request from connect to the last byte of the answer; MiB of the server's resident memory",
