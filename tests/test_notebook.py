@@ -90,7 +90,9 @@ def test_the_notebook_runs_in_a_fresh_kernel_against_this_checkout(executed):
 
 def test_the_notebook_shows_the_comparison_the_bug_and_the_tape(executed):
     text = "".join(outputs(executed, "stdout"))
-    assert "result: PASS" in text
+    tables = outputs(executed, "text/html")
+    assert len(tables) == 1 and "<table" in tables[0]  # the passing report, drawn as HTML
+    assert ">PASS</span></p>" in tables[0] and "blame:" not in tables[0]  # the verdict, with nothing blamed
     assert "result: FAIL (blame: db1 -> manual, db2 -> manual)" in text
     assert "dZ1 = W2^T dZ2 * (Z1 > 0)  steps 2, 5" in text
     assert "grad_fn=<CrossEntropyBackward>" in "".join(outputs(executed, "text/plain"))
