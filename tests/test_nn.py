@@ -278,7 +278,7 @@ def test_same_seed_gives_bit_identical_weights_and_another_seed_does_not():
 def test_linear_rejects_bad_sizes_and_unknown_init():
     with pytest.raises(ValueError, match="positive sizes"):
         nn.Linear(0, 3)
-    with pytest.raises(ValueError, match=r"init must be one of \['he', 'tutorial', 'xavier'\]"):
+    with pytest.raises(ValueError, match=r"init must be one of \['he', 'pytorch', 'tutorial', 'xavier'\]"):
         nn.Linear(3, 3, init="kaiming")  # type: ignore[arg-type]
 
 

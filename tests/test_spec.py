@@ -432,7 +432,7 @@ def test_a_spec_error_names_its_field(spec, field):
 
 
 def test_the_init_schemes_are_named_in_one_place():
-    assert INITS == get_args(Init) == ("he", "xavier", "tutorial")
+    assert INITS == get_args(Init) == ("he", "xavier", "tutorial", "pytorch")
     for scheme in INITS:
         assert nn.Linear(3, 2, init=scheme, generator=0).init == scheme
     root = Path(__file__).resolve().parents[1]

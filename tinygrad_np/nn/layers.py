@@ -8,7 +8,7 @@ import numpy as np
 
 from tinygrad_np.creation import as_generator
 from tinygrad_np.nn import functional as F
-from tinygrad_np.nn.init import Init, init_weight, tutorial_uniform
+from tinygrad_np.nn.init import Init, init_bias, init_weight
 from tinygrad_np.nn.module import Module, Parameter
 from tinygrad_np.tensor import ArrayLike, Seed, Tensor
 
@@ -31,8 +31,7 @@ class Linear(Module):
         rng = as_generator(generator)
         self.weight = Parameter(init_weight(init, (out_features, in_features), rng, dtype), dtype=dtype)
         self.in_features, self.out_features, self.init = in_features, out_features, init
-        # Biases start at zero (He, Xavier); the tutorial draws them like its weights.
-        bias_data = tutorial_uniform((out_features,), rng, dtype) if init == "tutorial" else np.zeros(out_features)
+        bias_data = init_bias(init, self.weight.shape, rng, dtype)  # drawn even without a bias: the same stream after
         self.bias = Parameter(bias_data, dtype=dtype) if bias else None
 
     def forward(self, x: ArrayLike) -> Tensor:

@@ -1,4 +1,4 @@
-"""Module: parameters found by walking attributes, state dicts, train/eval; and Sequential."""
+"""Module: parameters and buffers found by walking attributes, state dicts, train/eval; and Sequential."""
 
 from __future__ import annotations
 
@@ -21,6 +21,19 @@ class Parameter(Tensor):
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
+
+
+class Buffer(Tensor):
+    """A Tensor that is part of a model's state but not learned (BatchNorm's running statistics), as PyTorch's
+    `nn.Buffer`: it never requires grad, and Modules find it like a Parameter and keep it in `state_dict`."""
+
+    __slots__ = ()
+
+    def __init__(self, data: ArrayLike, dtype: Any = None) -> None:
+        super().__init__(data, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return "Buffer containing:\n" + super().__repr__()
 
 
 class Module:
@@ -61,16 +74,29 @@ class Module:
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """Every Parameter with its dotted path ("0.weight"), each once, in definition order."""
-        seen: set[int] = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, value in vars(module).items():
-                if isinstance(value, Parameter) and id(value) not in seen:
-                    seen.add(id(value))
-                    yield (f"{module_name}.{name}" if module_name else name), value
+        return (item for item in self._named_state(prefix) if isinstance(item[1], Parameter))  # type: ignore[misc]
 
     def parameters(self) -> Iterator[Parameter]:
         for _, parameter in self.named_parameters():
             yield parameter
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Buffer]]:
+        """Every Buffer with its dotted path ("1.running_mean"), each once, in definition order."""
+        return (item for item in self._named_state(prefix) if isinstance(item[1], Buffer))  # type: ignore[misc]
+
+    def buffers(self) -> Iterator[Buffer]:
+        for _, buffer in self.named_buffers():
+            yield buffer
+
+    def _named_state(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """Parameters and buffers, module by module, each module's in the order it set them (PyTorch's order
+        whenever a layer sets its parameters before its buffers, as every layer here does)."""
+        seen: set[int] = set()
+        for module_name, module in self.named_modules(prefix):
+            for name, value in vars(module).items():
+                if isinstance(value, (Parameter, Buffer)) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{module_name}.{name}" if module_name else name), value
 
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
@@ -90,12 +116,12 @@ class Module:
         return self.train(False)
 
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
-        """Copies of every parameter's data, by dotted name."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        """Copies of every parameter's and buffer's data, by dotted name."""
+        return OrderedDict((name, t.data.copy()) for name, t in self._named_state())
 
     def load_state_dict(self, state_dict: Mapping[str, ArrayLike], strict: bool = True) -> None:
-        """Copy values into the parameters; names and shapes must match (all of them, if strict)."""
-        own = dict(self.named_parameters())
+        """Copy values into the parameters and buffers; names and shapes must match (all of them, if strict)."""
+        own = dict(self._named_state())
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own]
         if strict and (missing or unexpected):
@@ -119,8 +145,10 @@ class Module:
                     f"state dict entry {name!r} has shape {array.shape}, but the model's parameter has shape "
                     f"{own[name].shape} (was it saved from another architecture?)"
                 )
-            if array.dtype.kind != "f":
-                raise TypeError(f"state dict entry {name!r} has dtype {array.dtype}; parameters are floating point")
+            wanted = own[name].dtype.kind
+            if array.dtype.kind != wanted and not (wanted == "i" and array.dtype.kind == "u"):
+                kind = "floating point" if wanted == "f" else "integers"
+                raise TypeError(f"state dict entry {name!r} has dtype {array.dtype}; the model's holds {kind}")
             arrays[name] = array
         for name, array in arrays.items():
             target = own[name]
@@ -128,10 +156,14 @@ class Module:
             target.grad = None
 
     def astype(self, dtype: Any) -> Module:
-        """Cast every parameter in place (`model.astype(np.float64)` before a gradient check)."""
+        """Cast every parameter and floating-point buffer in place (`model.astype(np.float64)` before a gradient
+        check); integer buffers (BatchNorm's batch count) stay integers, as in PyTorch."""
         for parameter in self.parameters():
             parameter.data = parameter.data.astype(dtype)
             parameter.grad = None
+        for buffer in self.buffers():
+            if buffer.dtype.kind == "f":
+                buffer.data = buffer.data.astype(dtype)
         return self
 
     def double(self) -> Module:
