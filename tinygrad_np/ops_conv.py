@@ -1,0 +1,313 @@
+"""The ops convolutional networks are made of: 2-D convolution, max and average pooling, batch normalization.
+
+Each is one Function, forward above backward, on NCHW arrays (batch, channels, height, width), with PyTorch's
+definitions. `nn.functional` checks the arguments and calls them; here the geometry is already valid.
+
+Memory layout: a convolution's matrix product gives its output with the channels innermost in memory (NHWC), and
+it is returned as that array seen as NCHW (a transposed view, no copy). Elementwise ops and the pooling ops here
+keep whatever layout they are given, so the next convolution reads its windows as runs of channels: the im2col copy
+that feeds its matrix product then moves whole cache lines. Shapes and values are NCHW everywhere; only the strides
+differ, and every op here reads any strides.
+
+Padding is given as ((top, bottom), (left, right)), so that PyTorch's padding="same" with an even kernel (one
+more on the bottom and right) and ceil_mode's extra windows (padding on the bottom and right only) are the same case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from tinygrad_np.tensor import Function, accurate_sum
+
+Pair = tuple[int, int]
+Padding = tuple[Pair, Pair]
+
+
+# ---- layout and geometry ------------------------------------------------------------------------------------
+
+
+def channels_last(a: np.ndarray) -> bool:
+    """Whether a 4-D array (N, C, H, W) holds its channels innermost in memory (NHWC)."""
+    return a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _empty(shape: tuple[int, ...], dtype: Any, nhwc: bool) -> np.ndarray:
+    """An uninitialised (N, C, H, W) array, its channels innermost in memory if `nhwc`."""
+    if not nhwc:
+        return np.empty(shape, dtype)
+    n, c, h, w = shape
+    return np.empty((n, h, w, c), dtype).transpose(0, 3, 1, 2)
+
+
+def _padded(x: np.ndarray, padding: Padding, value: float, nhwc: bool = True) -> np.ndarray:
+    """x surrounded by `value` (x itself when there is nothing to add and the layout is already right)."""
+    (top, bottom), (left, right) = padding
+    if not (top or bottom or left or right) and (not nhwc or channels_last(x)):
+        return x
+    n, c, h, w = x.shape
+    out = _empty((n, c, h + top + bottom, w + left + right), x.dtype, nhwc)
+    out.fill(value)
+    out[:, :, top : top + h, left : left + w] = x
+    return out
+
+
+def output_size(size: int, kernel: int, stride: int, padding: Pair, dilation: int) -> int:
+    """Windows along one axis: (size + padding - dilation (kernel - 1) - 1) // stride + 1."""
+    return (size + padding[0] + padding[1] - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _offset(array: np.ndarray, i: int, j: int, out_hw: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
+    """The (N, C, OH, OW) view of the elements at kernel offset (i, j) of every window."""
+    (oh, ow), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    return array[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+
+
+def _columns(xp: np.ndarray, kernel: Pair, out_hw: Pair, stride: Pair, dilation: Pair) -> np.ndarray:
+    """im2col: one row per output pixel (N OH OW rows), holding its window as (KH, KW, C) (KH KW C columns).
+
+    A strided view picks the windows without copying; the reshape copies them out, reading runs of channels when
+    the input is NHWC in memory."""
+    n, c = xp.shape[:2]
+    (kh, kw), (oh, ow), (sh, sw), (dh, dw) = kernel, out_hw, stride, dilation
+    s_n, s_c, s_h, s_w = xp.strides
+    windows = as_strided(xp, (n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c),
+                         writeable=False)
+    return windows.reshape(n * oh * ow, kh * kw * c)
+
+
+def _rows(g: np.ndarray) -> np.ndarray:
+    """(N, O, OH, OW) -> (N OH OW, O): one row per output pixel (a view when g is NHWC in memory)."""
+    n, o, oh, ow = g.shape
+    return g.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)
+
+
+def _crop(padded: np.ndarray, padding: Padding, shape: tuple[int, ...]) -> np.ndarray:
+    (top, _), (left, _) = padding
+    return padded[:, :, top : top + shape[2], left : left + shape[3]]
+
+
+# ---- convolution --------------------------------------------------------------------------------------------
+
+
+class Conv2d(Function):
+    """y[n, o] = sum_c W[o, c] * x[n, c] + b[o] (cross-correlation, as PyTorch), by im2col: Y = cols(x) W^T;
+    dW = g^T cols(x), dcols = g W, dx = col2im(dcols) (each window's share added back), db = sum(g)"""
+
+    def forward(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray | None = None,
+        *,
+        stride: Pair,
+        padding: Padding,
+        dilation: Pair,
+    ) -> np.ndarray:
+        n, _, h, w = x.shape
+        out_channels, _, kh, kw = weight.shape
+        out_hw = (output_size(h, kh, stride[0], padding[0], dilation[0]),
+                  output_size(w, kw, stride[1], padding[1], dilation[1]))
+        xp = _padded(x, padding, 0)
+        self.xp, self.weight, self.shape = xp, weight, x.shape
+        self.geometry = ((kh, kw), out_hw, stride, dilation)
+        self.padding = padding
+        # W as (O, KH KW C), the order of the columns
+        out = _columns(xp, *self.geometry) @ weight.transpose(0, 2, 3, 1).reshape(out_channels, -1).T
+        if bias is not None:
+            if np.result_type(out, bias) == out.dtype:
+                out += bias  # fresh from the product: adding in place saves an array
+            else:
+                out = out + bias
+        return out.reshape(n, *out_hw, out_channels).transpose(0, 3, 1, 2)
+
+    def backward(self, g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        need_x, need_w, *need_b = self.needs_input_grad
+        g_rows = _rows(g)
+        dx = dw = None
+        if need_x:
+            dx = self._input_grad(g_rows)
+        if need_w:
+            # The columns again, not kept from forward: a copy costs less than holding KH KW inputs per layer.
+            kernel, out_channels = self.geometry[0], self.weight.shape[0]
+            product = g_rows.T @ _columns(self.xp, *self.geometry)
+            dw = np.ascontiguousarray(product.reshape(out_channels, *kernel, -1).transpose(0, 3, 1, 2))
+        if not need_b:
+            return dx, dw
+        return dx, dw, (accurate_sum(g_rows, 0) if need_b[0] else None)
+
+    def _input_grad(self, g_rows: np.ndarray) -> np.ndarray:
+        """col2im, one kernel offset at a time: dcols for offset (i, j) is g W[:, :, i, j], (N OH OW, C), added
+        back where that offset read x. Measured faster than one product for all offsets followed by the same
+        additions: each offset's piece is contiguous, and the (N OH OW, KH KW C) array is never made."""
+        (kh, kw), out_hw, stride, dilation = self.geometry
+        n, c = self.shape[:2]
+        dtype = np.result_type(g_rows, self.weight)
+        dxp = _empty((n, c, *self.xp.shape[2:]), dtype, nhwc=True)
+        dxp.fill(0)
+        per_offset = self.weight.transpose(2, 3, 1, 0)  # (KH, KW, C, O)
+        for i in range(kh):
+            for j in range(kw):
+                piece = (g_rows @ per_offset[i, j].T).reshape(n, *out_hw, c).transpose(0, 3, 1, 2)
+                target = _offset(dxp, i, j, out_hw, stride, dilation)
+                target += piece
+        return _crop(dxp, self.padding, self.shape)
+
+
+# ---- pooling ------------------------------------------------------------------------------------------------
+
+
+class MaxPool2d(Function):
+    """y = the maximum of each window (padding counts as -inf);  dx = g routed to each window's maximum, the first
+    in row-major order on ties and the last NaN if there is one (PyTorch's choice), summed where windows overlap"""
+
+    def forward(self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair) -> np.ndarray:
+        h, w = x.shape[2:]
+        out_hw = (output_size(h, kernel[0], stride[0], padding[0], dilation[0]),
+                  output_size(w, kernel[1], stride[1], padding[1], dilation[1]))
+        nhwc = channels_last(x)
+        xp = _padded(x, padding, -np.inf, nhwc)
+        out = _empty((*x.shape[:2], *out_hw), x.dtype, nhwc)
+        out.fill(-np.inf)
+        # The winning offset i * KW + j of each window, starting (like PyTorch) at the first offset inside the input:
+        # a window of -infs routes its gradient there, never into the padding.
+        index = np.empty(out.shape, np.min_scalar_type(kernel[0] * kernel[1]))
+        index.transpose(0, 2, 3, 1)[...] = _first_inside((h, w), out_hw, kernel, stride, padding, dilation)
+        offsets = [(i, j) for i in range(kernel[0]) for j in range(kernel[1])]
+        for k, (i, j) in enumerate(offsets):
+            values = _offset(xp, i, j, out_hw, stride, dilation)
+            np.copyto(index, k, where=values > out)
+            np.maximum(out, values, out=out)
+        if np.isnan(out).any():  # the last NaN in its window wins
+            for k, (i, j) in enumerate(offsets):
+                np.copyto(index, k, where=np.isnan(_offset(xp, i, j, out_hw, stride, dilation)))
+        self.index, self.offsets, self.shape, self.nhwc = index, offsets, x.shape, nhwc
+        self.geometry = (out_hw, stride, dilation)
+        self.padding, self.padded_hw = padding, xp.shape[2:]
+        return out
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        dxp = _empty((*self.shape[:2], *self.padded_hw), g.dtype, self.nhwc)
+        dxp.fill(0)
+        for k, (i, j) in enumerate(self.offsets):
+            target = _offset(dxp, i, j, *self.geometry)
+            np.add(target, g, out=target, where=self.index == k)  # only the winners: g may be inf or NaN elsewhere
+        return _crop(dxp, self.padding, self.shape)
+
+
+def _first_inside(in_hw: Pair, out_hw: Pair, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair
+                  ) -> np.ndarray:
+    """(OH, OW, 1): the first kernel offset i * KW + j of each window that lies inside the input, not the padding;
+    KH KW (no offset: its gradient goes nowhere) for a window that a dilation places wholly in the padding."""
+    firsts = []
+    for n, size, step, k, pad, dil in zip(in_hw, out_hw, stride, kernel, padding, dilation, strict=True):
+        start = np.arange(size) * step - pad[0]  # where each window starts, in input coordinates
+        first = np.maximum(0, -(start // dil))  # ceil(-start / dil), at least 0
+        firsts.append((first, (first >= k) | (start + first * dil >= n)))
+    (first_h, outside_h), (first_w, outside_w) = firsts
+    index = first_h[:, None] * kernel[1] + first_w[None, :]
+    index[outside_h[:, None] | outside_w[None, :]] = kernel[0] * kernel[1]
+    return index[:, :, None]
+
+
+class AvgPool2d(Function):
+    """y = sum of each window / divisor;  dx = g / divisor added to every element of the window
+
+    divisor: `divisor_override` if given, else the window's size clipped to the padded input (count_include_pad)
+    or to the input itself, as PyTorch counts it."""
+
+    def forward(
+        self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Padding, count_include_pad: bool,
+        divisor_override: int | None,
+    ) -> np.ndarray:
+        h, w = x.shape[2:]
+        out_hw = (output_size(h, kernel[0], stride[0], padding[0], 1),
+                  output_size(w, kernel[1], stride[1], padding[1], 1))
+        nhwc = channels_last(x)
+        xp = _padded(x, padding, 0, nhwc)
+        out = _empty((*x.shape[:2], *out_hw), x.dtype, nhwc)
+        out.fill(0)
+        self.offsets = [(i, j) for i in range(kernel[0]) for j in range(kernel[1])]
+        self.geometry = (out_hw, stride, (1, 1))
+        for i, j in self.offsets:
+            out += _offset(xp, i, j, *self.geometry)
+        if divisor_override is not None:
+            self.divisor: Any = x.dtype.type(divisor_override)
+        else:
+            counts = [_window_counts(size, out_size, k, s, pad, count_include_pad)
+                      for size, out_size, k, s, pad in zip((h, w), out_hw, kernel, stride, padding, strict=True)]
+            self.divisor = np.outer(*counts).astype(x.dtype)
+        out /= self.divisor
+        self.shape, self.nhwc, self.padding, self.padded_hw = x.shape, nhwc, padding, xp.shape[2:]
+        return out
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        share = g / self.divisor
+        dxp = _empty((*self.shape[:2], *self.padded_hw), share.dtype, self.nhwc)
+        dxp.fill(0)
+        for i, j in self.offsets:
+            target = _offset(dxp, i, j, *self.geometry)
+            target += share
+        return _crop(dxp, self.padding, self.shape)
+
+
+def _window_counts(size: int, out_size: int, kernel: int, stride: int, padding: Pair, include_pad: bool) -> np.ndarray:
+    """Elements of each window along one axis: inside [-pad_before, size + pad_before) with count_include_pad,
+    else inside [0, size) (PyTorch's rule: ceil_mode's extra padding is never counted)."""
+    start = np.arange(out_size) * stride - padding[0]
+    end = np.minimum(start + kernel, size + padding[0])
+    if not include_pad:
+        start, end = np.maximum(start, 0), np.minimum(end, size)
+    return end - start
+
+
+# ---- normalization ------------------------------------------------------------------------------------------
+
+
+class BatchNorm(Function):
+    """y = (x - mean) / sqrt(var + eps) * w + b per channel (axis 1), statistics over the other axes;
+    with the batch's statistics (training): dx = w / sqrt(var + eps) * (g - mean(g) - x^ mean(g x^)), where
+    x^ = (x - mean) / sqrt(var + eps); with fixed (running) ones: dx = g w / sqrt(var + eps); dw = sum(g x^),
+    db = sum(g)"""
+
+    def forward(
+        self, x: np.ndarray, *affine: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float,
+        batch_stats: bool, has_weight: bool,
+    ) -> np.ndarray:
+        self.axes = (0, *range(2, x.ndim))
+        per_channel = (1, -1) + (1,) * (x.ndim - 2)
+        weight = affine[0] if has_weight else None
+        bias = affine[-1] if len(affine) > has_weight else None
+        dtype = np.result_type(x, *affine)
+        inv_std = (1 / np.sqrt(var.astype(dtype) + eps)).reshape(per_channel)
+        x_hat = x - mean.astype(dtype).reshape(per_channel)
+        x_hat *= inv_std
+        self.x_hat, self.inv_std, self.batch_stats, self.has_weight = x_hat, inv_std, batch_stats, has_weight
+        self.weight = None if weight is None else weight.reshape(per_channel)
+        out = x_hat.copy() if self.weight is None else x_hat * self.weight  # x_hat is kept for backward
+        if bias is not None:
+            out += bias.reshape(per_channel)  # out has the dtype of x, w and b together
+        return out
+
+    def backward(self, g: np.ndarray) -> tuple[np.ndarray | None, ...]:
+        need_x, *need_affine = self.needs_input_grad
+        g_sum = g_x_hat_sum = None
+        if self.batch_stats or any(need_affine):
+            g_sum = accurate_sum(g, self.axes, keepdims=True)
+            g_x_hat_sum = accurate_sum(g * self.x_hat, self.axes, keepdims=True)
+        dx = None
+        if need_x:
+            scale = self.inv_std if self.weight is None else self.inv_std * self.weight
+            if self.batch_stats:
+                count = g.size // max(g.shape[1], 1)
+                dx = scale * (g - g_sum / count - self.x_hat * (g_x_hat_sum / count))
+            else:
+                dx = g * scale
+        grads: list[np.ndarray | None] = [dx]
+        if self.has_weight:
+            grads.append(g_x_hat_sum.reshape(-1) if need_affine[0] else None)
+        if len(need_affine) > self.has_weight:
+            grads.append(g_sum.reshape(-1) if need_affine[-1] else None)
+        return tuple(grads)
