@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinygrad_np as tg
-from tinygrad_np import Tensor
+from tinygrad_np import Tensor, nn
 from tinygrad_np.nn import functional as F
 
 try:
@@ -420,6 +420,98 @@ def cast_operands(builder: Builder) -> Operands:
     return (x,), {"dtype": builder.draw(st.sampled_from(targets))}
 
 
+# Images (N, C, H, W) or unbatched (C, H, W) for the convolutional ops; batches of 0 included.
+IMAGES = st.tuples(st.integers(0, 2), st.integers(1, 3), st.integers(1, 5), st.integers(1, 5)) | st.tuples(
+    st.integers(1, 3), st.integers(1, 5), st.integers(1, 5))
+PAIRS = st.integers(1, 3) | st.tuples(st.integers(1, 3), st.integers(1, 3))
+
+
+def _image(builder: Builder) -> int:
+    return builder.operand(lambda s: len(s) in (3, 4) and all(n > 0 for n in s[-3:]), fresh_shapes=IMAGES)
+
+
+def conv_operands(builder: Builder) -> Operands:
+    """An image, a weight (O, C, KH, KW) that fits its channels, maybe a bias; stride, padding (an int, a pair,
+    "valid" or "same") and dilation. Geometry PyTorch rejects (a kernel larger than the padded input) is left out."""
+    draw = builder.draw
+    x = _image(builder)
+    channels = builder.node(x).shape[-3]
+    kernel = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    weight = builder.fresh((draw(st.integers(1, 3)), channels, *kernel))
+    args = (x, weight) if draw(st.booleans()) else (x, weight, builder.fresh(builder.node(weight).shape[:1]))
+    padding = draw(st.integers(0, 2) | st.tuples(st.integers(0, 2), st.integers(0, 2)) | st.sampled_from(
+        ["valid", "same"]))
+    stride = 1 if padding == "same" else draw(PAIRS)
+    return args, {"stride": stride, "padding": padding, "dilation": draw(PAIRS)}
+
+
+def pool_operands(max_pool: bool) -> Callable[[Builder], Operands | None]:
+    """An image and a pooling geometry PyTorch takes: padding at most half the kernel; for max-pooling a dilation,
+    for average pooling count_include_pad and divisor_override; ceil_mode for both."""
+
+    def operands(builder: Builder) -> Operands | None:
+        draw = builder.draw
+        x = _image(builder)
+        kernel = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
+        params: dict[str, Any] = {
+            "kernel_size": kernel, "stride": draw(st.none() | PAIRS),
+            "padding": tuple(draw(st.integers(0, k // 2)) for k in kernel), "ceil_mode": draw(st.booleans())}
+        if not max_pool:
+            params["count_include_pad"] = draw(st.booleans())
+            params["divisor_override"] = draw(st.sampled_from([None, None, 1, 3]))
+            return (x,), params
+        params["dilation"] = draw(PAIRS)
+        if window_wholly_in_padding(builder.node(x).shape, params):
+            return None  # PyTorch 2.13 writes out of bounds there (README, Conventions)
+        return (x,), params
+
+    return operands
+
+
+def window_wholly_in_padding(shape: tuple[int, ...], params: dict[str, Any]) -> bool:
+    """Whether some max-pooling window reads only padding along an axis (with PyTorch's output size, ceil_mode
+    included): a dilation can step over the input."""
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    kernel, padding, dilation = pair(params["kernel_size"]), pair(params["padding"]), pair(params["dilation"])
+    stride = kernel if params["stride"] is None else pair(params["stride"])
+    for n, k, s, p, d in zip(shape[-2:], kernel, stride, padding, dilation, strict=True):
+        out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if params["ceil_mode"] else 0)) // s + 1
+        if params["ceil_mode"] and (out - 1) * s >= n + p:
+            out -= 1
+        if any(not any(0 <= o * s - p + i * d < n for i in range(k)) for o in range(out)):
+            return True
+    return False
+
+
+def batch_norm_operands(builder: Builder) -> Operands:
+    """(N, C, ...) input, maybe a weight and a bias (C,), training or not, running statistics drawn from a seed
+    (required in eval), momentum and eps."""
+    draw = builder.draw
+    x = builder.operand(lambda s: len(s) >= 2 and s[1] > 0, fresh_shapes=st.tuples(
+        st.integers(0, 4), st.integers(1, 3)) | IMAGES.filter(lambda s: len(s) == 4))
+    channels = builder.node(x).shape[1]
+    affine = tuple(builder.fresh((channels,)) for _ in range(draw(st.integers(0, 2))))
+    training = draw(st.booleans())
+    running = draw(st.integers(0, 2**16)) if not training or draw(st.booleans()) else None
+    return (x, *affine), {"training": training, "running": running, "momentum": draw(st.sampled_from([0.1, 0.5])),
+                          "eps": draw(st.sampled_from([1e-5, 1e-2]))}
+
+
+def _batch_norm(functional: Callable[..., Any], wrap: Callable[[np.ndarray], Any]) -> Callable[..., Any]:
+    """functional(x, running_mean, running_var, weight, bias, ...) with fresh running statistics from the seed
+    `running` (batch_norm updates them in place in training), of the dtype x, weight and bias promote to."""
+
+    def call(x: Any, *affine: Any, running: int | None, **params: Any) -> Any:
+        stats = [None, None]
+        if running is not None:
+            rng = np.random.default_rng(running)
+            dtype, channels = np.result_type(*[t.detach().numpy() for t in (x, *affine)]), x.shape[1]
+            stats = [wrap(rng.normal(0, 1, channels).astype(dtype)), wrap(rng.uniform(0.5, 2, channels).astype(dtype))]
+        return functional(x, *stats, *affine, **params)
+
+    return call
+
+
 def _unary(ours: Callable[[Tensor], Tensor], theirs: Callable[[Any], Any]) -> Op:
     return Op(one_tensor, ours, theirs)
 
@@ -498,4 +590,17 @@ OPS: dict[str, Op] = {
     "F.cross_entropy": Op(classifier_operands(smoothing=True), F.cross_entropy, _torch_class_loss("cross_entropy")),
     "F.nll_loss": Op(classifier_operands(smoothing=False), F.nll_loss, _torch_class_loss("nll_loss")),
     "F.mse_loss": Op(mse_operands, F.mse_loss, _torch_mse_loss),
+    # convolutional networks
+    "F.conv2d": Op(conv_operands, F.conv2d, lambda *args, **params: torch.nn.functional.conv2d(*promote(*args),
+                                                                                                  **params)),
+    "F.max_pool2d": Op(pool_operands(max_pool=True), F.max_pool2d,
+                       lambda x, **params: torch.nn.functional.max_pool2d(x, **params)),
+    "F.avg_pool2d": Op(pool_operands(max_pool=False), F.avg_pool2d,
+                       lambda x, **params: torch.nn.functional.avg_pool2d(x, **params)),
+    "F.batch_norm": Op(batch_norm_operands, _batch_norm(F.batch_norm, lambda a: a),
+                       _batch_norm(lambda x, mean, var, *affine, **params: torch.nn.functional.batch_norm(
+                           *promote(x, mean, var, *affine), **params),
+                                   lambda a: torch.from_numpy(a))),
+    "nn.Flatten": Op(one_tensor_and(start_dim=single_axis), lambda x, start_dim: nn.Flatten(start_dim)(x),
+                     lambda x, start_dim: _new_node(x, torch.nn.Flatten(start_dim)(x))),
 }

@@ -7,6 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 from conftest import require
+from engine_ops import window_wholly_in_padding
 from engine_programs import QUANTISED, assert_close
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -128,31 +129,15 @@ def pool_cases(draw, max_pool):
 def test_max_pool2d_agrees_with_pytorch_ties_and_nans_included(torch, case, kind, seed):
     """Quantised data ties inside windows: the gradient goes to the first maximum, as in PyTorch, not shared."""
     shape, params = case
-    assume(not _a_window_lies_wholly_in_the_padding(shape, params))  # PyTorch 2.13 corrupts its heap there
+    assume(not window_wholly_in_padding(shape, params))  # PyTorch 2.13 corrupts its heap there
     agree(torch, F.max_pool2d, torch.nn.functional.max_pool2d, [images(seed, shape, kind)], params, seed)
-
-
-def _a_window_lies_wholly_in_the_padding(shape, params):
-    """Whether a dilated window reads only padding along some axis (PyTorch's output size, ceil_mode included)."""
-    stride = params["stride"] or params["kernel_size"]
-    stride = (stride, stride) if isinstance(stride, int) else stride
-    for n, k, s, p, d in zip(shape[-2:], params["kernel_size"], stride, params["padding"], params["dilation"],
-                             strict=True):
-        ceil = params["ceil_mode"]
-        out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
-        if ceil and (out - 1) * s >= n + p:
-            out -= 1
-        for o in range(out):
-            if not any(0 <= o * s - p + i * d < n for i in range(k)):
-                return True
-    return False
 
 
 def test_a_window_wholly_in_the_padding_gives_minus_infinity_and_passes_no_gradient():
     """PyTorch writes out of bounds here (a heap corruption); tinygrad_np returns -inf and routes the gradient
     nowhere. A (3, 1, 7) input, windows of 2 rows dilated by 2 with 1 row of padding: each reads rows -1 and 1."""
     params = dict(kernel_size=(2, 3), padding=(1, 0), dilation=(2, 1))
-    assert _a_window_lies_wholly_in_the_padding((3, 1, 7), {**params, "stride": None, "ceil_mode": False})
+    assert window_wholly_in_padding((3, 1, 7), {**params, "stride": None, "ceil_mode": False})
     x = Tensor(np.arange(21.0).reshape(3, 1, 7), requires_grad=True)
     out = F.max_pool2d(x, **params)
     assert out.shape == (3, 1, 2) and np.all(out.data == -np.inf)

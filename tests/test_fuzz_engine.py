@@ -31,6 +31,7 @@ PROGRAMS = {
     "nan": {"dev": 20, "ci": 500, "thorough": 5000},
     "indexing": {"dev": 20, "ci": 500, "thorough": 5000},
     "losses": {"dev": 20, "ci": 400, "thorough": 4000},
+    "convolutional": {"dev": 20, "ci": 400, "thorough": 4000},
     "errors": {"dev": 50, "ci": 1000, "thorough": 10000},
     "float32 sums": {"dev": 5, "ci": 40, "thorough": 400},
 }
@@ -94,6 +95,14 @@ def test_indexing_and_joining_programs_agree_with_pytorch(program):
                                "getitem"),
                         dtypes=[np.float64, np.float32], max_steps=5))
 def test_layer_and_loss_programs_agree_with_pytorch(program):
+    check(program)
+
+
+@fuzz("convolutional")
+@given(program=programs(subset("F.conv2d", "F.max_pool2d", "F.avg_pool2d", "F.batch_norm", "nn.Flatten", "F.relu",
+                               "F.linear", "add", "mul", "sum", "getitem", "transpose", "F.cross_entropy"),
+                        dtypes=[np.float64, np.float32], max_steps=6))
+def test_convolutional_programs_agree_with_pytorch(program):
     check(program)
 
 
