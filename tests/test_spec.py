@@ -24,6 +24,7 @@ from tinygrad_np.spec import (
     normalize_spec,
     parameter_shapes,
     spec_from_model,
+    state_shapes,
 )
 
 EXAMPLE = {
@@ -173,22 +174,31 @@ def test_spec_from_model_needs_the_input_size_when_a_flatten_comes_first():
     assert spec_from_model(model, input_size=[28, 28])["input_size"] == [28, 28]
 
 
+# The layers whose state is all parameters: test_serialization draws its specs from these until model files
+# hold buffers (BatchNorm's running statistics) too.
+WITHOUT_BUFFERS = tuple(kind for kind in LAYER_TYPES if not kind.startswith("BatchNorm"))
+
+
 @st.composite
-def specs(draw):
-    """Random valid specs: every layer type, sizes chained, sometimes a multi-dimensional input."""
-    multi = draw(st.booleans())
-    input_size = draw(st.lists(st.integers(1, 4), min_size=2, max_size=3)) if multi else draw(st.integers(1, 8))
-    rank = len(input_size) if multi else 1
+def specs(draw, layer_types=WITHOUT_BUFFERS):
+    """Random valid specs of `layer_types`, sizes chained, sometimes a multi-dimensional input or images."""
+    form = draw(st.sampled_from(["flat", "multi", "images"]))
+    input_size = {"flat": st.integers(1, 8), "multi": st.lists(st.integers(1, 4), min_size=2, max_size=3),
+                  "images": st.lists(st.integers(1, 3), min_size=1, max_size=1).map(
+                      lambda c: [*c, *draw(st.lists(st.integers(3, 7), min_size=2, max_size=2))])}[form]
+    input_size = draw(input_size)
+    shape = [input_size] if form == "flat" else list(input_size)  # one example's shape, tracked layer by layer
     layers = []
     for _ in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(LAYER_TYPES))
+        kind = draw(st.sampled_from([k for k in layer_types if _fits(k, shape)]))
         layer = {"type": kind}
+        rank = len(shape)
         if kind == "Linear":
-            layer["out_features"] = draw(st.integers(1, 6))
+            layer["out_features"] = shape[-1] = draw(st.integers(1, 6))
             if draw(st.booleans()):
                 layer["bias"] = draw(st.booleans())
             if draw(st.booleans()):
-                layer["init"] = draw(st.sampled_from(["he", "xavier", "tutorial"]))
+                layer["init"] = draw(st.sampled_from(INITS))
         elif kind in ("Softmax", "LogSoftmax") and draw(st.booleans()):
             layer["axis"] = draw(st.integers(-rank - 1, rank))
         elif kind == "Dropout" and draw(st.booleans()):
@@ -197,17 +207,46 @@ def specs(draw):
             layer["negative_slope"] = draw(st.floats(-2, 2) | st.integers(-2, 2))
         elif kind == "Flatten":
             layer["start_dim"] = draw(st.integers(1, rank))
-            rank = layer["start_dim"]
+            shape = [*shape[: layer["start_dim"] - 1], int(np.prod(shape[layer["start_dim"] - 1 :]))]
+        elif kind in ("Conv2d", "MaxPool2d", "AvgPool2d"):
+            square = draw(st.booleans())
+            kernel = [draw(st.integers(1, min(shape[1:]) if square else n)) for n in shape[1:]]
+            kernel = [kernel[0]] * 2 if square else kernel
+            padding = [draw(st.integers(0, k // 2)) for k in kernel]
+            stride = draw(st.integers(1, 2))
+            layer.update(kernel_size=kernel[0] if square else kernel, padding=padding)
+            if kind != "MaxPool2d" or draw(st.booleans()):
+                layer["stride"] = stride
+            else:
+                stride = kernel
+            strides = [stride] * 2 if isinstance(stride, int) else stride
+            shape[1:] = [(n + 2 * p - k) // s + 1 for n, k, p, s in zip(shape[1:], kernel, padding, strides,
+                                                                     strict=True)]
+            if kind == "Conv2d":
+                layer["out_channels"] = shape[0] = draw(st.integers(1, 3))
+                if draw(st.booleans()):
+                    layer["init"] = draw(st.sampled_from(INITS))
+        elif kind.startswith("BatchNorm"):
+            if draw(st.booleans()):
+                layer["momentum"] = draw(st.sampled_from([None, 0.5]))
+            layer["affine"], layer["track_running_stats"] = draw(st.booleans()), draw(st.booleans())
         layers.append(layer)
     spec = {"input_size": input_size, "layers": layers}
-    for key, values in (("seed", st.integers(0, 2**32)), ("init", st.sampled_from(["he", "xavier", "tutorial"])),
+    for key, values in (("seed", st.integers(0, 2**32)), ("init", st.sampled_from(INITS)),
                         ("dtype", st.sampled_from(["float32", "float64"]))):
         if draw(st.booleans()):
             spec[key] = draw(values)
     return spec
 
 
-@given(specs())
+def _fits(kind, shape):
+    """Whether a layer of `kind` takes one example of `shape` (images of at least 1x1 for the 2-D layers)."""
+    if kind in ("Conv2d", "MaxPool2d", "AvgPool2d", "BatchNorm2d"):
+        return len(shape) == 3
+    return len(shape) in (1, 2) if kind == "BatchNorm1d" else True
+
+
+@given(specs(LAYER_TYPES))
 def test_round_trip_holds_for_random_specs(spec):
     canonical = normalize_spec(spec)
     model = model_from_spec(spec)
@@ -421,7 +460,7 @@ def test_a_generator_as_seed_is_drawn_from_in_order_and_recorded_as_none():
         ({**EXAMPLE, "layers": [{"type": "Linear", "out_features": 0}]}, "out_features"),
         ({**EXAMPLE, "layers": [{"type": "Dropout", "p": 1.5}]}, "p"),
         ({**EXAMPLE, "init": "lecun"}, "init"),
-        ({**EXAMPLE, "layers": [{"type": "Conv2d"}]}, "type"),
+        ({**EXAMPLE, "layers": [{"type": "Conv3d"}]}, "type"),
         ({**EXAMPLE, "colour": "red"}, "colour"),
     ],
 )
@@ -440,3 +479,89 @@ def test_the_init_schemes_are_named_in_one_place():
     spelled = [path.relative_to(root).as_posix() for folder in ("tinygrad_np", "models", "benchmarks")
                for path in (root / folder).rglob("*.py") if listed.search(path.read_text())]
     assert spelled == ["tinygrad_np/nn/init.py"]
+
+
+# ---- convolutional networks -----------------------------------------------------------------------------------
+
+CNN_TOML = """
+input_size = [1, 28, 28]
+init = "pytorch"
+
+[[layers]]
+type = "Conv2d"
+out_channels = 8
+kernel_size = 5
+padding = 2
+
+[[layers]]
+type = "BatchNorm2d"
+
+[[layers]]
+type = "ReLU"
+
+[[layers]]
+type = "MaxPool2d"
+kernel_size = 2
+
+[[layers]]
+type = "Conv2d"
+out_channels = 16
+kernel_size = [3, 3]
+stride = 2
+
+[[layers]]
+type = "AvgPool2d"
+kernel_size = 2
+ceil_mode = true
+
+[[layers]]
+type = "Flatten"
+
+[[layers]]
+type = "Linear"
+out_features = 10
+"""
+
+
+def test_a_cnn_spec_infers_every_shape_layer_by_layer(tmp_path):
+    """28x28 -> conv 5x5 pad 2 -> 28x28 -> pool 2 -> 14x14 -> conv 3x3 stride 2 -> 6x6 -> avg pool 2 -> 3x3."""
+    path = tmp_path / "cnn.toml"
+    path.write_text(CNN_TOML)
+    spec = load_spec(path)
+    model = model_from_spec(spec)
+    assert (model[0].in_channels, model[4].in_channels, model[1].num_features) == (1, 8, 8)
+    assert model[7].in_features == 16 * 3 * 3
+    assert forward(model.eval(), np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+    shapes = state_shapes(spec)
+    assert list(shapes) == list(model.state_dict())
+    assert shapes["0.weight"] == ((8, 1, 5, 5), "float32") and shapes["1.num_batches_tracked"] == ((), "int64")
+    assert all(model.state_dict()[name].dtype == np.dtype(dtype) for name, (_, dtype) in shapes.items())
+    assert "1.running_mean" not in parameter_shapes(spec) and parameter_shapes(spec)["4.weight"] == (16, 8, 3, 3)
+    assert spec_from_model(model) == spec
+    assert spec["layers"][3] == {"type": "MaxPool2d", "kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0],
+                                 "dilation": [1, 1], "ceil_mode": False}
+
+
+@pytest.mark.parametrize(
+    ("layers", "expected"),
+    [
+        ([{"type": "Flatten"}, {"type": "Conv2d", "out_channels": 4, "kernel_size": 3}],
+         r"layers\[1\] \(Conv2d\): Conv2d needs images \(channels, height, width\) per example, but the previous "
+         r"layer gives shape \(784,\)"),
+        ([{"type": "Conv2d", "out_channels": 4, "kernel_size": 29}],
+         r"layers\[0\] \(Conv2d\): Conv2d: the padded input is 28x28 .* smaller than the 29x29 window"),
+        ([{"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "in_channels": 3}], "'in_channels' is 3"),
+        ([{"type": "Conv2d", "out_channels": 4, "kernel_size": [3, 3, 3]}], "'kernel_size' must be an integer or"),
+        ([{"type": "Conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": "same"}],
+         "padding='same' needs stride 1"),
+        ([{"type": "MaxPool2d", "kernel_size": 2, "padding": 2}], "padding .* is more than half the kernel"),
+        ([{"type": "BatchNorm1d"}], r"BatchNorm1d needs inputs of shape \(C,\) or \(C, L\) per example"),
+        ([{"type": "BatchNorm2d", "num_features": 3}], "'num_features' is 3 but the previous layer gives 1"),
+        ([{"type": "BatchNorm2d", "momentum": 2}], "'momentum' must be a number in"),
+        ([{"type": "Conv2d", "out_channels": 10**6, "kernel_size": 20}], r"'out_channels' 1000000 makes a "
+         r"1000000 x 1 x 20 x 20 weight"),
+    ],
+)
+def test_cnn_spec_errors_name_the_layer_and_what_is_wrong(layers, expected):
+    with pytest.raises(SpecError, match=expected):
+        normalize_spec({"input_size": [1, 28, 28], "layers": layers})

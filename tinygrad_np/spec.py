@@ -8,11 +8,20 @@ A spec names the input size and the layers; each layer's input size is inferred 
 
 Top-level fields: `input_size` (int, or a list of ints for one example's shape, e.g. [28, 28] before a
 Flatten), `layers` (required), `seed` (int; every Linear's init and every Dropout mask draw from it; default
-0), `init` (a scheme of `nn.init.INITS`, he, xavier or tutorial: the default for Linear layers), `dtype`
-("float32" or "float64").
+0), `init` (a scheme of `nn.init.INITS`, he, xavier, tutorial or pytorch: the default for Linear and Conv2d
+layers), `dtype` ("float32" or "float64").
 Layer fields: Linear `out_features`, `bias` (true), `init`, `in_features` (optional, checked against the
 inferred size); LeakyReLU `negative_slope` (0.01); Softmax and LogSoftmax `axis` (-1); Dropout `p` (0.5);
 Flatten `start_dim` (1, counting the batch dimension, as in PyTorch); ReLU, Tanh and Sigmoid take none.
+Convolutional layers take images, `input_size` [channels, height, width] (MNIST: [1, 28, 28]), and PyTorch's
+arguments, each size an int or a [height, width] pair: Conv2d `out_channels`, `kernel_size` (both required),
+`stride` (1), `padding` (0, or "valid" or "same"), `dilation` (1), `bias` (true), `init`, `in_channels`
+(optional, checked); MaxPool2d `kernel_size`, `stride` (omitted or null: the kernel size), `padding` (0),
+`dilation` (1),
+`ceil_mode` (false); AvgPool2d the same without dilation, and `count_include_pad` (true) and `divisor_override`
+(null); BatchNorm1d (over (C,) or (C, L)) and BatchNorm2d (over (C, H, W)) `eps` (1e-5), `momentum` (0.1, or
+null for a plain average), `affine` (true), `track_running_stats` (true), `num_features` (optional, checked).
+The top-level `init` is the default of every Linear and Conv2d.
 
 `normalize_spec` fills in every default and drops what is inferred, giving the canonical form;
 `spec_from_model(model_from_spec(spec)) == normalize_spec(spec)`, and the canonical form is a fixed point.
@@ -38,7 +47,9 @@ from tinygrad_np import nn
 from tinygrad_np.creation import as_generator
 from tinygrad_np.errors import MissingFileError, UserError
 from tinygrad_np.files import describe_path, named_os_error
+from tinygrad_np.nn import functional as F
 from tinygrad_np.nn.init import INITS
+from tinygrad_np.ops_conv import output_size
 from tinygrad_np.tensor import Seed
 
 Spec = dict[str, Any]
@@ -204,6 +215,137 @@ def _flatten(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec,
     return {"type": "Flatten", "start_dim": start_dim}, module, (*kept, flat)
 
 
+def _pair_field(where: str, layer: Mapping[str, Any], field: str, default: Any, minimum: int) -> list[int]:
+    """An int or a [height, width] pair of ints, each at least `minimum`, as the canonical [height, width]."""
+    value = layer.get(field, default)
+    pair = [value, value] if _is_int(value) else value
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(_is_int(v) and v >= minimum for v in pair):
+        raise SpecError(f"{where}: {field!r} must be an integer or a [height, width] pair of integers, each at "
+                        f"least {minimum}, got {value!r}", field)
+    return [int(pair[0]), int(pair[1])]
+
+
+def _flag(where: str, layer: Mapping[str, Any], field: str, default: bool) -> bool:
+    value = layer.get(field, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"{where}: {field!r} must be true or false, got {value!r}", field)
+    return value
+
+
+def _images(where: str, kind: str, shape: Shape) -> Shape:
+    if len(shape) != 3:
+        raise SpecError(f"{where}: {kind} needs images (channels, height, width) per example, but the previous layer "
+                        f"gives shape {shape}; set 'input_size' to e.g. [1, 28, 28]")
+    return shape
+
+
+def _geometry(where: str, check: Callable[[], Any]) -> Any:
+    """F's own checks of a convolution's or pooling's geometry, as a SpecError naming the layer."""
+    try:
+        return check()
+    except ValueError as err:
+        raise SpecError(f"{where}: {err}") from None
+
+
+def _spatial(shape: Shape, kernel: Sequence[int], stride: Sequence[int], pads: Any, dilation: Sequence[int]) -> Shape:
+    return tuple(output_size(n, k, s, p, d) for n, k, s, p, d in zip(shape[1:], kernel, stride, pads, dilation,
+                                                                      strict=True))
+
+
+def _conv2d(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
+    for required in ("out_channels", "kernel_size"):
+        if required not in layer:
+            raise SpecError(f"{where}: missing field {required!r}", required)
+    channels = _images(where, "Conv2d", shape)[0]
+    if "in_channels" in layer and layer["in_channels"] != channels:
+        raise SpecError(f"{where}: 'in_channels' is {layer['in_channels']!r} but the previous layer gives {channels} "
+                        "channels; drop 'in_channels' (it is inferred) or fix the sizes", "in_channels")
+    out_channels = _positive_int(where, "out_channels", layer["out_channels"])
+    kernel = _pair_field(where, layer, "kernel_size", None, 1)
+    stride = _pair_field(where, layer, "stride", 1, 1)
+    dilation = _pair_field(where, layer, "dilation", 1, 1)
+    padding = layer.get("padding", 0)
+    if not isinstance(padding, str):
+        padding = _pair_field(where, layer, "padding", 0, 0)
+    pads = _geometry(where, lambda: F.conv_padding("Conv2d", padding if isinstance(padding, str) else tuple(padding),
+                                                   tuple(kernel), tuple(stride), tuple(dilation)))
+    _geometry(where, lambda: F._check_windows("Conv2d", shape, kernel, pads, tuple(dilation)))
+    fields = {"type": "Conv2d", "out_channels": out_channels, "kernel_size": kernel, "stride": stride,
+              "padding": padding, "dilation": dilation, "bias": _flag(where, layer, "bias", True),
+              "init": _choice(where, "init", layer.get("init", defaults["init"]), INITS)}
+    module = None
+    if rng is not None:
+        module = nn.Conv2d(channels, out_channels, tuple(kernel), tuple(stride),
+                           padding if isinstance(padding, str) else tuple(padding), tuple(dilation), fields["bias"],
+                           init=fields["init"], generator=rng, dtype=defaults["dtype"])
+    return fields, module, (out_channels, *_spatial(shape, kernel, stride, pads, dilation))
+
+
+def _pool(kind: str) -> Callable[..., tuple[Spec, Any, Shape]]:
+    """MaxPool2d or AvgPool2d: PyTorch's fields and defaults (stride null: the kernel size)."""
+
+    def build(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
+        if "kernel_size" not in layer:
+            raise SpecError(f"{where}: missing field 'kernel_size'", "kernel_size")
+        _images(where, kind, shape)
+        kernel = _pair_field(where, layer, "kernel_size", None, 1)
+        stride = kernel if layer.get("stride") is None else _pair_field(where, layer, "stride", None, 1)
+        fields: Spec = {"type": kind, "kernel_size": kernel, "stride": stride,
+                        "padding": _pair_field(where, layer, "padding", 0, 0)}
+        if kind == "MaxPool2d":
+            fields["dilation"] = _pair_field(where, layer, "dilation", 1, 1)
+        fields["ceil_mode"] = _flag(where, layer, "ceil_mode", False)
+        if kind == "AvgPool2d":
+            fields["count_include_pad"] = _flag(where, layer, "count_include_pad", True)
+            divisor = layer.get("divisor_override")
+            if divisor is not None and (not _is_int(divisor) or divisor == 0):
+                raise SpecError(f"{where}: 'divisor_override' must be a nonzero integer or null, got {divisor!r}",
+                                "divisor_override")
+            fields["divisor_override"] = divisor if divisor is None else int(divisor)
+        dilation = tuple(fields.get("dilation", (1, 1)))
+        geometry = (tuple(kernel), tuple(stride), tuple(fields["padding"]), dilation)
+        _geometry(where, lambda: F._check_pool_padding(kind, geometry[0], geometry[2]))
+        pads = _geometry(where, lambda: F._pool_padding(kind, shape, *geometry, fields["ceil_mode"]))
+        module = None
+        if rng is not None:
+            options = {name: value for name, value in fields.items() if name != "type"}
+            module = getattr(nn, kind)(**{name: tuple(v) if isinstance(v, list) else v for name, v in options.items()})
+        return fields, module, (shape[0], *_spatial(shape, kernel, stride, pads, dilation))
+
+    return build
+
+
+def _batch_norm(kind: str, ranks: tuple[int, ...]) -> Callable[..., tuple[Spec, Any, Shape]]:
+    """BatchNorm1d over (C,) or (C, L) per example, BatchNorm2d over (C, H, W): num_features is inferred."""
+
+    def build(where: str, layer: Mapping[str, Any], shape: Shape, defaults: Spec, rng: Any) -> tuple[Spec, Any, Shape]:
+        if len(shape) not in ranks:
+            wanted = " or ".join({1: "(C,)", 2: "(C, L)", 3: "(C, H, W)"}[r] for r in ranks)
+            raise SpecError(f"{where}: {kind} needs inputs of shape {wanted} per example, but the previous layer "
+                            f"gives {shape}")
+        if "num_features" in layer and layer["num_features"] != shape[0]:
+            raise SpecError(f"{where}: 'num_features' is {layer['num_features']!r} but the previous layer gives "
+                            f"{shape[0]} channels; drop 'num_features' (it is inferred) or fix the sizes",
+                            "num_features")
+        eps, momentum = layer.get("eps", 1e-5), layer.get("momentum", 0.1)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (math.isfinite(eps) and eps >= 0):
+            raise SpecError(f"{where}: 'eps' must be a finite number >= 0, got {eps!r}", "eps")
+        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, (int, float))
+                                     or not 0 <= momentum <= 1):
+            raise SpecError(f"{where}: 'momentum' must be a number in [0, 1] or null (a plain average), got "
+                            f"{momentum!r}", "momentum")
+        fields = {"type": kind, "eps": float(eps), "momentum": None if momentum is None else float(momentum),
+                  "affine": _flag(where, layer, "affine", True),
+                  "track_running_stats": _flag(where, layer, "track_running_stats", True)}
+        module = None
+        if rng is not None:
+            options = {name: value for name, value in fields.items() if name != "type"}
+            module = getattr(nn, kind)(shape[0], **options, dtype=defaults["dtype"])
+        return fields, module, shape
+
+    return build
+
+
 _LAYERS: dict[str, tuple[Callable[..., tuple[Spec, Any, Shape]], tuple[str, ...]]] = {
     "Linear": (_linear, ("type", "out_features", "bias", "init", "in_features")),
     "ReLU": (_plain_layer("ReLU", nn.ReLU), ("type",)),
@@ -214,22 +356,52 @@ _LAYERS: dict[str, tuple[Callable[..., tuple[Spec, Any, Shape]], tuple[str, ...]
     "LogSoftmax": (_axis_layer("LogSoftmax", nn.LogSoftmax), ("type", "axis")),
     "Dropout": (_dropout, ("type", "p")),
     "Flatten": (_flatten, ("type", "start_dim")),
+    "Conv2d": (_conv2d, ("type", "out_channels", "kernel_size", "stride", "padding", "dilation", "bias", "init",
+                         "in_channels")),
+    "MaxPool2d": (_pool("MaxPool2d"), ("type", "kernel_size", "stride", "padding", "dilation", "ceil_mode")),
+    "AvgPool2d": (_pool("AvgPool2d"), ("type", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                                       "divisor_override")),
+    "BatchNorm1d": (_batch_norm("BatchNorm1d", (1, 2)), ("type", "eps", "momentum", "affine", "track_running_stats",
+                                                         "num_features")),
+    "BatchNorm2d": (_batch_norm("BatchNorm2d", (3,)), ("type", "eps", "momentum", "affine", "track_running_stats",
+                                                       "num_features")),
 }
 LAYER_TYPES = tuple(_LAYERS)
 
 
-def _count_parameters(where: str, layer: Mapping[str, Any], shape: Shape, before: int, dtype: str) -> int:
-    """The model's parameter count with this Linear added; a SpecError naming the layer past MAX_PARAMETERS."""
-    out_features = _positive_int(where, "out_features", layer["out_features"])
-    in_features = shape[-1] if shape else 1
-    total = before + in_features * out_features + (out_features if layer.get("bias", True) is True else 0)
+def _layer_state(layer: Spec, shape: Shape, dtype: str) -> list[tuple[str, Shape, str]]:
+    """(name, shape, dtype) of each parameter and then each buffer a canonical layer holds, in state_dict order."""
+    kind = layer["type"]
+    state: list[tuple[str, Shape, str]] = []
+    if kind in ("Linear", "Conv2d"):
+        out = layer["out_features"] if kind == "Linear" else layer["out_channels"]
+        kernel = tuple(layer["kernel_size"]) if kind == "Conv2d" else ()
+        state.append(("weight", (out, shape[-1] if kind == "Linear" else shape[0], *kernel), dtype))
+        if layer["bias"]:
+            state.append(("bias", (out,), dtype))
+    elif kind.startswith("BatchNorm"):
+        channels = (shape[0],)
+        if layer["affine"]:
+            state += [("weight", channels, dtype), ("bias", channels, dtype)]
+        if layer["track_running_stats"]:
+            state += [("running_mean", channels, dtype), ("running_var", channels, dtype),
+                      ("num_batches_tracked", (), "int64")]
+    return state
+
+
+def _count_parameters(where: str, layer: Spec, shape: Shape, before: int, dtype: str) -> int:
+    """The model's parameter count with this layer added; a SpecError naming the layer past MAX_PARAMETERS."""
+    state = _layer_state(layer, shape, dtype)
+    total = before + sum(math.prod(entry[1]) for entry in state)
     if total > MAX_PARAMETERS:
+        weight = state[0][1]
+        field = "out_features" if layer["type"] == "Linear" else "out_channels"
+        shown = f"{weight[1]} x {weight[0]}" if layer["type"] == "Linear" else " x ".join(map(str, weight))
         size = total * np.dtype(dtype).itemsize
         raise SpecError(
-            f"{where}: 'out_features' {out_features} makes a {in_features} x {out_features} weight, so the model "
-            f"would have {total:,} parameters ({size / 2**30:,.1f} GiB of {dtype}), more than the "
-            f"{MAX_PARAMETERS:,} allowed; use smaller layers",
-            "out_features",
+            f"{where}: {field!r} {weight[0]} makes a {shown} weight, so the model would have {total:,} parameters "
+            f"({size / 2**30:,.1f} GiB of {dtype}), more than the {MAX_PARAMETERS:,} allowed; use smaller layers",
+            field,
         )
     return total
 
@@ -286,9 +458,11 @@ def _walk(
         _unknown_fields(where, layer, allowed)
         if input_shapes is not None:
             input_shapes.append(shape)
-        if kind == "Linear" and "out_features" in layer:
-            parameters = _count_parameters(where, layer, shape, parameters, defaults["dtype"])
-        fields, module, shape = builder(where, layer, shape, defaults, rng)
+        fields, module, out_shape = builder(where, layer, shape, defaults, None)  # checked and counted before built
+        parameters = _count_parameters(where, fields, shape, parameters, defaults["dtype"])
+        if rng is not None:
+            module = builder(where, layer, shape, defaults, rng)[1]
+        shape = out_shape
         canonical_layers.append(fields)
         modules.append(module)
     canonical = {
@@ -305,17 +479,20 @@ def normalize_spec(spec: Mapping[str, Any]) -> Spec:
     return _walk(spec, build=False)[0]
 
 
-def parameter_shapes(spec: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Every parameter's shape by state-dict name ("0.weight"), without allocating the model."""
+def state_shapes(spec: Mapping[str, Any]) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Every parameter's and buffer's (shape, dtype) by state-dict name ("0.weight", "1.running_mean"), in
+    `state_dict()` order, without allocating the model."""
     inputs: list[Shape] = []
     canonical, _ = _walk(spec, build=False, input_shapes=inputs)
-    shapes = {}
-    for index, (layer, shape) in enumerate(zip(canonical["layers"], inputs, strict=True)):
-        if layer["type"] == "Linear":
-            shapes[f"{index}.weight"] = (layer["out_features"], shape[-1])
-            if layer["bias"]:
-                shapes[f"{index}.bias"] = (layer["out_features"],)
-    return shapes
+    return {f"{index}.{name}": (shape, dtype)
+            for index, (layer, input_shape) in enumerate(zip(canonical["layers"], inputs, strict=True))
+            for name, shape, dtype in _layer_state(layer, input_shape, canonical["dtype"])}
+
+
+def parameter_shapes(spec: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Every learned parameter's shape by state-dict name ("0.weight"), without allocating the model."""
+    return {name: shape for name, (shape, _) in state_shapes(spec).items()
+            if name.rsplit(".", 1)[1] in ("weight", "bias")}
 
 
 class SpecSequential(nn.Sequential):
@@ -373,6 +550,20 @@ def _layer_fields(index: int, module: nn.Module) -> Spec:
         return {"type": kind, "p": module.p}
     if isinstance(module, nn.Flatten):
         return {"type": kind, "start_dim": module.start_dim}
+    if isinstance(module, nn.Conv2d):
+        return {"type": kind, "out_channels": module.out_channels, "kernel_size": list(module.kernel_size),
+                "stride": list(module.stride), "dilation": list(module.dilation), "bias": module.bias is not None,
+                "padding": module.padding if isinstance(module.padding, str) else list(module.padding),
+                "init": module.init, "in_channels": module.in_channels}
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        fields = {"type": kind, "kernel_size": list(module.kernel_size), "stride": list(module.stride),
+                  "padding": list(module.padding), "ceil_mode": module.ceil_mode}
+        if isinstance(module, nn.MaxPool2d):
+            return {**fields, "dilation": list(module.dilation)}
+        return {**fields, "count_include_pad": module.count_include_pad, "divisor_override": module.divisor_override}
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return {"type": kind, "eps": module.eps, "momentum": module.momentum, "affine": module.affine,
+                "track_running_stats": module.track_running_stats, "num_features": module.num_features}
     return {"type": kind}
 
 

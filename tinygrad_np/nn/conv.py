@@ -39,14 +39,9 @@ class Conv2d(Module):
         kernel = F._pair("Conv2d", "kernel_size", kernel_size, 1)
         self.stride = F._pair("Conv2d", "stride", stride, 1)
         self.dilation = F._pair("Conv2d", "dilation", dilation, 1)
-        if isinstance(padding, str):
-            if padding not in ("valid", "same"):
-                raise ValueError(f"Conv2d: padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
-            if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"Conv2d: padding='same' needs stride 1, got stride {stride}")
-            self.padding: tuple[int, int] | str = padding
-        else:
-            self.padding = F._pair("Conv2d", "padding", padding, 0)
+        F.conv_padding("Conv2d", padding, kernel, self.stride, self.dilation)  # checks it
+        self.padding: tuple[int, int] | str = padding if isinstance(padding, str) else F._pair(
+            "Conv2d", "padding", padding, 0)
         rng = as_generator(generator)
         self.weight = Parameter(init_weight(init, (out_channels, in_channels, *kernel), rng, dtype), dtype=dtype)
         bias_data = init_bias(init, self.weight.shape, rng, dtype)

@@ -70,15 +70,7 @@ def conv2d(
     if len(weight_shape) != 4:
         raise ValueError(f"conv2d: weight must be (out_channels, in_channels, KH, KW), got shape {weight_shape}")
     kernel = weight_shape[2:]
-    if isinstance(padding, str):
-        if padding not in ("valid", "same"):
-            raise ValueError(f"conv2d: padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
-        if padding == "same" and stride_ != (1, 1):
-            raise ValueError(f"conv2d: padding='same' needs stride 1, got stride {stride}")
-        totals = [0, 0] if padding == "valid" else [d * (k - 1) for k, d in zip(kernel, dilation_, strict=True)]
-        pads = tuple((total // 2, total - total // 2) for total in totals)
-    else:
-        pads = tuple((p, p) for p in _pair("conv2d", "padding", padding, 0))
+    pads = conv_padding("conv2d", padding, kernel, stride_, dilation_)
     _check_images("conv2d", x)
     if x.shape[-3] != weight_shape[1]:
         raise ValueError(f"conv2d: input of shape {x.shape} has {x.shape[-3]} channels, but the weight of shape "
@@ -183,6 +175,20 @@ def batch_norm(
             target[...] = (1 - momentum) * target + momentum * batch
     return ops_conv.BatchNorm.apply(x, *affine, mean=mean, var=var, eps=eps, batch_stats=True,
                                     has_weight=weight is not None)
+
+
+def conv_padding(op: str, padding: Any, kernel: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """((top, bottom), (left, right)) from conv2d's padding: an int, a pair, "valid" (none) or "same" (stride 1
+    only; an even kernel gets the extra row and column at the bottom and right, as in PyTorch)."""
+    if not isinstance(padding, str):
+        return tuple((p, p) for p in _pair(op, "padding", padding, 0))
+    if padding not in ("valid", "same"):
+        raise ValueError(f"{op}: padding must be 'valid', 'same', an int or a pair of ints, got {padding!r}")
+    if padding == "same" and stride != (1, 1):
+        raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride}")
+    totals = [0, 0] if padding == "valid" else [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    return tuple((total // 2, total - total // 2) for total in totals)
 
 
 def _data(value: Tensor | np.ndarray | None) -> np.ndarray:
