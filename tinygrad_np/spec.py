@@ -100,6 +100,28 @@ def mlp_spec(
 TUTORIAL_SPEC: Spec = mlp_spec(784, [10], 10)
 
 
+def cnn_spec(
+    channels: Sequence[int] = (16, 32),
+    hidden_size: int = 128,
+    num_classes: int = 10,
+    *,
+    kernel_size: int = 5,
+    input_size: Sequence[int] = (1, 28, 28),
+    init: str = "pytorch",
+    seed: int | None = _DEFAULT_SEED,
+    dtype: str = "float32",
+) -> Spec:
+    """LeNet's shape: per entry of `channels`, Conv2d(kernel_size) -> ReLU -> MaxPool2d(2); then Flatten ->
+    Linear(hidden_size) -> ReLU -> Linear(num_classes). With the defaults, 28x28 -> 24 -> 12 -> 8 -> 4: 32 x 4 x 4."""
+    layers: list[Spec] = []
+    for out_channels in channels:
+        layers += [{"type": "Conv2d", "out_channels": out_channels, "kernel_size": kernel_size}, {"type": "ReLU"},
+                   {"type": "MaxPool2d", "kernel_size": 2}]
+    layers += [{"type": "Flatten"}, {"type": "Linear", "out_features": hidden_size}, {"type": "ReLU"},
+               {"type": "Linear", "out_features": num_classes}]
+    return {"input_size": list(input_size), "init": init, "seed": seed, "dtype": dtype, "layers": layers}
+
+
 # ---- field checks ---------------------------------------------------------------------------------------
 
 
