@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tinygrad_np import optim
+from tinygrad_np.models import cnn as cnn_reference
 from tinygrad_np.models import mlp as mlp_reference
 from tinygrad_np.models import two_layer
 from tinygrad_np.spec import mlp_spec, normalize_spec
@@ -38,6 +39,7 @@ def test_the_recipes_networks_are_the_reference_networks_weight_for_weight():
         (recipe_config("tutorial"), two_layer.two_layer(0, init="tutorial")),
         (recipe_config("two_layer", seed=4), two_layer.two_layer(4)),
         (recipe_config("mlp"), mlp_reference.mlp(784, (256, 128), 10, dropout=0.1)),
+        (recipe_config("cnn"), cnn_reference.cnn()),
     ]
     for config, reference in pairs:
         for ours, theirs in zip(build_model(config).parameters(), reference.parameters(), strict=True):
@@ -69,7 +71,9 @@ def test_settings_given_win_over_the_recipe_across_a_choice_of_schedule():
         ("two_layer", {"gamma": 0.5}, "gamma"),
         ("two_layer", {"cosine": True, "step_size": 5}, "cosine"),
         ("two_layer", {"optimizer": "adagrad"}, "optimizer"),
-        ("two_layer", {"model": "cnn"}, "model"),
+        ("two_layer", {"model": "lenet"}, "model"),
+        ("cnn", {"hidden_sizes": (64,)}, "hidden_sizes"),
+        ("cnn", {"dropout": 0.1}, "dropout"),
         ("mlp", {"model": mlp_spec(784, [5], 10), "hidden_sizes": (3,)}, "hidden_sizes"),
         ("fancy", {}, "recipe"),
     ],

@@ -125,6 +125,22 @@ def test_mlp_reaches_98_percent_on_full_mnist(tmp_path, mnist_dir):
     assert metrics["test_accuracy"] >= 0.98, metrics["test_accuracy"]
 
 
+def test_model_cnn_trains_the_lenet_style_network_on_images(tmp_path):
+    """--model cnn takes the cnn recipe; the data goes in as (N, 1, 28, 28) images."""
+    metrics, model = train(tmp_path, "--offline", "--model", "cnn", "--epochs", "2", "--limit-train", "1000")
+    assert metrics["config"]["optimizer"] == "adam" and metrics["config"]["cosine"] is True
+    assert [type(layer).__name__ for layer in model][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+    assert metrics["config"]["model"]["input_size"] == [1, 28, 28]
+    assert metrics["test_accuracy"] > 0.7, metrics["test_accuracy"]  # 16 steps of Adam on 1,000 digits; chance: 0.1
+
+
+@pytest.mark.slow
+def test_cnn_reaches_99_2_percent_on_full_mnist(tmp_path, mnist_dir):
+    metrics, _ = train(tmp_path, "--data-dir", str(mnist_dir), "--recipe", "cnn")
+    assert metrics["train_size"] == 60000 and metrics["test_size"] == 10000
+    assert metrics["test_accuracy"] >= 0.992, metrics["test_accuracy"]
+
+
 @pytest.mark.slow
 def test_same_seed_gives_bit_identical_weights_on_full_mnist(mnist_dir):
     from tinygrad_np.data import load_mnist

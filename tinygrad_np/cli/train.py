@@ -78,11 +78,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(RECIPES),
         default=None,
         help="a complete setup: 'tutorial' reproduces the tutorial (784-10-10, full-batch gradient descent, "
-        "lr 0.10, step decay); 'two_layer' (the default) and 'mlp' are ours. Options given explicitly override it",
+        "lr 0.10, step decay); 'two_layer' (the default), 'mlp' and 'cnn' are ours. Options given explicitly "
+        "override it",
     )
     model = parser.add_argument_group("model")
     network = model.add_mutually_exclusive_group()
-    network.add_argument("--model", choices=NETWORKS, help="the tutorial's 784-10-10, or an MLP")
+    network.add_argument("--model", choices=NETWORKS,
+                         help="the tutorial's 784-10-10, an MLP, or a LeNet-style CNN on (1, 28, 28) images")
     network.add_argument("--model-spec", type=Path, help="a JSON or TOML file declaring the layers")
     model.add_argument("--hidden-sizes", type=whole_number, nargs="+", help="MLP hidden layer widths, e.g. 256 128")
     model.add_argument("--init", choices=INITS, help="weight initialisation")
@@ -137,7 +139,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         settings["batch_size"] = args.batch_size
     if args.model_spec is not None:
         settings["model"] = load_spec(args.model_spec)
-    recipe = args.recipe or ("mlp" if args.model == "mlp" else "two_layer")
+    recipe = args.recipe or (args.model if args.model in ("mlp", "cnn") else "two_layer")
     with option_errors(OPTIONS):
         return recipe_config(recipe, **settings)
 
@@ -384,7 +386,9 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _describe(model: Module) -> str:
-    sizes = [layer.in_features for layer in model.modules() if hasattr(layer, "in_features")]
+    """784-128-10 for an MLP; conv16-conv32-512-128-10 for a CNN (its convolutions by their output channels)."""
+    sizes = [f"conv{layer.out_channels}" if hasattr(layer, "out_channels") else str(layer.in_features)
+             for layer in model.modules() if hasattr(layer, "in_features") or hasattr(layer, "out_channels")]
     last = [layer.out_features for layer in model.modules() if hasattr(layer, "out_features")]
     return "-".join(str(s) for s in [*sizes, *last[-1:]])
 

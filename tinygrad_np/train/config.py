@@ -9,7 +9,7 @@ from typing import Any
 
 from tinygrad_np import nn, optim
 from tinygrad_np.errors import UserError
-from tinygrad_np.spec import Spec, mlp_spec, model_from_spec, normalize_spec
+from tinygrad_np.spec import Spec, cnn_spec, mlp_spec, model_from_spec, normalize_spec
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 # The settings only some optimizers take; given to another, they would be ignored, so they are refused.
@@ -22,8 +22,8 @@ OPTIMIZER_SETTINGS = {
     "eps": ("rmsprop", "adam", "adamw"),
 }
 _OPTIMIZER_CLASSES = {"sgd": optim.SGD, "rmsprop": optim.RMSprop, "adam": optim.Adam, "adamw": optim.AdamW}
-# The networks a recipe or --model names: the tutorial's 784-10-10, and an MLP of any depth.
-NETWORKS = ("two_layer", "mlp")
+# The networks a recipe or --model names: the tutorial's 784-10-10, an MLP of any depth, and a LeNet-style CNN.
+NETWORKS = ("two_layer", "mlp", "cnn")
 NETWORK_SETTINGS = ("model", "hidden_sizes", "init", "dropout")
 MNIST_INPUT_SIZE, MNIST_CLASSES, TUTORIAL_HIDDEN_SIZE, MLP_HIDDEN_SIZES = 784, 10, 10, (128,)
 
@@ -106,13 +106,23 @@ RECIPES: dict[str, dict[str, Any]] = {
         model="mlp", hidden_sizes=(256, 128), init="he", optimizer="adamw", lr=0.002, weight_decay=0.01,
         dropout=0.1, epochs=15, batch_size=128, cosine=True,
     ),
+    # conv 5x5 (16) -> pool -> conv 5x5 (32) -> pool -> 128 -> 10, PyTorch's init, Adam with cosine decay: over
+    # 99.2% on the test set in a few epochs (README, "A convolutional network").
+    "cnn": dict(model="cnn", init="pytorch", optimizer="adam", lr=0.002, epochs=6, batch_size=128, cosine=True),
 }
 
 
 def network_spec(
     model: str = "two_layer", hidden_sizes: Iterable[int] | None = None, init: str = "he", dropout: float = 0.0
 ) -> Spec:
-    """The spec of a named network for MNIST: "two_layer" (the tutorial's 784-10-10) or "mlp" (any depth)."""
+    """The spec of a named network for MNIST: "two_layer" (the tutorial's 784-10-10), "mlp" (any depth) or "cnn"
+    (LeNet-style, on (1, 28, 28) images)."""
+    if model == "cnn":
+        for name, value in (("hidden_sizes", hidden_sizes), ("dropout", dropout)):
+            if value:
+                raise ConfigError(f"{name} doesn't apply to the cnn network (its layers are fixed: see cnn_spec); "
+                                  "an MLP takes it, or declare your own CNN in a spec file", name)
+        return cnn_spec(init=init)
     if model == "two_layer":
         if hidden_sizes is not None:
             raise ConfigError("hidden_sizes don't apply to the two_layer network (the tutorial's 784-10-10); "
