@@ -7,6 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinygrad_np import Tensor
+from tinygrad_np.cli import main
+from tinygrad_np.compare.network import compare_network
 from tinygrad_np.models import cnn as reference
 from tinygrad_np.nn import functional as F
 
@@ -77,3 +79,42 @@ def test_a_row_layout_batch_is_refused_naming_the_shape():
     params = reference.params_from_model(reference.cnn())
     with pytest.raises(ValueError, match=r"X must be images \(m, 1, H, W\), got shape \(2, 784\)"):
         reference.forward_prop(params, np.zeros((2, 784)))
+
+
+# ---- tinygrad-np compare --model cnn ------------------------------------------------------------------------
+
+
+def test_compare_model_cnn_puts_both_sides_side_by_side_layer_by_layer(capsys):
+    assert main(["compare", "--model", "cnn", "--offline", "--batch-size", "6", "--numerical",
+                 "--numerical-entries", "20"]) == 0
+    out = capsys.readouterr().out
+    for row in ("Z1    (6, 16, 24, 24)", "P2    (6, 32, 4, 4)", "Z4    (6, 10)", "dW1 [0.weight]  (16, 1, 5, 5)",
+                "db4 [9.bias]"):
+        assert row in out, row
+    assert out.count("PASS") >= 18 and "result: PASS" in out
+
+
+def test_a_slip_in_the_hand_derived_convolution_fails_there_and_the_numerical_check_blames_it():
+    """dW2 without its 1/m (the mean's factor): FAIL on dW2 alone, blamed on the manual side."""
+    model = reference.cnn(channels=(2, 3), hidden_size=8, dtype=np.float64)
+    x, y = batch(1, 4, quantised=False)
+
+    def slipped_backward(params, X, Y):
+        grads = reference.backward_prop(params, X, Y)
+        return {**grads, "dW2": grads["dW2"] * len(X)}
+
+    report = compare_network(model, reference.forward_prop, slipped_backward, x, y, numerical=True,
+                             parameters=reference.tutorial_names(model), layers=reference.ACTIVATION_LAYERS)
+    assert report.failed == ["dW2"] and report.blamed == {"dW2": "manual"}
+    assert [item.name for item in report.forward] == list(reference.ACTIVATION_LAYERS)
+    assert all(item.verdict == "PASS" for item in report.forward)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--model", "cnn", "--hidden-sizes", "8"], "--hidden-sizes don't apply to --model cnn"),
+    (["--model", "cnn", "--dropout", "0.5"], "--dropout don't apply to --model cnn"),
+    (["--model", "tutorial", "--hidden-sizes", "8"], "--hidden-sizes is for an MLP: use --model mlp"),
+])
+def test_compare_refuses_options_the_cnn_or_tutorial_network_would_ignore(capsys, argv, message):
+    assert main(["compare", "--offline", *argv]) == 2
+    assert message in capsys.readouterr().err

@@ -23,17 +23,19 @@ from tinygrad_np.compare.layers import ACTIVATIONS, describe
 from tinygrad_np.compare.layout import NAMED_LAYOUTS
 from tinygrad_np.compare.manual import ManualCode, load_manual, model_for
 from tinygrad_np.compare.model import compare_model
+from tinygrad_np.compare.network import compare_network
 from tinygrad_np.compare.objective import LOSSES
 from tinygrad_np.compare.report import GradientReport
 from tinygrad_np.errors import UserError
 from tinygrad_np.nn.init import INITS
-from tinygrad_np.spec import mlp_spec, model_from_spec
+from tinygrad_np.spec import cnn_spec, mlp_spec, model_from_spec
+from tinygrad_np.train.config import MLP_HIDDEN_SIZES
 
 REFERENCES_GROUP = "tinygrad_np.references"
 DESCRIPTION = (
-    "Compare hand-derived backprop (the tutorial's 784-10-10 network, an MLP with --hidden-sizes, or your own "
-    "file with --manual) with autograd on a batch of MNIST: forward pass per layer, then every parameter's "
-    "gradient. Exit status 0 when all agree, 1 on any FAIL."
+    "Compare hand-derived backprop (the tutorial's 784-10-10 network, an MLP with --hidden-sizes, the CNN with "
+    "--model cnn, or your own file with --manual) with autograd on a batch of MNIST: forward pass per layer, then "
+    "every parameter's gradient. Exit status 0 when all agree, 1 on any FAIL."
 )
 
 
@@ -47,6 +49,9 @@ def _assignment(text: str) -> tuple[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The compare subcommand's options, all parsed here."""
+    parser.add_argument("--model", choices=("tutorial", "mlp", "cnn"), default=None,
+                        help="the reference network: the tutorial's 784-10-10 (the default), an MLP (the default with "
+                             "--hidden-sizes), or the LeNet-style CNN of models/cnn.py, layer by layer")
     parser.add_argument("--hidden-sizes", type=whole_number, nargs="+", default=None, metavar="N",
                         help="an MLP with these hidden layers (default: the tutorial network, 784-10-10, with the "
                              "tutorial's own forward_prop/backward_prop); with --manual, the sizes your init needs")
@@ -156,6 +161,11 @@ def build(args: argparse.Namespace) -> GradientReport:
     if own_only or args.loss != "cross_entropy" or args.reduction != "mean":
         raise UserError(f"{', '.join(own_only) or '--loss/--reduction'} describe your own code: use them with "
                         "--manual my_net.py")
+    network = args.model or ("mlp" if args.hidden_sizes is not None else "tutorial")
+    if network == "cnn":
+        return _cnn(args, rng, options)
+    if network == "tutorial" and args.hidden_sizes is not None:
+        raise UserError("--hidden-sizes is for an MLP: use --model mlp (the tutorial network is 784-10-10)")
     x, y = _batch(args, rng)
 
     mlp_reference = reference("mlp")
@@ -172,12 +182,13 @@ def build(args: argparse.Namespace) -> GradientReport:
             backward = functools.partial(mlp_reference.manual_backward, weight_decay=args.weight_decay)
         return compare_model(model, backward, x, y, manual_forward=forward, layout="column", **options)
 
-    spec = mlp_spec(x.shape[1], args.hidden_sizes, 10, dropout=args.dropout, init=args.init or "he", dtype=args.dtype)
+    hidden_sizes = args.hidden_sizes if args.hidden_sizes is not None else list(MLP_HIDDEN_SIZES)
+    spec = mlp_spec(x.shape[1], hidden_sizes, 10, dropout=args.dropout, init=args.init or "he", dtype=args.dtype)
     with option_errors({"out_features": "--hidden-sizes", "p": "--dropout"}):
         model = model_from_spec(spec, rng)
     masks = None
     if args.dropout:
-        masks = mlp_reference.draw_dropout_masks(args.hidden_sizes, len(x), args.dropout, rng)
+        masks = mlp_reference.draw_dropout_masks(hidden_sizes, len(x), args.dropout, rng)
     hand = {"dropout_masks": masks, "dropout": args.dropout}
     return compare_model(
         model,
@@ -189,6 +200,22 @@ def build(args: argparse.Namespace) -> GradientReport:
         dropout_masks=masks,
         **options,
     )
+
+
+def _cnn(args: argparse.Namespace, rng: np.random.Generator, options: dict) -> GradientReport:
+    """--model cnn: models/cnn.py's hand-derived forward and backward beside autograd, layer by layer."""
+    unused = [flag for flag, value in (("--hidden-sizes", args.hidden_sizes), ("--dropout", args.dropout),
+                                       ("--weight-decay", args.weight_decay)) if value]
+    if unused:
+        raise UserError(f"{', '.join(unused)} don't apply to --model cnn (its layers are fixed: models/cnn.py)")
+    cnn = reference("cnn")
+    images, y = _batch(args, rng)
+    x = images.reshape(len(images), 1, 28, 28)
+    # The batch, then the weights: one stream, seeded by --seed.
+    model = model_from_spec(cnn_spec(init=args.init or "pytorch", dtype=args.dtype), rng)
+    return compare_network(model, cnn.forward_prop, cnn.backward_prop, x, y, parameters=cnn.tutorial_names(model),
+                           layers=cnn.ACTIVATION_LAYERS, numerical=options["numerical"],
+                           numerical_entries=options["numerical_entries"], seed=options["seed"])
 
 
 COMMAND = Command(
