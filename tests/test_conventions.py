@@ -216,6 +216,27 @@ def backward_twice(torch):
     assert t.grad.item() == 2.0
 
 
+def max_pool_ties(torch):
+    """Overlapping 2x2 windows (stride 1) over ties and a NaN: one element per window gets its gradient."""
+    from tinygrad_np.nn import functional as F
+
+    x = [[[[1.0, 2.0, 2.0], [2.0, 0.0, np.nan], [1.0, 1.0, 1.0]]]]
+    same_as_pytorch(torch, lambda t: F.max_pool2d(t, 2, stride=1), lambda t: torch.nn.functional.max_pool2d(
+        t, 2, stride=1), x, expected=[[[[0.0, 1.0, 0.0], [1.0, 0.0, 2.0], [0.0, 0.0, 0.0]]]])
+
+
+def max_pool_window_in_padding(torch):
+    """A (1, 1, 7) image, windows of 2 rows dilated by 2 and 1 row of padding: each reads rows -1 and 1, both
+    padding. PyTorch 2.13 writes out of bounds in backward here (a heap corruption), so it is not run."""
+    from tinygrad_np.nn import functional as F
+
+    x = Tensor(np.arange(7.0).reshape(1, 1, 7), requires_grad=True)
+    out = F.max_pool2d(x, (2, 3), padding=(1, 0), dilation=(2, 1))
+    out.backward(np.ones(out.shape))
+    assert out.shape == (1, 1, 2) and np.all(out.data == -np.inf)
+    np.testing.assert_array_equal(x.grad, np.zeros((1, 1, 7)))
+
+
 CONVENTIONS = {
     "max/min ties": max_ties,
     "maximum ties": maximum_ties,
@@ -233,6 +254,8 @@ CONVENTIONS = {
     "0-d axes": zero_d_axes,
     "float32 sums": float32_sums,
     "backward twice": backward_twice,
+    "max-pool ties": max_pool_ties,
+    "max-pool window in the padding": max_pool_window_in_padding,
 }
 
 
