@@ -242,7 +242,7 @@ def test_main_svg_from_a_spec_and_from_a_saved_model(tmp_path, dot_program):
 def test_main_reports_errors_without_a_traceback(tmp_path, capsys, monkeypatch):
     assert main(["--model-file", str(tmp_path / "absent.npz")]) == 2
     assert "absent.npz does not exist" in capsys.readouterr().err
-    (tmp_path / "bad.toml").write_text('input_size = 784\n[[layers]]\ntype = "Conv2d"\n')
+    (tmp_path / "bad.toml").write_text('input_size = 784\n[[layers]]\ntype = "Conv3d"\n')
     assert main(["--model-spec", str(tmp_path / "bad.toml")]) == 2
     assert "layers[0]: 'type' must be one of" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
