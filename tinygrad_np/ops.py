@@ -9,7 +9,7 @@ where the local derivative is infinite (at 0) or NaN. So the branch that `where`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -107,6 +107,8 @@ class Sub(Function):
 
 class Mul(Function):
     """y = a * b;  da = g * b, db = g * a"""
+
+    saved_for: ClassVar[dict[str, int]] = {"a": 1, "b": 0}
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.a, self.b = a, b
@@ -538,6 +540,8 @@ def _matmul_error(a: np.ndarray, b: np.ndarray) -> ValueError:
 class MatMul(Function):
     """y = a @ b;  da = g @ b^T, db = a^T @ g  (1-D operands are promoted and squeezed as in NumPy)"""
 
+    saved_for: ClassVar[dict[str, int]] = {"a": 1, "b": 0}
+
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.a, self.b = a, b
         try:
@@ -565,6 +569,8 @@ class MatMul(Function):
 
 class Linear(Function):
     """y = x @ W^T + b (one fused node for nn.Linear);  dx = g @ W, dW = g^T @ x, db = sum(g) over the batch"""
+
+    saved_for: ClassVar[dict[str, int]] = {"x": 1, "weight": 0}
 
     def forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
         if x.ndim == 0 or x.shape[-1] != weight.shape[1]:

@@ -18,7 +18,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,6 +32,12 @@ class _GradMode(threading.local):
 
 
 _grad_mode = _GradMode()
+
+# The clock of in-place writes (inplace.py): every write moves it on, every Function records it when made, and a
+# Function made before a write checks at backward that what it saved is unchanged. `_last_rebase` is the clock of
+# the last in-place op recorded in a graph, after which edges made earlier may need pointing at the old value.
+_clock = 0
+_last_rebase = 0
 
 # The anomaly detector (anomaly._Detector) while `detect_anomaly()` is on, else None: the engine's only cost
 # when it is off is this one check per op and per backward node.
@@ -124,6 +130,10 @@ class Function:
     inputs: tuple[Tensor, ...] = ()
     needs_input_grad: tuple[bool, ...] = ()
     released = False
+    _clock = 0  # the in-place clock when the op ran
+    # An array attribute that backward reads only for one input's gradient: name -> that input's index. The version
+    # check (inplace.py) ignores it when that input needs no gradient, as PyTorch saves it only then.
+    saved_for: ClassVar[dict[str, int]] = {}
 
     def forward(self, *arrays: np.ndarray, **kwargs: Any) -> np.ndarray:
         raise NotImplementedError
@@ -148,6 +158,7 @@ class Function:
             if True in needs_input_grad and data.dtype.kind == "f":  # integer results are constants (PyTorch's rule)
                 ctx.inputs = inputs
                 ctx.needs_input_grad = needs_input_grad
+                ctx._clock = _clock
                 return Tensor._make(data, True, ctx)
         return Tensor._make(data, False, None)
 
@@ -208,7 +219,7 @@ def _to_array(data: ArrayLike, dtype: Any = None) -> np.ndarray:
 class Tensor:
     """An n-dimensional array that records the ops applied to it, so `backward()` can differentiate them."""
 
-    __slots__ = ("__weakref__", "_ctx", "_retains_grad", "data", "grad", "requires_grad")
+    __slots__ = ("__weakref__", "_ctx", "_hooks", "_retains_grad", "data", "grad", "requires_grad")
     __array_ufunc__ = None  # `ndarray + Tensor` defers to Tensor.__radd__ instead of dropping the graph
     __hash__ = object.__hash__  # `==` is elementwise, identity stays the hash (tensors as dict keys)
 
@@ -217,6 +228,7 @@ class Tensor:
         self.grad: np.ndarray | None = None
         self._ctx: Function | None = None
         self._retains_grad = False
+        self._hooks: dict[int, Callable[[Tensor], Any]] | None = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -229,6 +241,7 @@ class Tensor:
         out.requires_grad = requires_grad
         out._ctx = ctx
         out._retains_grad = False
+        out._hooks = None
         return out
 
     # ---- properties -------------------------------------------------------------------------------------
@@ -256,6 +269,11 @@ class Tensor:
     @property
     def grad_fn(self) -> Function | None:
         return self._ctx
+
+    @property
+    def _version(self) -> int:
+        """How many times the memory under this tensor was changed in place (shared with its views, as in PyTorch)."""
+        return inplace.version(self.data)
 
     @property
     def T(self) -> Tensor:  # noqa: N802
@@ -318,6 +336,15 @@ class Tensor:
 
     def zero_grad(self) -> None:
         self.grad = None
+
+    def register_hook(self, hook: Callable[[Tensor], ArrayLike | None]) -> hooks.RemovableHandle:
+        """Call `hook(grad)` when this tensor's gradient is complete, in backward; a returned value replaces the
+        gradient (for the tensor's `.grad` and for everything upstream). Returns a handle with `.remove()`."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook() on a tensor that doesn't require grad: it gets no gradient")
+        if self._hooks is None:
+            self._hooks = {}
+        return hooks.RemovableHandle(self._hooks, hook)
 
     def __repr__(self) -> str:
         """PyTorch's layout, values first: `Tensor([2., 4.], shape=(2,), dtype=float32, grad_fn=<MulBackward>)`.
@@ -415,6 +442,36 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> Tensor:
         return ops.GetItem.apply(self, index=_unwrap_index(index))
+
+    # ---- in place (inplace.py): the tensor's own array changes, so views of it see it -------------------------
+
+    def __iadd__(self, other: ArrayLike) -> Tensor:
+        return inplace.update(self, other, "+=", ops.Add)
+
+    def __isub__(self, other: ArrayLike) -> Tensor:
+        return inplace.update(self, other, "-=", ops.Sub)
+
+    def __imul__(self, other: ArrayLike) -> Tensor:
+        return inplace.update(self, other, "*=", ops.Mul)
+
+    def __itruediv__(self, other: ArrayLike) -> Tensor:
+        return inplace.update(self, other, "/=", ops.Div)
+
+    def __setitem__(self, index: Any, value: ArrayLike) -> None:
+        inplace.setitem(self, _unwrap_index(index), value)
+
+    def fill_(self, value: float | Tensor) -> Tensor:
+        """Every element set to `value` (a number or a 0-d tensor), in place."""
+        if isinstance(value, Tensor) and value.ndim:
+            raise ValueError(f"fill_ takes a number or a 0-d tensor, got a tensor of shape {value.shape}")
+        return inplace.setitem(self, Ellipsis, value, "fill_")
+
+    def zero_(self) -> Tensor:
+        return inplace.setitem(self, Ellipsis, 0, "zero_")
+
+    def copy_(self, src: ArrayLike) -> Tensor:
+        """`src`'s values (broadcast to this shape, cast to this dtype) copied in, in place; differentiable to src."""
+        return inplace.setitem(self, Ellipsis, src, "copy_")
 
     # Comparisons are not differentiable: they give boolean tensors, e.g. for `where`.
     def __lt__(self, other: ArrayLike) -> Tensor:
@@ -557,6 +614,8 @@ def _topological_order(root: Tensor, requiring_grad_only: bool = True) -> list[T
         stack.append((node, True))
         ctx = node._ctx
         if ctx is not None:
+            if ctx._clock < _last_rebase:
+                inplace.resolve_inputs(ctx)
             for parent in ctx.inputs:
                 if id(parent) not in visited and (parent.requires_grad or not requiring_grad_only):
                     stack.append((parent, False))
@@ -569,11 +628,15 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
     # take the next sum in place, or become a leaf's .grad without a copy (a Linear's dW, for one, is not copied).
     grads: dict[int, np.ndarray] = {id(root): grad}
     private: set[int] = set()
+    clock = _clock
     for node in reversed(_topological_order(root)):
         key = id(node)
         upstream = grads.pop(key, None)
         if upstream is None:
             continue  # no path from root reached it with a gradient
+        if node._hooks:
+            upstream = hooks.run_tensor_hooks(node, upstream)
+            private.discard(key)  # a hook may have kept the array
         ctx = node._ctx
         if ctx is None or node._retains_grad:
             _accumulate_into(node, upstream, key in private)
@@ -584,6 +647,8 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 f"backward through a graph that was already freed (at {ctx.name}): the first backward() "
                 "frees it to save memory; pass retain_graph=True to that first call to backward twice"
             )
+        if ctx._clock < clock:  # something was written in place since the op ran
+            inplace.check_unmodified(node, ctx)
         returned = ctx.backward(upstream)
         if type(returned) is not tuple:  # one array, or a list (or tuple subclass) of them
             returned = tuple(returned) if isinstance(returned, (tuple, list)) else (returned,)
@@ -657,4 +722,4 @@ def iter_graph(root: Tensor) -> Iterator[Tensor]:
     return iter(_topological_order(root, requiring_grad_only=False))
 
 
-from tinygrad_np import ops  # noqa: E402  (ops subclass Function, defined above)
+from tinygrad_np import hooks, inplace, ops  # noqa: E402  (they subclass Function and use Tensor, defined above)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np.inplace import increment_version
 from tinygrad_np.tensor import Tensor, enable_grad
 
 ParamGroup = dict[str, Any]
@@ -121,6 +122,7 @@ class Optimizer:
                 if grad.shape != param.shape:
                     raise ValueError(f"a parameter of shape {param.shape} has a gradient of shape {grad.shape}")
                 self._update(param, grad, state[p], group)
+                increment_version(p)  # a graph that saved p's old value now raises at backward, not lies
         return loss
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: ParamGroup) -> None:
