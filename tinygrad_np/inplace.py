@@ -21,6 +21,7 @@ pays one integer comparison per node.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import weakref
 from typing import Any
@@ -38,8 +39,10 @@ class InPlaceError(UserError, RuntimeError):
 
 # ---- versions: writes counted per memory block ----------------------------------------------------------------
 
-# id(root array) -> [weak reference to it, number of writes, clock of the last write]
+# id(root array) -> [weak reference to it, number of writes, clocks of the recent writes, clock of the last one
+# forgotten]. A check that reaches further back than the recent writes counts the array as written then.
 _writes: dict[int, list[Any]] = {}
+_RECENT_WRITES = 32
 
 
 def _root(array: np.ndarray) -> np.ndarray:
@@ -60,16 +63,21 @@ def _entry(array: np.ndarray) -> list[Any] | None:
     return entry if entry is not None and entry[0]() is root else None
 
 
-def mark_written(array: np.ndarray) -> None:
-    """Count a write into `array` (and so into every array sharing its memory), and move the clock on."""
+def mark_written(array: np.ndarray, changed: bool = True) -> None:
+    """Count a write into `array` (and so into every array sharing its memory) and, if it `changed` the values, move
+    the clock on. (`t[i] = t[i]` counts, as in PyTorch, and changes nothing.)"""
     root = _root(array)
     entry = _entry(root)
     if entry is None:
         key = id(root)
-        entry = _writes[key] = [weakref.ref(root, functools.partial(_forget, key)), 0, 0]
-    _engine._clock += 1
+        entry = _writes[key] = [weakref.ref(root, functools.partial(_forget, key)), 0, [], 0]
     entry[1] += 1
-    entry[2] = _engine._clock
+    if changed:
+        _engine._clock += 1
+        clocks = entry[2]
+        clocks.append(_engine._clock)
+        if len(clocks) > _RECENT_WRITES:
+            entry[3] = clocks.pop(0)
 
 
 def increment_version(tensor: Tensor) -> None:
@@ -86,11 +94,55 @@ def version(array: np.ndarray) -> int:
 
 def _last_write(array: np.ndarray) -> int:
     entry = _entry(array)
-    return 0 if entry is None else entry[2]
+    return 0 if entry is None or not entry[2] else entry[2][-1]
 
 
-def check_unmodified(node: Tensor, ctx: Function) -> None:
-    """Raise unless the arrays `ctx` saved for backward, and `node`'s own value, are as they were when ctx ran."""
+def _first_write_after(array: np.ndarray, clock: int) -> int | None:
+    entry = _entry(array)
+    if entry is None:
+        return None
+    if clock < entry[3]:
+        return clock + 1  # forgotten: assume the earliest
+    later = bisect.bisect_right(entry[2], clock)
+    return entry[2][later] if later < len(entry[2]) else None
+
+
+class VersionCheck:
+    """What backward checks for a graph in which an op ran before an in-place write (built at the first such op)."""
+
+    @staticmethod
+    def if_needed(order: list[Tensor], clock: int) -> VersionCheck | None:
+        for node in order:
+            ctx = node._ctx
+            if ctx is not None and ctx._clock < clock:
+                return VersionCheck(order, clock)
+        return None
+
+    def __init__(self, order: list[Tensor], clock: int) -> None:
+        self.clock = clock
+        # per tensor, the clock of the latest op that consumed it: a write before then fed that op a changed value
+        self.last_use: dict[int, int] = {}
+        for node in order:
+            ctx = node._ctx
+            if ctx is not None:
+                for parent in ctx.inputs:
+                    self.last_use[id(parent)] = max(self.last_use.get(id(parent), 0), ctx._clock)
+
+    def check(self, node: Tensor, ctx: Function) -> None:
+        if ctx._clock == self.clock:
+            return  # nothing was written since the op ran
+        _check_saved(ctx)
+        written = _first_write_after(node.data, vars(ctx).get("rebased_at", ctx._clock))
+        if written is not None and written <= self.last_use.get(id(node), 0):
+            raise InPlaceError(
+                f"the output of {ctx.name} (shape {node.shape}) was modified in place after {ctx.name} computed it "
+                "(under no_grad, or through a view or a detach() that shares its memory), and then used: its "
+                "gradient would be that of the value before; modify a copy, or do the update out of place"
+            )
+
+
+def _check_saved(ctx: Function) -> None:
+    """Raise unless the arrays `ctx` saved for backward are as they were when it ran."""
     made, needs = ctx._clock, ctx.needs_input_grad
     for name, saved in vars(ctx).items():
         if name in ctx.saved_for and not needs[ctx.saved_for[name]]:
@@ -102,19 +154,13 @@ def check_unmodified(node: Tensor, ctx: Function) -> None:
                 "an optimizer's step(); run the forward pass again after the change (call opt.step() after "
                 "loss.backward()), or change a copy"
             )
-    if _last_write(node.data) > made:
-        raise InPlaceError(
-            f"the output of {ctx.name} (shape {node.shape}) was modified in place after {ctx.name} computed it (under "
-            "no_grad, or through a view or a detach() of it that shares its memory), so its gradient would be that "
-            "of a value it no longer holds; modify a copy, or do the update out of place"
-        )
 
 
 def as_it_was(tensor: Tensor, clock: int) -> Tensor:
     """The tensor an op made at `clock` consumed: `tensor`, or the `old` that took over its history when an in-place
     op rebased it after that op was made."""
     ctx = tensor._ctx
-    while ctx is not None and clock < ctx._clock and "rebased_from" in vars(ctx):
+    while ctx is not None and clock < vars(ctx).get("rebased_at", -1):
         tensor = ctx.rebased_from
         ctx = tensor._ctx
     return tensor
@@ -159,6 +205,7 @@ def setitem(target: Tensor, index: Any, value: ArrayLike, op: str = "setitem") -
         apply = lambda old: SetItem.apply(old, old if value is target else value, index=index)  # noqa: E731
         return _record(target, op, "unsafe", apply, write=not written)
     if written:
+        mark_written(target.data, changed=False)
         return target
 
     def assign(data: np.ndarray) -> None:
@@ -211,9 +258,13 @@ def _record(target: Tensor, op: str, casting: str, apply: Any, write: bool = Tru
     out = apply(old)
     if write:
         _write(target, op, lambda data: np.copyto(data, out.data, casting=casting))
+    else:
+        mark_written(target.data, changed=False)
+    # The op read its inputs before its write (ctx._clock); the tensor holds its output from rebased_at on, and the
+    # ops made before then consumed `old`. The clock moves on even without a write, so that "before" is strict.
+    _engine._clock += 1
     ctx = out._ctx
-    ctx._clock = _engine._clock  # made after its own write: that write is no modification of what it saw
-    ctx.rebased_from = old
+    ctx.rebased_at, ctx.rebased_from = _engine._clock, old
     old._hooks, target._hooks = target._hooks, None  # hooks registered before the op see the old value's gradient
     target._ctx, target.requires_grad = ctx, True
     _engine._last_rebase = _engine._clock

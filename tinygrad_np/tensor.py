@@ -628,8 +628,9 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
     # take the next sum in place, or become a leaf's .grad without a copy (a Linear's dW, for one, is not copied).
     grads: dict[int, np.ndarray] = {id(root): grad}
     private: set[int] = set()
-    clock = _clock
-    for node in reversed(_topological_order(root)):
+    order = _topological_order(root)
+    versions = inplace.VersionCheck.if_needed(order, _clock)  # None unless an op here ran before an in-place write
+    for node in reversed(order):
         key = id(node)
         upstream = grads.pop(key, None)
         if upstream is None:
@@ -647,8 +648,8 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 f"backward through a graph that was already freed (at {ctx.name}): the first backward() "
                 "frees it to save memory; pass retain_graph=True to that first call to backward twice"
             )
-        if ctx._clock < clock:  # something was written in place since the op ran
-            inplace.check_unmodified(node, ctx)
+        if versions is not None:
+            versions.check(node, ctx)
         returned = ctx.backward(upstream)
         if type(returned) is not tuple:  # one array, or a list (or tuple subclass) of them
             returned = tuple(returned) if isinstance(returned, (tuple, list)) else (returned,)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from tinygrad_np.hooks import RemovableHandle
 from tinygrad_np.tensor import ArrayLike, Tensor
 
 
@@ -45,7 +46,19 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        output = self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks:
+            for hook in list(hooks.values()):
+                replaced = hook(self, args, output)
+                if replaced is not None:
+                    output = replaced
+        return output
+
+    def register_forward_hook(self, hook: Callable[[Module, tuple[Any, ...], Any], Any]) -> RemovableHandle:
+        """Call `hook(module, inputs, output)` after every forward (inputs: the positional arguments); a returned
+        value replaces the output. Returns a handle with `.remove()`."""
+        return RemovableHandle(self.__dict__.setdefault("_forward_hooks", {}), hook)
 
     # ---- walking the tree --------------------------------------------------------------------------------
 
