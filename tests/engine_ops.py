@@ -611,3 +611,141 @@ OPS: dict[str, Op] = {
     "nn.Flatten": Op(one_tensor_and(start_dim=single_axis), lambda x, start_dim: nn.Flatten(start_dim)(x),
                      lambda x, start_dim: _new_node(x, torch.nn.Flatten(start_dim)(x))),
 }
+
+
+# ---- in place -------------------------------------------------------------------------------------------------------
+#
+# An in-place step returns its target itself, so the program's new node and the target are one tensor. Its target is
+# never memory that another node shares in tinygrad_np (a view, a detach, a dropout that returned its input, or a
+# tensor such a node was taken from): PyTorch's twins of those ops (getitem gathers) make copies, and views written
+# through are a documented difference (README, Conventions). Indices with repeats only ever assign a number, since
+# which of several values lands is unspecified in both frameworks.
+
+ALIASING = {"getitem", "reshape", "transpose", "T", "flatten", "detach", "F.dropout"}
+IN_PLACE = {"+=": "add_", "-=": "sub_", "*=": "mul_", "/=": "div_"}
+
+
+def _aliases(builder: Builder, index: int) -> set[int]:
+    """The nodes that are one tensor with node `index` (in-place steps return their target)."""
+    group = {index}
+    for i, node in reversed(list(enumerate(builder.program))):
+        if getattr(node, "name", None) in INPLACE_OPS and (i in group or node.args[0] in group):
+            group |= {i, node.args[0]}
+    return group
+
+
+def _shares_memory(builder: Builder, index: int) -> bool:
+    group = _aliases(builder, index)
+    for i, node in enumerate(builder.program):
+        if getattr(node, "name", None) in ALIASING and (i in group or any(a in group for a in node.args)):
+            return True
+    return False
+
+
+def _target(builder: Builder, where: Callable[[tuple[int, ...]], bool] = lambda shape: True) -> int | None:
+    target = builder.operand(where)
+    return None if _shares_memory(builder, target) else target
+
+
+def _fits_into(builder: Builder, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A shape that broadcasts to `shape` itself (an in-place op can't grow its target)."""
+    drawn = builder.broadcastable_shape(shape)
+    return drawn if broadcasts(drawn, shape) and np.broadcast_shapes(drawn, shape) == shape else shape
+
+
+def _has_zero(builder: Builder, operand: int | Const) -> bool:
+    value = operand.value if isinstance(operand, Const) else builder.node(operand).value.detach().numpy()
+    return bool((np.asarray(value) == 0).any())
+
+
+def in_place_operands(nonzero: bool) -> Callable[[Builder], Operands | None]:
+    """A target and a value that broadcasts to its shape: itself, another node, a fresh leaf, a number or an array;
+    for /=, with no zeros in the value (its slope there is infinite: another convention, tested out of place)."""
+
+    def drawer(builder: Builder) -> Operands | None:
+        target = _target(builder)
+        if target is None:
+            return None
+        shape = builder.node(target).shape
+        form = builder.draw(st.sampled_from(["same", "existing", "fresh", "fresh", "number", "array"]))
+        found = builder.existing(lambda s: broadcasts(s, shape) and np.broadcast_shapes(s, shape) == shape)
+        value: int | Const = (
+            target if form == "same" else builder.number() if form == "number"
+            else builder.constant_array(_fits_into(builder, shape)) if form == "array"
+            else found if form == "existing" and found is not None else builder.fresh(_fits_into(builder, shape))
+        )
+        if nonzero and _has_zero(builder, value):
+            return None
+        return (target, value), {}
+
+    return drawer
+
+
+def _is_basic(index: Any) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
+
+
+def setitem_operands(builder: Builder) -> Operands | None:
+    target = _target(builder, lambda shape: len(shape) > 0)
+    if target is None:
+        return None
+    shape = builder.node(target).shape
+    index, as_tensor = builder.draw(indices(shape))
+    try:
+        region = np.empty(shape)[index].shape
+    except IndexError:
+        return None
+    if _is_basic(index) and builder.draw(st.booleans()):
+        value: int | Const = builder.operand(shape=_fits_into(builder, region))
+    else:
+        value = builder.number()
+    return (target, value), {"index": index, "as_tensor": as_tensor}
+
+
+def _ours_in_place(op: str) -> Callable[[Tensor, Any], Tensor]:
+    def update(x: Tensor, value: Any) -> Tensor:
+        return {"+=": x.__iadd__, "-=": x.__isub__, "*=": x.__imul__, "/=": x.__itruediv__}[op](value)
+
+    return update
+
+
+def _ours_setitem(x: Tensor, value: Any, index: Any, as_tensor: bool) -> Tensor:
+    wrap = (lambda part: Tensor(part) if isinstance(part, np.ndarray) else part) if as_tensor else (lambda p: p)
+    x[tuple(wrap(p) for p in index) if isinstance(index, tuple) else wrap(index)] = value
+    return x
+
+
+def _torch_setitem(x: Any, value: Any, index: Any, as_tensor: bool) -> Any:
+    """NumPy's assignment in PyTorch: put_ at the flat positions NumPy picks (PyTorch has no negative steps)."""
+    positions = np.arange(int(np.prod(x.shape)), dtype=np.int64).reshape(tuple(x.shape))[index]
+    value = value.to(x.dtype) if isinstance(value, torch.Tensor) else torch.tensor(value, dtype=x.dtype)
+    return x.put_(torch.from_numpy(np.array(positions, dtype=np.int64)).reshape(-1),
+                  torch.broadcast_to(value, positions.shape).reshape(-1))
+
+
+def fill_operands(builder: Builder) -> Operands | None:
+    target = _target(builder)
+    return None if target is None else ((target,), {"value": builder.number().value})
+
+
+def copy_operands(builder: Builder) -> Operands | None:
+    target = _target(builder)
+    if target is None:
+        return None
+    return (target, builder.operand(shape=_fits_into(builder, builder.node(target).shape))), {}
+
+
+INPLACE_OPS: dict[str, Op] = {
+    **{
+        name: Op(in_place_operands(nonzero=name == "/="), _ours_in_place(name),
+                 lambda x, value, method=method: getattr(x, method)(value))
+        for name, method in IN_PLACE.items()
+    },
+    "setitem": Op(setitem_operands, _ours_setitem, _torch_setitem),
+    "fill_": Op(fill_operands, lambda x, value: x.fill_(value), lambda x, value: x.fill_(value)),
+    "zero_": Op(lambda builder: (lambda t: None if t is None else ((t,), {}))(_target(builder)), Tensor.zero_,
+                lambda x: x.zero_()),
+    "copy_": Op(copy_operands, Tensor.copy_, lambda x, src: x.copy_(src)),
+}
+

@@ -13,9 +13,9 @@ import re
 import numpy as np
 import pytest
 from conftest import require
-from engine_ops import OPS, REDUCTIONS, torch
-from engine_programs import SHAPES, TINYGRAD, TORCH, assert_same, programs, run
-from hypothesis import HealthCheck, assume, given, settings
+from engine_ops import INPLACE_OPS, OPS, REDUCTIONS, torch
+from engine_programs import SHAPES, TINYGRAD, TORCH, assert_same, assert_same_in_place, programs, run
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 import tinygrad_np as tg
@@ -33,6 +33,7 @@ PROGRAMS = {
     "indexing": {"dev": 20, "ci": 500, "thorough": 5000},
     "losses": {"dev": 20, "ci": 400, "thorough": 4000},
     "convolutional": {"dev": 20, "ci": 400, "thorough": 4000},
+    "in place": {"dev": 30, "ci": 1000, "thorough": 10000},
     "errors": {"dev": 50, "ci": 1000, "thorough": 10000},
     "float32 sums": {"dev": 5, "ci": 40, "thorough": 400},
 }
@@ -105,6 +106,17 @@ def test_layer_and_loss_programs_agree_with_pytorch(program):
                         dtypes=[np.float64, np.float32], max_steps=6))
 def test_convolutional_programs_agree_with_pytorch(program):
     check(program)
+
+
+@fuzz("in place")
+@given(program=programs({**subset("add", "mul", "div", "exp", "relu", "sum", "getitem", "matmul", "reshape", "T",
+                                  "where", "maximum", "detach", "F.cross_entropy"), **INPLACE_OPS},
+                        dtypes=[np.float64, np.float64, np.float32], max_steps=10))
+def test_in_place_programs_agree_with_pytorch(program):
+    """In-place ops among the others: on intermediates (recorded: rebased histories), on constants and, under no_grad,
+    on leaves; the same values everywhere and the same gradients wherever neither framework refuses backward."""
+    assume(any(getattr(node, "name", None) in INPLACE_OPS for node in program.nodes))
+    event(assert_same_in_place(program, run(program, TINYGRAD), run(program, TORCH)))
 
 
 # ---- what PyTorch rejects ------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from tinygrad_np.hooks import RemovableHandle
+
 ArrayLike = Any  # anything np.asarray accepts: ndarray, list, scalar
 _NUMBERS = (int, float, np.integer, np.floating)  # Python and NumPy numbers (bool excluded where it matters)
 Seed = int | np.random.Generator | None
@@ -337,14 +339,14 @@ class Tensor:
     def zero_grad(self) -> None:
         self.grad = None
 
-    def register_hook(self, hook: Callable[[Tensor], ArrayLike | None]) -> hooks.RemovableHandle:
+    def register_hook(self, hook: Callable[[Tensor], ArrayLike | None]) -> RemovableHandle:
         """Call `hook(grad)` when this tensor's gradient is complete, in backward; a returned value replaces the
         gradient (for the tensor's `.grad` and for everything upstream). Returns a handle with `.remove()`."""
         if not self.requires_grad:
             raise RuntimeError("register_hook() on a tensor that doesn't require grad: it gets no gradient")
         if self._hooks is None:
             self._hooks = {}
-        return hooks.RemovableHandle(self._hooks, hook)
+        return RemovableHandle(self._hooks, hook)
 
     def __repr__(self) -> str:
         """PyTorch's layout, values first: `Tensor([2., 4.], shape=(2,), dtype=float32, grad_fn=<MulBackward>)`.
@@ -636,7 +638,7 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
         if upstream is None:
             continue  # no path from root reached it with a gradient
         if node._hooks:
-            upstream = hooks.run_tensor_hooks(node, upstream)
+            upstream = _run_hooks(node, upstream)
             private.discard(key)  # a hook may have kept the array
         ctx = node._ctx
         if ctx is None or node._retains_grad:
@@ -687,6 +689,22 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
             ctx._release()
 
 
+def _run_hooks(node: Tensor, grad: np.ndarray) -> np.ndarray:
+    """`grad` passed through node's hooks in the order registered; a hook returning a value replaces it."""
+    for hook in list(node._hooks.values()):
+        result = hook(Tensor._make(grad, False, None))
+        if result is None:
+            continue
+        replaced = np.asarray(result.data if isinstance(result, Tensor) else result)
+        if replaced.shape != grad.shape:
+            raise RuntimeError(
+                f"hook {getattr(hook, '__name__', hook)!s} changed the gradient's shape from {grad.shape} to "
+                f"{replaced.shape}; return a gradient of the tensor's shape (or None to keep it)"
+            )
+        grad = replaced.astype(node.dtype, copy=False)
+    return grad
+
+
 def _array(value: Any) -> np.ndarray:
     """`value` as an ndarray: NumPy's arithmetic on 0-d arrays gives scalars, which can't be summed into in place."""
     return value if type(value) is np.ndarray else np.asarray(value)
@@ -723,4 +741,4 @@ def iter_graph(root: Tensor) -> Iterator[Tensor]:
     return iter(_topological_order(root, requiring_grad_only=False))
 
 
-from tinygrad_np import hooks, inplace, ops  # noqa: E402  (they subclass Function and use Tensor, defined above)
+from tinygrad_np import inplace, ops  # noqa: E402  (they subclass Function and use Tensor, defined above)
