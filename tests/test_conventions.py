@@ -237,6 +237,59 @@ def max_pool_window_in_padding(torch):
     np.testing.assert_array_equal(x.grad, np.zeros((1, 1, 7)))
 
 
+def in_place_through_a_view(torch):
+    from tinygrad_np.inplace import InPlaceError
+
+    a = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    x = a * 2
+    x[:2] *= 3  # through a view, then put back: x itself is rebased, so this one works
+    view = x[1:]
+    view += 1  # the write reaches x, whose history doesn't know
+    assert x.data.tolist() == [6.0, 13.0, 7.0]
+    with pytest.raises(InPlaceError, match=r"the output of SetItem \(shape \(3,\)\) was modified in place"):
+        (x * 1.0).sum().backward()
+    t = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    tx = t * 2
+    tx[:2] *= 3
+    tx[1:] += 1
+    assert tx.tolist() == [6.0, 13.0, 7.0]
+    (tx * 1.0).sum().backward()  # PyTorch rebased tx's history onto the view's op
+    assert t.grad.tolist() == [6.0, 6.0, 2.0]
+    # a value read through a view before the write is fine in both: the op that read it ran before
+    same_as_pytorch(torch, lambda b: _shifted(b * 1.0), lambda b: _shifted(b * 1.0), [1.0, 2.0, 3.0])
+
+
+def _shifted(x):
+    x[1:] = x[:-1] * 2
+    return x
+
+
+def version_counts(torch):
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    t = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    for leaf, no_grad in ((x, tg.no_grad), (t, torch.no_grad)):
+        with no_grad():
+            leaf.detach().reshape(2, 1)[0] += 1  # a view of a view of a detach(): it shares the leaf's count
+        assert leaf._version == 2  # the add through the view, and the item assignment that Python's += ends with
+        assert (leaf.data if leaf is x else leaf.detach().numpy()).tolist() == [2.0, 2.0]
+    # x *= x: PyTorch's mul_ saved x and then changed it; tinygrad_np multiplies a copy of the old value
+    same_as_pytorch(torch, lambda b: _squared_in_place(b * 1.0), lambda b: (b * 1.0) * (b * 1.0), [1.5, -2.0])
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        _squared_in_place(t * 1.0).sum().backward()
+    # Mul checks an operand only when the other needs its gradient (as PyTorch saves it only then)
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = w * np.array([3.0, 4.0])
+    with tg.no_grad():
+        w -= 1.0
+    y.sum().backward()
+    assert w.grad.tolist() == [3.0, 4.0]
+
+
+def _squared_in_place(x):
+    x *= x
+    return x
+
+
 CONVENTIONS = {
     "max/min ties": max_ties,
     "maximum ties": maximum_ties,
@@ -256,6 +309,8 @@ CONVENTIONS = {
     "backward twice": backward_twice,
     "max-pool ties": max_pool_ties,
     "max-pool window in the padding": max_pool_window_in_padding,
+    "in place through a view": in_place_through_a_view,
+    "versions": version_counts,
 }
 
 

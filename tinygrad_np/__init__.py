@@ -3,6 +3,7 @@
 from tinygrad_np import nn, optim
 from tinygrad_np.anomaly import AnomalyError, detect_anomaly
 from tinygrad_np.creation import as_generator, full, manual_seed, ones, randn, uniform, zeros
+from tinygrad_np.inplace import InPlaceError, increment_version
 from tinygrad_np.ops import concatenate, maximum, stack, where
 from tinygrad_np.tape import explain
 from tinygrad_np.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AnomalyError",
     "Function",
+    "InPlaceError",
     "Tensor",
     "as_generator",
     "concatenate",
@@ -19,6 +21,7 @@ __all__ = [
     "enable_grad",
     "explain",
     "full",
+    "increment_version",
     "is_grad_enabled",
     "manual_seed",
     "maximum",
