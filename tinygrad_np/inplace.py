@@ -12,11 +12,12 @@ change, as in PyTorch. What happens to the graph depends on whether the op is re
   PyTorch's edges point at the grad_fn as it was.
 
 Versions. Every write is counted on the memory it changes (the array's root `base`), so a tensor and its views share
-one count (`Tensor._version`), and stamped with a global clock that every Function also records when it is made. At
-backward, a Function made before a later write checks that no array it saved, and not its own output, was written
-since (`check_unmodified`): otherwise `InPlaceError` names the op and the shape, where a silently wrong gradient
-would follow (`opt.step()` between the forward pass and `backward()`, for one). While nothing is written, backward
-pays one integer comparison per node.
+one count (`Tensor._version`), and stamped with a global clock that every Function also records when it is made.
+If an op in the graph ran before a write, backward checks each such op (`VersionCheck`): an array it saved for
+backward must not have been written since it ran, nor may its output have been written and then read by a later op.
+Otherwise `InPlaceError` names the op and the shape, where a silently wrong gradient would follow (`opt.step()`
+between the forward pass and `backward()`, for one). While nothing was written since the forward pass, backward pays
+one integer comparison per node.
 """
 
 from __future__ import annotations
@@ -108,10 +109,12 @@ def _first_write_after(array: np.ndarray, clock: int) -> int | None:
 
 
 class VersionCheck:
-    """What backward checks for a graph in which an op ran before an in-place write (built at the first such op)."""
+    """What backward checks in a graph where an op ran before an in-place write. Built before backward starts, since
+    backward releases each op (and its inputs) as it goes."""
 
     @staticmethod
     def if_needed(order: list[Tensor], clock: int) -> VersionCheck | None:
+        """A check for the graph `order` if one of its ops ran before the clock reached `clock`, else None."""
         for node in order:
             ctx = node._ctx
             if ctx is not None and ctx._clock < clock:
