@@ -66,17 +66,18 @@ def _entry(array: np.ndarray) -> list[Any] | None:
 
 def mark_written(array: np.ndarray, changed: bool = True) -> None:
     """Count a write into `array` (and so into every array sharing its memory) and, if it `changed` the values, move
-    the clock on. (`t[i] = t[i]` counts, as in PyTorch, and changes nothing.)"""
+    the clock on. (`t[i] = t[i]` counts, as in PyTorch, and changes nothing.) Optimizers call this once per parameter
+    and step, so it is written for speed."""
     root = _root(array)
-    entry = _entry(root)
-    if entry is None:
-        key = id(root)
+    key = id(root)
+    entry = _writes.get(key)
+    if entry is None or entry[0]() is not root:
         entry = _writes[key] = [weakref.ref(root, functools.partial(_forget, key)), 0, [], 0]
     entry[1] += 1
     if changed:
-        _engine._clock += 1
+        clock = _engine._clock = _engine._clock + 1
         clocks = entry[2]
-        clocks.append(_engine._clock)
+        clocks.append(clock)
         if len(clocks) > _RECENT_WRITES:
             entry[3] = clocks.pop(0)
 
