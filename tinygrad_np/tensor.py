@@ -8,7 +8,8 @@ at its inputs.
 `Tensor.backward` walks that graph in reverse topological order (iteratively, so graph depth is bounded by
 memory, not by Python's recursion limit). Gradients of intermediate tensors live in a local dict and are
 dropped as soon as they are consumed; only leaves (and tensors that asked with `retain_grad()`) get `.grad`.
-Broadcasting is undone here, once, so no op has to think about it.
+Broadcasting is undone here, once, so no op has to think about it. In-place ops, and the version checks that
+guard what backward saved, live in `inplace.py`; tensor hooks run here, when a tensor's gradient is complete.
 """
 
 from __future__ import annotations
