@@ -181,7 +181,11 @@ class Div(Function):
 
 
 class Pow(Function):
-    """y = a ** b;  da = g * b * a ** (b - 1) (0 where b == 0), db = g * y * log(a) (0 where a == 0 and b >= 0)"""
+    """y = a ** b;  da = g * b * a ** (b - 1) (0 where b == 0), db = g * y * log(a) (0 where a == 0 and b >= 0)
+
+    Where a factor is constant (a^0 in a, 0^b in b), the gradient is 0 whatever the upstream, NaN included, as in
+    PyTorch.
+    """
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.a, self.b = a, b
@@ -194,9 +198,9 @@ class Pow(Function):
         da = db = None
         with np.errstate(divide="ignore", invalid="ignore"):
             if need_a:  # a^0 is constant 1, even at a = 0 where b * a^(b-1) would be 0 * inf (PyTorch's rule)
-                da = _zero_where_no_grad(g, g * np.where(b == 0, 0, b * a ** (b - 1)))
+                da = np.where(b == 0, 0, _zero_where_no_grad(g, g * b * a ** (b - 1)))
             if need_b:  # 0^b is flat at 0 (b > 0) or 1 (b = 0) in b; for b < 0 the slope is -inf, as in PyTorch
-                db = _zero_where_no_grad(g, g * np.where((a == 0) & (b >= 0), 0, self.y * np.log(a)))
+                db = np.where((a == 0) & (b >= 0), 0, _zero_where_no_grad(g, g * self.y * np.log(a)))
         return da, db
 
     def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -205,9 +209,9 @@ class Pow(Function):
         da = db = None
         with np.errstate(divide="ignore", invalid="ignore"):
             if need_a:
-                da = _zero_where_no_grad_graph(g, g * where(b.data == 0, 0.0, b * a ** (b - 1)))
+                da = where(b.data == 0, 0.0, _zero_where_no_grad_graph(g, g * b * a ** (b - 1)))
             if need_b:
-                db = _zero_where_no_grad_graph(g, g * where((a.data == 0) & (b.data >= 0), 0.0, y * a.log()))
+                db = where((a.data == 0) & (b.data >= 0), 0.0, _zero_where_no_grad_graph(g, g * y * a.log()))
         return da, db
 
 
