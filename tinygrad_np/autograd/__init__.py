@@ -70,3 +70,8 @@ def _as_list(tensors: TensorOrTensors, what: str) -> list[Tensor]:
     if not listed:
         raise ValueError(f"grad(): no {what} given")
     return listed
+
+
+__all__ = ["functional", "grad"]
+
+from tinygrad_np.autograd import functional  # noqa: E402  (it uses grad, defined above)
