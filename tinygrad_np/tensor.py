@@ -668,11 +668,11 @@ def _backward(
 
 def _leading_to(order: list[Tensor], targets: Mapping[int, Any]) -> list[Tensor]:
     """The tensors of `order` (inputs first) from which a path leads to one of `targets`: the only ones whose
-    gradient `grad()` needs."""
+    gradient `grad()` needs (and those whose graph was freed, which must raise)."""
     leading = set(targets)
     for node in order:
         ctx = node._ctx
-        if ctx is not None and id(node) not in leading and any(id(parent) in leading for parent in ctx.inputs):
+        if ctx is not None and (ctx.released or any(id(parent) in leading for parent in ctx.inputs)):
             leading.add(id(node))
     return [node for node in order if id(node) in leading]
 
@@ -681,7 +681,11 @@ def _recorded_step(ctx: Function, output: Tensor, upstream: Tensor, grads: dict[
     """One step of a recorded backward pass: the op's `graph_backward`, the reductions to each input's shape and
     dtype, and the sums over paths, all with Tensor ops, so that the gradients have a graph."""
     with enable_grad():
-        returned = ctx.graph_backward(upstream, output)
+        try:
+            returned = ctx.graph_backward(upstream, output)
+        except FloatingPointError as error:  # detect_anomaly's AnomalyError, from an op of the formula: say whose
+            error.args = (f"{error.args[0]}; computing {ctx.name}'s gradient with create_graph=True",)
+            raise
         if type(returned) is not tuple:
             returned = tuple(returned) if isinstance(returned, (tuple, list)) else (returned,)
         if _anomaly is not None:
