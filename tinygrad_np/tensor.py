@@ -570,8 +570,9 @@ def _seed(root: Tensor, grad: Any, caller: str, create_graph: bool) -> Any:
     if grad is None:
         if root.data.size != 1:
             raise RuntimeError(
-                f"{caller} without a gradient for an output needs a single-element tensor, got shape {root.shape}; "
-                "reduce it first (.sum() or .mean()) or pass an array of the same shape as its gradient"
+                f"{caller}: with no gradient given, the output must be a single-element tensor, got shape "
+                f"{root.shape}; reduce it first (.sum() or .mean()) or give a gradient of its shape (backward's grad=, "
+                "grad()'s grad_outputs=)"
             )
         seed = np.ones(root.shape, dtype=root.dtype)
     elif create_graph and isinstance(grad, Tensor):
