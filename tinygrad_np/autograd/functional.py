@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_np.autograd import grad
+from tinygrad_np.autograd.gradients import grad
 from tinygrad_np.ops import stack
 from tinygrad_np.tensor import Tensor, enable_grad
 
