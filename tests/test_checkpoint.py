@@ -98,12 +98,13 @@ def assert_same_run(resumed: Trainer, reference: Trainer) -> None:
 REFERENCES = {}
 
 
-def reference(batch_size: int | None) -> Trainer:
-    if batch_size not in REFERENCES:
-        trainer = small_trainer(batch_size)
+def reference(batch_size: int | None, make=small_trainer) -> Trainer:
+    """The run from `make(batch_size)` trained to the end without a stop (once per module)."""
+    if (make, batch_size) not in REFERENCES:
+        trainer = make(batch_size)
         trainer.fit(EPOCHS)
-        REFERENCES[batch_size] = trainer
-    return REFERENCES[batch_size]
+        REFERENCES[make, batch_size] = trainer
+    return REFERENCES[make, batch_size]
 
 
 @pytest.fixture(scope="module")
@@ -163,23 +164,12 @@ def cnn_trainer(batch_size: int | None = 12) -> Trainer:
                    seed=5)
 
 
-CNN_REFERENCES = {}
-
-
-def cnn_reference(batch_size: int | None) -> Trainer:
-    if batch_size not in CNN_REFERENCES:
-        trainer = cnn_trainer(batch_size)
-        trainer.fit(EPOCHS)
-        CNN_REFERENCES[batch_size] = trainer
-    return CNN_REFERENCES[batch_size]
-
-
 @pytest.mark.parametrize("batch_size", [12, None], ids=["mini-batch", "full-batch"])
 @given(data=st.data())
 def test_a_cnn_stopped_after_any_batches_and_resumed_from_the_file_is_bit_identical(scratch, batch_size, data):
     total = BATCHES[batch_size]
     stops = data.draw(st.lists(st.integers(1, total), min_size=1, max_size=3), label="stop after batches")
-    reference_run = cnn_reference(batch_size)
+    reference_run = reference(batch_size, cnn_trainer)
     assert int(reference_run.model.state_dict()["1.num_batches_tracked"]) == total  # one per training batch
     assert_same_run(train_with_stops(batch_size, stops, scratch, make=cnn_trainer), reference_run)
 
@@ -196,7 +186,7 @@ def test_a_cnn_resumes_through_the_checkpoint_manager(tmp_path):
     manager.restore(resumed)
     np.testing.assert_array_equal(resumed.model.state_dict()["1.running_var"], statistics)
     resumed.fit(EPOCHS)
-    assert_same_run(resumed, cnn_reference(12))
+    assert_same_run(resumed, reference(12, cnn_trainer))
 
 
 def test_a_cnn_checkpoint_with_a_float64_running_statistic_is_refused_not_cast(tmp_path):

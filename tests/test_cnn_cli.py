@@ -2,18 +2,13 @@
 and every answer is what the network itself gives on them."""
 
 import json
-import re
-import signal
-import subprocess
-import sys
 import urllib.request
 
 import numpy as np
 import pytest
 from cnn_helpers import small_cnn
 from conftest import require
-from serve_helpers import canvas_body, one_stroke
-from test_serve_cli import child_env
+from serve_helpers import canvas_body, one_stroke, serving_process
 
 from tinygrad_np import Tensor, nn, no_grad
 from tinygrad_np.cli import main
@@ -88,26 +83,15 @@ def test_a_model_file_whose_batchnorm_needs_a_batch_is_checked_in_eval_mode(caps
 
 def test_serve_runs_a_cnn_model_file_end_to_end(cnn_file):
     require(__import__("importlib").util.find_spec("PIL") is not None, "Pillow is not installed (extra `web`)")
-    command = [sys.executable, "-m", "tinygrad_np", "serve", "--model-file", str(cnn_file), "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
-    try:
-        line = process.stdout.readline()
-        match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-        assert match, line + (process.stderr.read() if process.poll() is not None else "")
-        request = urllib.request.Request(match.group(1) + "api/predict", data=canvas_body(one_stroke()),
-                                         headers={"Content-Type": "application/json"})
+    body = canvas_body(one_stroke())
+    with serving_process(["-m", "tinygrad_np", "serve", "--model-file", str(cnn_file), "--port", "0"]) as url:
+        request = urllib.request.Request(url + "api/predict", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
-        seen = np.asarray(answer["image"], np.float32)  # the 28x28 image the network was given
-        expected = probabilities(load_model(cnn_file), seen)[0]
-        np.testing.assert_allclose(answer["probabilities"], expected, rtol=1e-5, atol=1e-7)
-        assert answer["digit"] == int(expected.argmax())
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+    seen = np.asarray(answer["image"], np.float32)  # the 28x28 image the network was given
+    expected = probabilities(load_model(cnn_file), seen)[0]
+    np.testing.assert_allclose(answer["probabilities"], expected, rtol=1e-5, atol=1e-7)
+    assert answer["digit"] == int(expected.argmax())
 
 
 @pytest.mark.parametrize("fmt", ["dot", "mermaid", "svg"])
