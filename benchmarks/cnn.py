@@ -90,7 +90,7 @@ def conv(torch: ModuleType | None, batch_size: int, repeats: int, settle: float 
 
 def cnn_epoch(x: np.ndarray, y: np.ndarray, torch: ModuleType | None, repeats: int, settle: float = 0.0,
               seed: int = 0) -> dict[str, Any]:
-    """One epoch of the LeNet-style CNN with Adam, batch 128, rows in order, from the same weights."""
+    """One epoch of models.cnn's network with Adam, batch 128, rows in order, from the same weights."""
     images = x.reshape(len(x), *IMAGE_SHAPE)
     model = cnn_model(seed)
     racing: dict[str, Any] = {}
@@ -106,8 +106,8 @@ def cnn_epoch(x: np.ndarray, y: np.ndarray, torch: ModuleType | None, repeats: i
         f"One epoch ({len(x):,} images) of a LeNet-style CNN, Adam, batch {EPOCH_BATCH_SIZE}, float32",
         "s per epoch",
         [row(f"batch {EPOCH_BATCH_SIZE}", timings, 1.0, [("tinygrad_np", "pytorch")])],
-        ["conv 5x5 1->32, ReLU, max-pool 2, conv 5x5 32->64, ReLU, max-pool 2, Linear 1024->128, ReLU, "
-         "Linear 128->10 (benchmarks.contenders.cnn_model); the same initial weights in both, each round "
+        ["models.cnn (the cnn recipe's network): conv 5x5 1->16, ReLU, max-pool 2, conv 5x5 16->32, ReLU, "
+         "max-pool 2, Linear 512->128, ReLU, Linear 128->10; the same initial weights in both, each round "
          "continuing from where the last left off"],
     )
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from tinygrad_np import nn, no_grad, optim
 from tinygrad_np.benchmarks import handwritten
+from tinygrad_np.models.cnn import cnn
 from tinygrad_np.models.mlp import mlp, params_from_model
 from tinygrad_np.models.two_layer import tutorial_params_from_model, two_layer
 from tinygrad_np.nn import functional as F
@@ -29,14 +30,8 @@ def tinygrad_model(hidden_sizes: tuple[int, ...], seed: int) -> nn.Sequential:
 
 
 def cnn_model(seed: int) -> nn.Sequential:
-    """LeNet-style, on (N, 1, 28, 28): conv 5x5 1->32, ReLU, max-pool 2 -> conv 5x5 32->64, ReLU, max-pool 2 ->
-    Linear 1024->128, ReLU -> Linear 128->10; PyTorch's default init, drawn from `seed`."""
-    rng = np.random.default_rng(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 5, generator=rng), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 5, generator=rng), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * 4 * 4, 128, generator=rng), nn.ReLU(), nn.Linear(128, 10, generator=rng),
-    )
+    """models.cnn's LeNet-style network (the cnn recipe's), on (N, 1, 28, 28), weights drawn from `seed`."""
+    return cnn(generator=seed)
 
 
 def torch_twin(torch: ModuleType, model: nn.Sequential) -> Any:
