@@ -11,6 +11,7 @@ Markdown table and a PNG chart of how step time scales.
     convergence  time to 97% test accuracy, and peak memory while training (full mode only)
     scaling      step time as batch size and hidden width grow (the chart)
     serve        the demo server under load: latency, slow clients, memory (server in a child process)
+    cnn          Conv2d forward + backward at MNIST sizes, one epoch of a LeNet-style CNN with Adam, its peak memory
     busy         the recipes with BLAS's default threads, one thread and the thread policy, idle and beside one
                  busy process per core (`python -m benchmarks --only busy`)
 """

@@ -47,6 +47,10 @@ class Mode:
     busy_numerical_weights: int  # weights differenced in the `compare --numerical` workload
     busy_step_batch_sizes: tuple[int, ...]  # mini-batch steps whose products bracket the policy's threshold
     busy_step_rows: int
+    conv_batch_size: int
+    conv_rounds: int
+    cnn_rows: int | None
+    cnn_rounds: int
     settle: float  # seconds of idle between timed calls (see harness.interleaved)
     blas_threads: int | None  # unless --threads or $TINYGRAD_NP_THREADS says otherwise; None: the libraries' own
 
@@ -59,6 +63,7 @@ QUICK = Mode(
     scaling_batch_sizes=(16, 64), scaling_hidden_sizes=(16, 64), scaling_rounds=2,
     convergence_epochs=0, busy_rounds=1, busy_share=1.0, busy_full_batch_iterations=2, busy_numerical_weights=10,
     busy_step_batch_sizes=(256,), busy_step_rows=512,
+    conv_batch_size=16, conv_rounds=2, cnn_rows=256, cnn_rounds=1,
     settle=0.0, blas_threads=1,
 )
 # Full: all of MNIST, minutes (about 3 on 2 quiet cores, plus about 2 for the busy machine).
@@ -68,6 +73,7 @@ FULL = Mode(
     scaling_batch_sizes=(32, 128, 512, 2048, 8192), scaling_hidden_sizes=(32, 128, 512, 2048), scaling_rounds=5,
     convergence_epochs=15, busy_rounds=3, busy_share=0.25, busy_full_batch_iterations=25, busy_numerical_weights=250,
     busy_step_batch_sizes=(512, 2048), busy_step_rows=8192,
+    conv_batch_size=128, conv_rounds=7, cnn_rows=None, cnn_rounds=3,
     settle=0.2, blas_threads=None,
 )
 
@@ -125,6 +131,13 @@ def _serve(data: Data, mode: Mode) -> dict[str, Any]:
     return {"serve": serve.run(quick=mode is QUICK)}
 
 
+def _cnn(data: Data, mode: Mode) -> dict[str, Any]:
+    from tinygrad_np.benchmarks import cnn
+
+    x, y = data.x[: mode.cnn_rows], data.y[: mode.cnn_rows]
+    return cnn.run(x, y, data.torch, mode.conv_batch_size, mode.conv_rounds, mode.cnn_rounds, mode.settle)
+
+
 def _busy(data: Data, mode: Mode) -> dict[str, Any]:
     from tinygrad_np.benchmarks import busy
     from tinygrad_np.benchmarks.harness import usable_cores
@@ -152,6 +165,7 @@ BENCHMARKS: dict[str, Callable[[Data, Mode], dict[str, Any]]] = {
     "convergence": _convergence,
     "scaling": _scaling,
     "serve": _serve,
+    "cnn": _cnn,
     "busy": _busy,  # last: it starts busy processes and varies the thread count itself
 }
 

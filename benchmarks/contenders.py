@@ -14,6 +14,7 @@ import numpy as np
 
 from tinygrad_np import nn, no_grad, optim
 from tinygrad_np.benchmarks import handwritten
+from tinygrad_np.models.cnn import cnn
 from tinygrad_np.models.mlp import mlp, params_from_model
 from tinygrad_np.models.two_layer import tutorial_params_from_model, two_layer
 from tinygrad_np.nn import functional as F
@@ -26,6 +27,42 @@ ADAM_LR = 1e-3
 def tinygrad_model(hidden_sizes: tuple[int, ...], seed: int) -> nn.Sequential:
     """784-h-...-10 with ReLUs, He init; (10,) is the tutorial's two_layer() network."""
     return two_layer(seed) if hidden_sizes == (10,) else mlp(784, hidden_sizes, 10, generator=seed)
+
+
+def cnn_model(seed: int) -> nn.Sequential:
+    """models.cnn's LeNet-style network (the cnn recipe's), on (N, 1, 28, 28), weights drawn from `seed`."""
+    return cnn(generator=seed)
+
+
+def torch_twin(torch: ModuleType, model: nn.Sequential) -> Any:
+    """The same Sequential in PyTorch, holding a copy of `model`'s parameters and buffers (the state-dict names
+    are PyTorch's, so they load as they are)."""
+    layers = []
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            layers.append(torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None))
+        elif isinstance(layer, nn.Conv2d):
+            layers.append(torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                          layer.padding, layer.dilation, bias=layer.bias is not None))
+        elif isinstance(layer, nn.MaxPool2d):
+            layers.append(torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                                             ceil_mode=layer.ceil_mode))
+        elif isinstance(layer, nn.AvgPool2d):
+            layers.append(torch.nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode,
+                                             layer.count_include_pad, layer.divisor_override))
+        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            twin = torch.nn.BatchNorm1d if isinstance(layer, nn.BatchNorm1d) else torch.nn.BatchNorm2d
+            layers.append(twin(layer.num_features, layer.eps, layer.momentum, layer.affine, layer.track_running_stats))
+        elif isinstance(layer, nn.Flatten):
+            layers.append(torch.nn.Flatten(layer.start_dim))
+        elif isinstance(layer, nn.ReLU):
+            layers.append(torch.nn.ReLU())
+        else:
+            raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
+    dtypes = {array.dtype for array in model.state_dict().values() if array.dtype.kind == "f"}
+    twin_model = torch.nn.Sequential(*layers).to(torch.float64 if np.dtype(np.float64) in dtypes else torch.float32)
+    twin_model.load_state_dict({name: torch.from_numpy(array) for name, array in model.state_dict().items()})
+    return twin_model
 
 
 class TinygradContender:
@@ -83,19 +120,7 @@ class TorchContender:
 
     def __init__(self, torch: ModuleType, model: nn.Sequential, optimizer: Optimizer, lr: float) -> None:
         self.torch = torch
-        layers = []
-        for layer in model:
-            if isinstance(layer, nn.Linear):
-                linear = torch.nn.Linear(layer.in_features, layer.out_features)
-                with torch.no_grad():
-                    linear.weight.copy_(torch.from_numpy(layer.weight.data))
-                    linear.bias.copy_(torch.from_numpy(layer.bias.data))
-                layers.append(linear)
-            elif isinstance(layer, nn.ReLU):
-                layers.append(torch.nn.ReLU())
-            else:
-                raise TypeError(f"no PyTorch twin for {type(layer).__name__}")
-        self.model = torch.nn.Sequential(*layers)
+        self.model = torch_twin(torch, model)
         params = self.model.parameters()
         self.optimizer = torch.optim.SGD(params, lr=lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
 

@@ -71,7 +71,7 @@ def time_to_accuracy(
 
 
 def peak_memory(
-    x: np.ndarray, y: np.ndarray, torch: ModuleType | None, scenarios: Sequence[str] = tuple(memory.SCENARIOS)
+    x: np.ndarray, y: np.ndarray, torch: ModuleType | None, scenarios: Sequence[str] = memory.MLP_SCENARIOS
 ) -> dict[str, dict[str, Any]]:
     """{scenario: {framework: worker result}}, each from a fresh process."""
     why_not = memory.supported()
@@ -92,7 +92,7 @@ def peak_memory(
 
 def run(
     x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, torch: ModuleType | None, max_epochs: int,
-    settle: float = 0.0, memory_scenarios: Sequence[str] = tuple(memory.SCENARIOS),
+    settle: float = 0.0, memory_scenarios: Sequence[str] = memory.MLP_SCENARIOS,
 ) -> dict[str, Any]:
     reached = time_to_accuracy(x, y, x_test, y_test, torch, max_epochs, settle)
     names = list(reached)
@@ -117,19 +117,23 @@ def run(
         [f"same initial weights and the same shuffled order in both; they take turns epoch by epoch in one "
          f"process, and test accuracy is checked (untimed) every {CHECK_EVERY} steps"],
     )
-    memory_rows = []
-    for scenario, by_framework in peak_memory(x, y, torch, memory_scenarios).items():
+    return {"time_to_accuracy": speed, "peak_memory": memory_section(x, y, torch, memory_scenarios)}
+
+
+def memory_section(x: np.ndarray, y: np.ndarray, torch: ModuleType | None, scenarios: Sequence[str]) -> dict[str, Any]:
+    """The peak-memory table of `scenarios` (names in `memory.SCENARIOS`), each framework in a fresh process."""
+    rows = []
+    for scenario, by_framework in peak_memory(x, y, torch, scenarios).items():
         cells: dict[str, Any] = {}
         for framework, result in by_framework.items():
             cells[framework] = result.get("training_peak_mib", result.get("error"))
         if all(isinstance(cells.get(f), float) for f in ("tinygrad_np", "pytorch")) and cells["pytorch"] > 0:
             cells["tinygrad_np / pytorch"] = cells["tinygrad_np"] / cells["pytorch"]
-        memory_rows.append({"label": memory.DESCRIPTIONS[scenario], "scenario": scenario, "cells": cells,
-                            "details": by_framework})
-    peaks = section(
+        rows.append({"label": memory.DESCRIPTIONS[scenario], "scenario": scenario, "cells": cells,
+                     "details": by_framework})
+    return section(
         f"Peak memory while training on {len(x):,} images",
         "MiB above the process's resident size before training",
-        memory_rows,
+        rows,
         ["each contender in a fresh process; Linux's VmHWM reset just before training (benchmarks/memory.py)"],
     )
-    return {"time_to_accuracy": speed, "peak_memory": peaks}

@@ -24,17 +24,21 @@ from typing import Any
 import numpy as np
 
 MIB = 2**20
-# name: (hidden sizes, optimizer, learning rate, batch size or None for the full batch, epochs or steps)
-SCENARIOS: dict[str, tuple[tuple[int, ...], str, float, int | None, int]] = {
+# name: (hidden sizes, or None for contenders.cnn_model on (N, 1, 28, 28); optimizer, learning rate, batch size or
+# None for the full batch, epochs or steps)
+SCENARIOS: dict[str, tuple[tuple[int, ...] | None, str, float, int | None, int]] = {
     "minibatch_epoch": ((128,), "adam", 1e-3, 128, 1),
     "full_batch_mlp": ((128,), "adam", 1e-3, None, 3),
     "full_batch_tutorial": ((10,), "sgd", 0.1, None, 3),
+    "cnn_epoch": (None, "adam", 1e-3, 128, 1),
 }
 DESCRIPTIONS = {
     "minibatch_epoch": "784-128-10, Adam, one epoch in batches of 128",
     "full_batch_mlp": "784-128-10, Adam, 3 full-batch steps",
     "full_batch_tutorial": "784-10-10, gradient descent, 3 full-batch steps",
+    "cnn_epoch": "LeNet-style CNN, Adam, one epoch in batches of 128",
 }
+MLP_SCENARIOS = tuple(name for name, scenario in SCENARIOS.items() if scenario[0] is not None)
 
 
 def _status_kib(field: str) -> int:
@@ -58,7 +62,7 @@ def worker(workdir: Path, framework: str, scenario: str) -> dict[str, Any]:
     hidden_sizes, optimizer, lr, batch_size, repeats = SCENARIOS[scenario]
     x = np.load(workdir / "x.npy", allow_pickle=False)
     y = np.load(workdir / "y.npy", allow_pickle=False)
-    model = contenders.tinygrad_model(hidden_sizes, seed=0)
+    model = contenders.cnn_model(seed=0) if hidden_sizes is None else contenders.tinygrad_model(hidden_sizes, seed=0)
     if framework == "pytorch":
         torch, note = import_torch()
         if torch is None:
@@ -66,10 +70,10 @@ def worker(workdir: Path, framework: str, scenario: str) -> dict[str, Any]:
         contender: Any = contenders.TorchContender(torch, model, optimizer, lr)  # type: ignore[arg-type]
     else:
         contender = contenders.TinygradContender(model, optimizer, lr)  # type: ignore[arg-type]
-    contender.load(x, y)
+    contender.load(x if hidden_sizes is not None else x.reshape(len(x), 1, 28, 28), y)
     probe = np.ones((x.shape[1], 10), dtype=x.dtype)
     if framework == "pytorch":
-        contender.x @ torch.from_numpy(probe)
+        torch.from_numpy(x) @ torch.from_numpy(probe)
     else:
         x @ probe
     del probe

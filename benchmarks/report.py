@@ -17,6 +17,8 @@ TARGETS = (
     ("minibatch", "tinygrad_np / pytorch", 1.0, "mini-batch epoch vs PyTorch"),
     ("overhead", "tinygrad_np / pytorch", 1.0, "per-op overhead vs PyTorch"),
     ("peak_memory", "tinygrad_np / pytorch", 1.5, "peak training memory vs PyTorch"),
+    ("cnn_epoch", "tinygrad_np / pytorch", 2.0, "CNN epoch vs PyTorch"),
+    ("cnn_memory", "tinygrad_np / pytorch", 1.5, "peak CNN training memory vs PyTorch"),
     ("busy", "policy / default, idle", 1.05, "idle machine: the thread policy vs BLAS's own threads"),
     ("busy", "loaded / idle, policy", 2.0, "one busy process per core vs idle, with the thread policy"),
 )

@@ -71,12 +71,19 @@ if torch is not None:
 
         @staticmethod
         def backward(ctx: Any, grad: Any) -> Any:
+            # Recorded (create_graph=True): differentiate through views of the saved inputs, so that this gradient
+            # has a graph too (a view each: the same tensor may be saved twice); else through detached copies.
+            recorded = torch.is_grad_enabled()
             needs = ctx.needs_input_grad[1:]
-            inputs = [x.detach().requires_grad_(need) for x, need in zip(ctx.saved_tensors, needs, strict=True)]
-            wanted = [x for x in inputs if x.requires_grad]
+            inputs = [x.view_as(x) if recorded and need else x.detach().requires_grad_(need)
+                      for x, need in zip(ctx.saved_tensors, needs, strict=True)]
+            wanted = [x for x, need in zip(inputs, needs, strict=True) if need]
             with torch.enable_grad():
-                grads = iter(torch.autograd.grad(ctx.fn(*inputs), wanted, grad))
-            return None, *[torch.where(grad == 0, 0, next(grads)) if x.requires_grad else None for x in inputs]
+                grads = iter(torch.autograd.grad(ctx.fn(*inputs), wanted, grad, create_graph=recorded))
+            return None, *[_zero_where_undefined(grad, next(grads)) if need else None for need in needs]
+
+    def _zero_where_undefined(upstream: Any, product: Any) -> Any:
+        return torch.where((upstream == 0) & ~torch.isfinite(product), 0, product)
 
 
 def zero_upstream_gives_zero(fn: Callable[..., Any], *operands: Any) -> Any:

@@ -12,6 +12,7 @@ records of the two frameworks.
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -480,3 +481,83 @@ def assert_close(ours: np.ndarray | None, theirs: np.ndarray | None, what: str, 
     np.testing.assert_array_equal(ours[~finite], theirs[~finite], err_msg=f"{what}: infinities differ")
     scale = max(1.0, float(np.abs(theirs[finite]).max(initial=0.0)))
     np.testing.assert_allclose(ours[finite], theirs[finite], rtol=tolerance, atol=tolerance * scale, err_msg=what)
+
+
+# ---- higher order: gradients of gradients -------------------------------------------------------------------------
+
+
+@dataclass
+class HigherRecord:
+    """Per order k = 1, 2, ...: the k-th gradients of the program's loss with respect to each leaf that requires
+    grad (None where the loss doesn't depend on it), each order taken as the gradient of sum_i (grad_i * v_i).sum()."""
+
+    grads: list[dict[int, np.ndarray | None]] = field(default_factory=list)
+    float32: bool = False  # whether a value of the program is float32 (then it is compared to 2e-4)
+    error: str | None = None
+
+
+def run_higher(program: Program, framework: Framework, order: int, seed: int) -> HigherRecord:
+    """The program's forward pass, then `order` gradients, each one recorded (create_graph=True) and contracted
+    with random vectors v (from `seed`) into the scalar that the next one differentiates."""
+    record = HigherRecord()
+    differentiate = tg.grad if framework is TINYGRAD else functools.partial(torch.autograd.grad, allow_unused=True)
+    extra = {"allow_unused": True} if framework is TINYGRAD else {}
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values: list[Any] = []
+            for node in program.nodes:
+                values.append(framework.leaf(node.data, node.requires_grad) if isinstance(node, Leaf) else
+                              run_step(node, values, framework))
+            record.float32 = any(framework.array(value).dtype == np.float32 for value in values)
+            leaves = [i for i, node in enumerate(program.nodes) if isinstance(node, Leaf) and node.requires_grad]
+            outputs, upstreams = _loss_outputs(program.loss, values, framework)
+            rng = np.random.default_rng(seed)
+            for _ in range(order):
+                if outputs is None or not all(output.requires_grad for output in outputs):  # a constant
+                    grads = [None] * len(leaves)
+                else:
+                    grads = differentiate(outputs, [values[i] for i in leaves], upstreams, create_graph=True, **extra)
+                # numpy(force=True): PyTorch gives some zero gradients as a ZeroTensor, which .numpy() refuses
+                array = framework.array if framework is TINYGRAD else lambda g: g.detach().numpy(force=True)
+                record.grads.append({i: None if g is None else np.array(array(g), copy=True)
+                                     for i, g in zip(leaves, grads, strict=True)})
+                vs = [rng.choice(UPSTREAM, program.nodes[i].data.shape) for i in leaves]  # the same in both
+                terms = [(g * framework.constant(v.astype(program.nodes[i].data.dtype))).sum()
+                         for i, g, v in zip(leaves, grads, vs, strict=True) if g is not None and g.requires_grad]
+                outputs, upstreams = ([sum(terms[1:], terms[0])] if terms else None), None
+    except Exception as error:  # reported with the program: it must run in both
+        record.error = f"{type(error).__name__}: {error}"
+    return record
+
+
+def _loss_outputs(loss: Loss, values: Sequence[Any], framework: Framework) -> tuple[list[Any], Any]:
+    """What backward differentiates: the outputs and their upstream gradients (None: the output is a scalar)."""
+    if loss.direct:
+        upstream = loss.upstreams[0]
+        return [values[loss.targets[0]]], None if upstream is None else [framework.constant(upstream)]
+    terms = [(values[t] * framework.constant(u)).sum() for t, u in zip(loss.targets, loss.upstreams, strict=True)]
+    return [sum(terms[1:], terms[0])], None
+
+
+def assert_same_higher(program: Program, ours: HigherRecord, theirs: HigherRecord) -> None:
+    """The same gradients at every order, to 1e-10 (float64; 2e-4 with a float32 value in the program): a gradient
+    one framework leaves out (None) is zero.
+
+    Compared where PyTorch's is finite. Where it is NaN or infinite, tinygrad_np's zero-upstream convention
+    (README, Conventions) decides: it holds in every op of a recorded backward pass, while the reference applies it
+    only to the op that was differentiated, not to the ops of that op's own gradient. (The first-order fuzzer checks
+    NaN and infinity placement.)
+    """
+    assert ours.error is None and theirs.error is None, f"tinygrad_np: {ours.error}; PyTorch: {theirs.error}"
+    assert len(ours.grads) == len(theirs.grads)
+    tolerance = 2e-4 if theirs.float32 else 1e-10
+    for k, (mine, reference) in enumerate(zip(ours.grads, theirs.grads, strict=True)):
+        for i in reference:
+            shape, dtype = program.nodes[i].data.shape, program.nodes[i].data.dtype
+            a = np.zeros(shape, dtype) if mine[i] is None else mine[i]
+            b = np.zeros(shape, dtype) if reference[i] is None else reference[i]
+            what = f"v{i}: gradient of order {k + 1}"
+            assert type(a) is np.ndarray and a.shape == b.shape and a.dtype == b.dtype, f"{what}: {a!r} vs {b!r}"
+            finite = np.isfinite(b)
+            assert_close(a[finite], b[finite], what, tolerance)

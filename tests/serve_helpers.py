@@ -1,12 +1,19 @@
-"""What the demo server's tests share: a fake model, a live server in a thread, and clients that speak HTTP."""
+"""What the demo server's tests share: a fake model, a live server in a thread or a child process, and clients
+that speak HTTP."""
 
 import contextlib
 import json
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +46,27 @@ def serving(model, sock: socket.socket | None = None, **limits) -> Iterator[Digi
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def serving_process(argv: list[str]) -> Iterator[str]:
+    """`python argv...` (a server that prints its URL), with the checkout importable; yields the URL. Ctrl-C must
+    then stop it with status 0."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    try:
+        line = process.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+        assert match, line + (process.stderr.read() if process.poll() is not None else "")
+        yield match.group(1)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0  # seconds, not milliseconds, on a machine shared by eight test runs
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 def request(server, path, body=None, content_type="application/json", method=None, timeout=10):

@@ -16,7 +16,7 @@ import pytest
 from conftest import require
 
 from tinygrad_np import Function, Tensor, nn, ops, optim, threads
-from tinygrad_np.benchmarks import busy, cli, contenders, convergence, handwritten, harness, memory, report
+from tinygrad_np.benchmarks import busy, cli, cnn, contenders, convergence, handwritten, harness, memory, report
 from tinygrad_np.data import load_offline_sample
 from tinygrad_np.models import mlp as mlp_reference
 from tinygrad_np.models import two_layer
@@ -46,7 +46,7 @@ def test_quick_mode_writes_json_markdown_and_png(quick_run: tuple[int, Path]) ->
     code, out = quick_run
     assert code == 0
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    ran = {"full_batch", "minibatch", "overhead", "scaling", "serve", "busy"}
+    ran = {"full_batch", "minibatch", "overhead", "scaling", "serve", "conv", "cnn_epoch", "cnn_memory", "busy"}
     assert set(results["sections"]) == ran if threads.unavailable() is None else ran - {"busy"}
     assert "convergence" in results["skipped"]  # full mode only
     env = results["environment"]
@@ -160,6 +160,52 @@ def test_contenders_start_equal_and_take_the_same_steps(hidden_sizes, optimizer,
             np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-5)
 
 
+def test_the_cnns_pytorch_twin_starts_equal_and_takes_the_same_adam_steps(rng) -> None:
+    require(torch is not None, "PyTorch is not installed")
+    x = rng.random((48, 1, 28, 28))  # float64: Adam's first steps are lr * sign(g), which float32's rounding flips
+    y = rng.integers(0, 10, 48)
+    model = contenders.cnn_model(seed=3).double()
+    twin = contenders.TorchContender(torch, model, "adam", contenders.ADAM_LR)
+    ours = contenders.TinygradContender(model, "adam", contenders.ADAM_LR)
+    np.testing.assert_array_equal(twin.predict(x), ours.predict(x))
+    for contender in (twin, ours):
+        contender.load(x, y)
+        contenders.epoch(contender, len(x), 16)
+    theirs = {name: value.detach().numpy() for name, value in twin.model.state_dict().items()}
+    assert list(theirs) == list(model.state_dict())
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(theirs[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_the_twin_copies_batchnorm_buffers_and_pooling_arguments(rng) -> None:
+    require(torch is not None, "PyTorch is not installed")
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, generator=rng), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.AvgPool2d(2), nn.MaxPool2d(3, stride=2, padding=1), nn.Flatten(),
+                          nn.BatchNorm1d(16), nn.Linear(16, 10, generator=rng))
+    x = rng.random((8, 1, 8, 8), dtype=np.float32)
+    model(Tensor(x))  # training mode: the running statistics move away from 0 and 1
+    twin = contenders.torch_twin(torch, model.eval()).eval()
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(twin.state_dict()[name].numpy(), value, err_msg=name)
+    with torch.no_grad():
+        expected = twin(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model(Tensor(x)).data, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_conv_cases_compute_the_same_gradients_in_both_frameworks() -> None:
+    require(torch is not None, "PyTorch is not installed")
+    for case in cnn.CONV_CASES:
+        cases = cnn._conv_cases(torch, case, batch_size=2, seed=1)
+        for run in cases.values():
+            run()
+            run()  # twice: gradients are zeroed between calls, not accumulated
+        ours, theirs = (cases[name].__closure__ for name in ("tinygrad_np", "pytorch"))
+        layer = next(c.cell_contents for c in ours if isinstance(c.cell_contents, nn.Conv2d))
+        twin = next(c.cell_contents for c in theirs if isinstance(c.cell_contents, torch.nn.Conv2d))
+        np.testing.assert_allclose(layer.weight.grad, twin.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(layer.bias.grad, twin.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
 # ---- full mode's pieces, on small data -------------------------------------------------------------------
 
 
@@ -175,12 +221,13 @@ def test_time_to_accuracy_stops_each_framework_once_it_reaches_the_target() -> N
     assert set(status) == {"tinygrad_np"} | ({"pytorch"} if torch is not None else set())
 
 
-def test_memory_worker_reports_the_training_peak(tmp_path: Path, rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("scenario", ["full_batch_mlp", "cnn_epoch"])
+def test_memory_worker_reports_the_training_peak(scenario: str, tmp_path: Path, rng: np.random.Generator) -> None:
     require(memory.supported() is None, f"peak memory can't be measured here: {memory.supported()}")
     np.save(tmp_path / "x.npy", rng.random((256, 784), dtype=np.float32))
     np.save(tmp_path / "y.npy", rng.integers(0, 10, 256))
     for framework in ["tinygrad_np"] + (["pytorch"] if torch is not None else []):
-        result = memory.measure(tmp_path, framework, "full_batch_mlp", timeout=120)
+        result = memory.measure(tmp_path, framework, scenario, timeout=120)
         assert "error" not in result, result
         assert result["framework"] == framework and result["peak_mib"] >= result["start_mib"] > 0
         assert result["training_peak_mib"] == pytest.approx(result["peak_mib"] - result["start_mib"])

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tinygrad_np import nn, optim
 from tinygrad_np.checkpoint import CheckpointError, CheckpointManager, load_state, save_state
 from tinygrad_np.cli import main
 from tinygrad_np.nn import functional as F
@@ -76,10 +77,13 @@ def small_trainer(batch_size: int | None = 12, optimizer: str = "adam", hidden: 
 
 
 def assert_same_run(resumed: Trainer, reference: Trainer) -> None:
-    """Weights, optimizer moments, random streams and every recorded number (but wall time) are identical."""
-    for (name, p), q in zip(resumed.model.named_parameters(), reference.model.parameters(), strict=True):
-        assert p.dtype == q.dtype
-        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
+    """Weights and buffers, optimizer moments, random streams and every recorded number (but wall time) are
+    identical."""
+    ours, theirs = resumed.model.state_dict(), reference.model.state_dict()
+    assert list(ours) == list(theirs)
+    for name, array in ours.items():
+        assert array.dtype == theirs[name].dtype
+        np.testing.assert_array_equal(array, theirs[name], err_msg=name)
     a, b = resumed.optimizer.state_dict(), reference.optimizer.state_dict()
     assert a["param_groups"] == b["param_groups"]
     for state_a, state_b in zip(a["state"], b["state"], strict=True):
@@ -94,12 +98,13 @@ def assert_same_run(resumed: Trainer, reference: Trainer) -> None:
 REFERENCES = {}
 
 
-def reference(batch_size: int | None) -> Trainer:
-    if batch_size not in REFERENCES:
-        trainer = small_trainer(batch_size)
+def reference(batch_size: int | None, make=small_trainer) -> Trainer:
+    """The run from `make(batch_size)` trained to the end without a stop (once per module)."""
+    if (make, batch_size) not in REFERENCES:
+        trainer = make(batch_size)
         trainer.fit(EPOCHS)
-        REFERENCES[batch_size] = trainer
-    return REFERENCES[batch_size]
+        REFERENCES[make, batch_size] = trainer
+    return REFERENCES[make, batch_size]
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +112,10 @@ def scratch(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("checkpoints")
 
 
-def train_with_stops(batch_size: int | None, stops: list[int], folder: Path) -> Trainer:
+def train_with_stops(batch_size: int | None, stops: list[int], folder: Path, make=small_trainer) -> Trainer:
     """Train to the end, stopping after each batch count in `stops` (counted over the whole run), each time
-    saving a checkpoint and continuing in a *fresh* trainer restored from the file."""
-    trainer = small_trainer(batch_size)
+    saving a checkpoint and continuing in a *fresh* trainer (from `make(batch_size)`) restored from the file."""
+    trainer = make(batch_size)
     done = 0
     for stop in sorted(set(stops)):
 
@@ -123,7 +128,7 @@ def train_with_stops(batch_size: int | None, stops: list[int], folder: Path) -> 
         with pytest.raises(TrainingInterrupted):
             trainer.fit(EPOCHS, on_batch_end=count)
         path = save_state(trainer.state_dict(), folder / "state.npz")
-        trainer = small_trainer(batch_size)
+        trainer = make(batch_size)
         trainer.load_state_dict(load_state(path))
     trainer.fit(EPOCHS)
     return trainer
@@ -138,6 +143,65 @@ def test_stopping_after_any_batches_and_resuming_from_the_file_changes_nothing(s
     total = BATCHES[batch_size]
     stops = data.draw(st.lists(st.integers(1, total), min_size=1, max_size=3), label="stop after batches")
     assert_same_run(train_with_stops(batch_size, stops, scratch), reference(batch_size))
+
+
+# ---- a CNN: BatchNorm's running statistics and batch count are part of the run --------------------------------
+
+
+def cnn_trainer(batch_size: int | None = 12) -> Trainer:
+    """A small CNN on (N, 1, 8, 8) with both BatchNorms and a Dropout, shuffled mini-batches, Adam."""
+    data = np.random.default_rng(2)
+    images = data.random((SAMPLES, 1, 8, 8), dtype=np.float32)
+    labels = data.integers(0, 4, SAMPLES)
+    weights = np.random.default_rng(3)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, generator=weights), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, generator=weights), nn.AvgPool2d(2), nn.Flatten(), nn.BatchNorm1d(6),
+        nn.Dropout(0.25, generator=weights), nn.Linear(6, 4, generator=weights),
+    )
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    return Trainer(model, opt, F.cross_entropy, (images, labels), (images[:16], labels[:16]), batch_size=batch_size,
+                   seed=5)
+
+
+@pytest.mark.parametrize("batch_size", [12, None], ids=["mini-batch", "full-batch"])
+@given(data=st.data())
+def test_a_cnn_stopped_after_any_batches_and_resumed_from_the_file_is_bit_identical(scratch, batch_size, data):
+    total = BATCHES[batch_size]
+    stops = data.draw(st.lists(st.integers(1, total), min_size=1, max_size=3), label="stop after batches")
+    reference_run = reference(batch_size, cnn_trainer)
+    assert int(reference_run.model.state_dict()["1.num_batches_tracked"]) == total  # one per training batch
+    assert_same_run(train_with_stops(batch_size, stops, scratch, make=cnn_trainer), reference_run)
+
+
+def test_a_cnn_resumes_through_the_checkpoint_manager(tmp_path):
+    trainer = cnn_trainer()
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(EPOCHS, on_batch_end=lambda t: t.request_stop() if t.epoch == 2 else None)
+    manager = CheckpointManager(tmp_path, {"model": "cnn"})
+    manager.save(trainer)
+    statistics = trainer.model.state_dict()["1.running_var"]
+    assert not np.allclose(statistics, 1.0)  # moved by training: a restore that dropped it would show
+    resumed = cnn_trainer()
+    manager.restore(resumed)
+    np.testing.assert_array_equal(resumed.model.state_dict()["1.running_var"], statistics)
+    resumed.fit(EPOCHS)
+    assert_same_run(resumed, reference(12, cnn_trainer))
+
+
+def test_a_cnn_checkpoint_with_a_float64_running_statistic_is_refused_not_cast(tmp_path):
+    trainer = cnn_trainer()
+    trainer.fit(1)
+    manager = CheckpointManager(tmp_path)
+    manager.save(trainer)
+    rewrite(manager.path, lambda arrays, document: _retype(arrays, document, "1.running_mean"))
+    with pytest.raises(CheckpointError, match=r"weight '1\.running_mean' is float64, the model's is float32"):
+        manager.restore(cnn_trainer())
+
+
+def _retype(arrays: dict, document: dict, name: str) -> None:
+    key = document["state"]["trainer"]["model"][name]["__array__"]
+    arrays[key] = arrays[key].astype(np.float64)
 
 
 def test_a_stop_mid_epoch_records_the_position_and_the_epoch_in_progress(scratch):

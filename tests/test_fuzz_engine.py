@@ -14,7 +14,17 @@ import numpy as np
 import pytest
 from conftest import require
 from engine_ops import INPLACE_OPS, OPS, REDUCTIONS, torch
-from engine_programs import SHAPES, TINYGRAD, TORCH, assert_same, assert_same_in_place, programs, run
+from engine_programs import (
+    SHAPES,
+    TINYGRAD,
+    TORCH,
+    assert_same,
+    assert_same_higher,
+    assert_same_in_place,
+    programs,
+    run,
+    run_higher,
+)
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -37,6 +47,10 @@ PROGRAMS = {
     "in place": {"dev": 30, "ci": 600, "thorough": 6000},
     "errors": {"dev": 50, "ci": 1000, "thorough": 10000},
     "float32 sums": {"dev": 5, "ci": 40, "thorough": 400},
+    "second order": {"dev": 30, "ci": 1500, "thorough": 15000},
+    "second order, indexing": {"dev": 10, "ci": 400, "thorough": 4000},
+    "second order, losses": {"dev": 10, "ci": 400, "thorough": 4000},
+    "third order": {"dev": 10, "ci": 300, "thorough": 3000},
 }
 
 
@@ -118,6 +132,50 @@ def test_in_place_programs_agree_with_pytorch(program):
     on leaves; the same values everywhere and the same gradients wherever neither framework refuses backward."""
     assume(any(getattr(node, "name", None) in INPLACE_OPS for node in program.nodes))
     event(assert_same_in_place(program, run(program, TINYGRAD), run(program, TORCH)))
+
+
+# ---- higher order ----------------------------------------------------------------------------------------------------
+
+
+# The convolutional family (tinygrad_np/ops_conv.py) has no graph_backward yet: differentiable once, it raises a clear
+# error under create_graph=True. Every other op is differentiated at second and third order.
+ONCE_DIFFERENTIABLE = {"F.conv2d", "F.max_pool2d", "F.avg_pool2d", "F.batch_norm"}
+TWICE_DIFFERENTIABLE = {name: op for name, op in OPS.items() if name not in ONCE_DIFFERENTIABLE}
+
+
+def check_higher(program, order, seed):
+    assume(program.loss is not None)
+    assert_same_higher(program, run_higher(program, TINYGRAD, order, seed), run_higher(program, TORCH, order, seed))
+
+
+@fuzz("second order")
+@given(program=programs(TWICE_DIFFERENTIABLE, dtypes=[np.float64], max_steps=6), seed=st.integers(0, 2**32 - 1))
+def test_second_derivatives_agree_with_pytorch(program, seed):
+    """The gradient of grad . v, for random v, with respect to every leaf: each op's graph_backward, differentiated."""
+    check_higher(program, 2, seed)
+
+
+# What indexing and the losses send back is exercised at second order when a curved op (tanh, exp, mul) follows.
+@fuzz("second order, indexing")
+@given(program=programs(subset("getitem", "rows", "concatenate", "stack", "reshape", "transpose", "flatten", "sum",
+                               "mean", "where", "mul", "tanh", "exp"), max_steps=6), seed=st.integers(0, 2**32 - 1))
+def test_second_derivatives_of_indexing_and_joining_agree_with_pytorch(program, seed):
+    check_higher(program, 2, seed)
+
+
+@fuzz("second order, losses")
+@given(program=programs(subset("F.cross_entropy", "F.nll_loss", "F.mse_loss", "F.log_softmax", "F.softmax",
+                               "F.linear", "matmul", "logsumexp", "max", "tanh", "mul", "getitem"), max_steps=5),
+       seed=st.integers(0, 2**32 - 1))
+def test_second_derivatives_of_layers_and_losses_agree_with_pytorch(program, seed):
+    check_higher(program, 2, seed)
+
+
+@fuzz("third order")
+@given(program=programs(TWICE_DIFFERENTIABLE, dtypes=[np.float64], max_steps=4), seed=st.integers(0, 2**32 - 1))
+def test_third_derivatives_agree_with_pytorch(program, seed):
+    """Gradients of gradients of gradients: graph_backward's own ops (BroadcastTo, ScatterAdd, ...) differentiated."""
+    check_higher(program, 3, seed)
 
 
 # ---- what PyTorch rejects ------------------------------------------------------------------------------------------

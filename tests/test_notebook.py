@@ -4,6 +4,7 @@ what it promises: the compare tables, widgets for progress, PNG plots, the expla
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -103,3 +104,14 @@ def test_the_notebook_draws_plots_progress_widgets_and_the_graph(executed):
     assert outputs(executed, "application/vnd.jupyter.widget-view+json")  # tqdm.auto chose the widget
     svgs = outputs(executed, "image/svg+xml")
     assert len(svgs) == 1 and ET.fromstring(svgs[0]).tag.endswith("svg")
+
+
+def test_the_notebook_finds_the_largest_hessian_eigenvalue(executed):
+    """Step 8: H v by hand equals hvp's, and power iteration agrees with the eigenvalues of the full W2 Hessian."""
+    text = "".join(outputs(executed, "stdout"))
+    difference = float(re.search(r"H v by hand and by hvp, largest difference: (\S+)", text)[1])
+    assert difference <= 1e-12
+    power, exact = map(float, re.search(r"in W2: (\S+) by power iteration, (\S+) from the full", text).groups())
+    assert exact > 0 and abs(power - exact) <= 1e-6 * exact
+    everywhere = float(re.search(r"in all 7,960 parameters: (\S+) by power iteration", text)[1])
+    assert everywhere >= power * (1 - 1e-6)  # W2's block is a principal submatrix: its eigenvalues interlace

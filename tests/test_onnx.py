@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from cnn_helpers import small_cnn
 from conftest import require
 
 from tinygrad_np import Tensor, nn, no_grad
@@ -13,7 +14,7 @@ from tinygrad_np.cli import main as tinygrad_np_main
 from tinygrad_np.data import load_offline_sample, read_mnist_dir
 from tinygrad_np.onnx_export import export_onnx, to_onnx
 from tinygrad_np.serialization import save_model
-from tinygrad_np.spec import TUTORIAL_SPEC, model_from_spec
+from tinygrad_np.spec import TUTORIAL_SPEC, SpecSequential, model_from_spec
 
 ARCHITECTURES = {
     "tutorial": TUTORIAL_SPEC,
@@ -229,6 +230,103 @@ def test_a_missing_onnx_package_says_how_to_install_it(monkeypatch):
         to_onnx(model_from_spec(TUTORIAL_SPEC))
 
 
+# ---- convolutional networks ----------------------------------------------------------------------------------
+
+
+def test_a_cnn_runs_in_onnxruntime_on_random_input(ort, tmp_path):
+    model = small_cnn()
+    assert float(np.abs(model[1].running_mean.data).max()) > 0.01
+    path = export_onnx(model, tmp_path / "cnn.onnx")
+    x = np.random.default_rng(1).standard_normal((17, 1, 28, 28)).astype(np.float32)
+    ours, theirs = reference(model, x), run_onnx(ort, path, x)
+    assert theirs.dtype == ours.dtype == np.float32 and theirs.shape == ours.shape == (17, 10)
+    np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-5)
+
+
+def test_a_float64_cnn_matches_onnxs_reference_evaluator(ort, tmp_path):
+    """onnxruntime's CPU provider has no float64 Conv; ONNX's own NumPy evaluator runs the file instead."""
+    from onnx.reference import ReferenceEvaluator
+
+    model = small_cnn("float64")
+    x = np.random.default_rng(1).standard_normal((5, 1, 28, 28))
+    (theirs,) = ReferenceEvaluator(to_onnx(model)).run(None, {"input": x})
+    assert theirs.dtype == np.float64
+    np.testing.assert_allclose(theirs, reference(model, x), rtol=1e-12, atol=1e-12)
+
+
+def test_onnxruntime_matches_a_cnn_on_the_mnist_test_set(ort, tmp_path, mnist_dir):
+    images, _ = read_mnist_dir(mnist_dir).arrays("test")
+    assert len(images) == 10_000
+    model = small_cnn()
+    path = export_onnx(model, tmp_path / "cnn.onnx")
+    x = images.reshape(-1, 1, 28, 28)
+    np.testing.assert_allclose(run_onnx(ort, path, x), reference(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_cnn_layers_map_to_onnx_ops_with_pytorchs_geometry(ort):
+    graph = to_onnx(small_cnn()).graph
+    assert [node.op_type for node in graph.node] == [
+        "Conv", "BatchNormalization", "Relu", "MaxPool", "Conv", "Relu", "AveragePool", "Flatten",
+        "BatchNormalization", "Gemm"]
+    attributes = [{a.name: (list(a.ints) if a.ints else a.i if a.type == a.INT else a.f) for a in node.attribute}
+                  for node in graph.node]
+    assert attributes[0] == {"kernel_shape": [5, 5], "strides": [1, 1], "dilations": [1, 1], "pads": [2, 2, 2, 2]}
+    assert attributes[1] == {"epsilon": pytest.approx(1e-5)}
+    assert attributes[3] == {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "ceil_mode": 0,
+                             "dilations": [1, 1]}
+    assert attributes[4] == {"kernel_shape": [3, 3], "strides": [2, 1], "dilations": [1, 2], "pads": [0, 0, 0, 0]}
+    assert attributes[6] == {"kernel_shape": [2, 2], "strides": [1, 1], "pads": [1, 1, 1, 1], "ceil_mode": 0,
+                             "count_include_pad": 0}
+    names = {init.name for init in graph.initializer}
+    assert names == {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "4.weight",
+                     "8.weight", "8.bias", "8.running_mean", "8.running_var", "9.weight", "9.bias"}
+    assert [d.dim_value for d in graph.output[0].type.tensor_type.shape.dim][1:] == [10]
+
+
+LAYER_CASES = {
+    "conv same, even kernel": nn.Conv2d(2, 3, 4, padding="same", generator=0),
+    "conv same, dilated": nn.Conv2d(2, 3, 3, padding="same", dilation=2, generator=0),
+    "conv strided and padded": nn.Conv2d(2, 3, (3, 2), stride=(2, 3), padding=(1, 2), generator=0),
+    "max-pool overlapping": nn.MaxPool2d(3, stride=1, padding=1),
+    "max-pool dilated": nn.MaxPool2d(2, stride=2, dilation=2),
+    "max-pool ceil_mode": nn.MaxPool2d(3, stride=2, ceil_mode=True),
+    "max-pool ceil_mode padded": nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True),
+    "avg-pool counting padding": nn.AvgPool2d(3, stride=2, padding=1),
+    "avg-pool not counting padding": nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+    "avg-pool ceil_mode": nn.AvgPool2d(2, stride=2, ceil_mode=True),
+    "avg-pool ceil_mode padded": nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+}
+
+
+@pytest.mark.parametrize("name", LAYER_CASES)
+def test_each_conv_layers_geometry_runs_in_onnxruntime(ort, tmp_path, name):
+    model = SpecSequential(LAYER_CASES[name], input_size=[2, 9, 11], seed=None, dtype="float32")
+    path = export_onnx(model, tmp_path / "m.onnx")
+    x = np.random.default_rng(2).standard_normal((5, 2, 9, 11)).astype(np.float32)  # both signs: max-pool's
+    ours, theirs = reference(model, x), run_onnx(ort, path, x)  # -inf padding must never win
+    assert theirs.shape == ours.shape
+    np.testing.assert_allclose(theirs, ours, rtol=1e-6, atol=1e-6)
+
+
+def test_cnn_export_leaves_the_running_statistics_and_mode_alone(ort, tmp_path):
+    model = small_cnn().train()
+    before = model.state_dict()
+    export_onnx(model, tmp_path / "m.onnx")
+    assert model.training and model[1].training
+    after = model.state_dict()
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+
+
+def test_batchnorm_without_running_statistics_and_divisor_override_are_refused(ort, tmp_path):
+    no_stats = SpecSequential(nn.BatchNorm1d(4, track_running_stats=False), input_size=4, seed=None, dtype="float32")
+    divisor = SpecSequential(nn.AvgPool2d(2, divisor_override=3), input_size=[1, 4, 4], seed=None, dtype="float32")
+    for model, message in ((no_stats, "without running statistics"), (divisor, "divisor_override")):
+        with pytest.raises(ValueError, match=message):
+            export_onnx(model, tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
 # ---- `tinygrad-np export` ---------------------------------------------------------------------------------
 
 
@@ -247,6 +345,16 @@ def test_export_command_writes_and_verifies(ort, tmp_path, capsys):
     assert main(["--model-file", str(tmp_path / "model.npz"), "-o", str(tmp_path / "b16.onnx"), "--batch-size",
                  "16", "--verify"]) == 0
     assert "agrees on 16 MNIST images" in capsys.readouterr().err
+
+
+def test_export_command_writes_and_verifies_a_cnn(ort, tmp_path, capsys):
+    model = small_cnn()
+    save_model(model, tmp_path / "cnn.npz")
+    assert main(["--model-file", str(tmp_path / "cnn.npz"), "--verify"]) == 0
+    assert "onnxruntime agrees on 1000 MNIST images" in capsys.readouterr().err
+    images, _ = load_offline_sample().arrays("test")
+    x = images[:9].reshape(9, 1, 28, 28)
+    np.testing.assert_allclose(run_onnx(ort, tmp_path / "cnn.onnx", x), reference(model, x), rtol=1e-5, atol=1e-5)
 
 
 def test_export_command_reports_errors(ort, tmp_path, capsys):

@@ -116,6 +116,21 @@ def test_images_may_be_flat_rows_or_28x28(Image, test_digits):
     assert len(flat.axes) == len(square.axes) == 20
 
 
+def test_a_cnns_input_and_predictions_plot_as_the_same_picture(Image, test_digits, tmp_path):
+    """A CNN reads (N, 1, 28, 28): the plots take its input as it is and draw the digits they draw from (N, 28, 28)."""
+    from cnn_helpers import small_cnn
+
+    from tinygrad_np.train import predict_proba
+
+    images, labels, _ = test_digits
+    batch = images[:30].reshape(30, 1, 28, 28)
+    predictions = predict_proba(small_cnn(), batch).argmax(axis=1)
+    as_channels = save_figure(plot_predictions(batch, labels[:30], predictions, count=30), tmp_path / "cnn.png")
+    as_squares = save_figure(plot_predictions(batch[:, 0], labels[:30], predictions, count=30), tmp_path / "sq.png")
+    np.testing.assert_array_equal(pixels(Image, as_channels), pixels(Image, as_squares))
+    assert red_pixels(pixels(Image, as_channels)) > 0  # an untrained CNN: mistakes, framed in red
+
+
 def test_history_without_test_metrics_still_plots(Image, tmp_path):
     history = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5 + e / 20} for e in range(1, 4)]
     path = save_figure(plot_training_curves(history), tmp_path / "curves.png")
@@ -138,8 +153,9 @@ def test_bad_prediction_inputs_are_refused(Image):
         plot_predictions(images, labels, labels[:3])
     with pytest.raises(ValueError, match=r"got 3 images but 4 labels"):
         plot_predictions(images[:3], labels, labels)
-    with pytest.raises(ValueError, match=r"\(N, 28, 28\) or \(N, 784\)"):
-        plot_predictions(np.zeros((4, 10)), labels, labels)
+    for wrong in (np.zeros((4, 10)), np.zeros((4, 3, 28, 28))):
+        with pytest.raises(ValueError, match=r"\(N, 28, 28\), \(N, 1, 28, 28\) or \(N, 784\)"):
+            plot_predictions(wrong, labels, labels)
     with pytest.raises(ValueError, match="integer classes"):
         plot_predictions(images, labels, labels.astype(float))
 

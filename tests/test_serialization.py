@@ -3,15 +3,17 @@
 import json
 import os
 import pickle
+import zipfile
 
 import numpy as np
 import pytest
+from cnn_helpers import small_cnn
 from hypothesis import given
 from test_spec import specs
 
 from tinygrad_np import Tensor, nn, no_grad
 from tinygrad_np.serialization import HEADER_KEY, ModelFileError, load_model, read_metadata, save_model
-from tinygrad_np.spec import TUTORIAL_SPEC, model_from_spec, normalize_spec, spec_from_model
+from tinygrad_np.spec import LAYER_TYPES, TUTORIAL_SPEC, model_from_spec, normalize_spec, spec_from_model
 
 MLP_SPEC = {
     "input_size": 784,
@@ -99,14 +101,18 @@ def test_every_activation_of_the_compare_layer_table_round_trips(tmp_path):
     np.testing.assert_array_equal(forward(loaded, x), forward(model, x))
 
 
-@given(specs())
+@given(specs(LAYER_TYPES))  # every layer type, BatchNorm's buffers included
 def test_round_trip_holds_for_random_specs(tmp_path_factory, spec):
     path = tmp_path_factory.mktemp("random") / "model.npz"
-    model = model_from_spec(spec).eval()
-    loaded = load_model(save_model(model, path))
-    assert spec_from_model(loaded) == spec_from_model(model)
+    model = model_from_spec(spec)
     shape = [spec["input_size"]] if isinstance(spec["input_size"], int) else spec["input_size"]
     x = images(3, tuple(shape), normalize_spec(spec)["dtype"])
+    forward(model, x)  # in training mode: BatchNorm's running statistics move off their initial values
+    loaded = load_model(save_model(model.eval(), path))
+    assert spec_from_model(loaded) == spec_from_model(model)
+    for (name, saved), restored in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert saved.dtype == restored.dtype, name
+        np.testing.assert_array_equal(saved, restored, err_msg=name)
     np.testing.assert_array_equal(forward(loaded, x), forward(model, x))
 
 
@@ -119,6 +125,62 @@ def test_the_file_is_a_plain_npz_readable_without_pickle(tmp_path):
         np.testing.assert_array_equal(npz["0.weight"], model[0].weight.data)
     assert header["spec"] == spec_from_model(model)
     assert header["metadata"] == {"note": "hi"}
+
+
+# ---- convolutional networks: BatchNorm's running statistics are part of the file -----------------------------
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_cnn_round_trips_with_its_running_statistics(tmp_path, dtype):
+    model = small_cnn(dtype)
+    loaded = load_model(save_model(model, tmp_path / "cnn.npz"))
+    assert spec_from_model(loaded) == spec_from_model(model)
+    assert [type(layer) for layer in loaded] == [type(layer) for layer in model]
+    saved, restored = model.state_dict(), loaded.state_dict()
+    assert list(restored) == list(saved) and "1.running_var" in saved and "8.num_batches_tracked" in saved
+    for name, value in saved.items():
+        assert restored[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(restored[name], value, err_msg=name)
+    assert int(restored["1.num_batches_tracked"]) == 3 and not loaded.training
+    x = images(8, (1, 28, 28), dtype)
+    np.testing.assert_array_equal(forward(loaded, x), forward(model, x))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda w: w.pop("1.running_var"), r"missing 1\.running_var"),
+        (lambda w: w.update({"1.running_mean": np.zeros(7, np.float32)}), r"'1\.running_mean' has shape \(7,\)"),
+        (lambda w: w.update({"8.num_batches_tracked": np.array(3.0)}), r"'8\.num_batches_tracked' is float64.*int64"),
+        (lambda w: w.update({"1.running_var": w["1.running_var"].astype(np.float64)}), r"'1\.running_var' is float64"),
+        (lambda w: w.update({"1.running_var": np.full(6, np.nan, np.float32)}), r"'1\.running_var' holds NaN"),
+        (lambda w: w.update({"4.bias": np.zeros(8, np.float32)}), r"unexpected 4\.bias"),
+    ],
+)
+def test_cnn_weights_and_buffers_that_do_not_fit_the_spec_are_refused(tmp_path, change, expected):
+    model = small_cnn()
+    weights = model.state_dict()
+    change(weights)
+    path = tmp_path / "m.npz"
+    write_npz(path, header_for(spec_from_model(model)), weights)
+    with pytest.raises(ModelFileError, match=expected):
+        load_model(path)
+
+
+def test_a_buffer_declaring_gigabytes_is_refused_from_its_header(tmp_path):
+    """A running statistic whose .npy header claims 2**28 floats (1 GiB) is refused before anything is read."""
+    model = small_cnn()
+    path = tmp_path / "m.npz"
+    write_npz(path, header_for(spec_from_model(model)), model.state_dict())
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(bomb, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "1.running_mean.npy":
+                data = data.replace(b"'shape': (6,)", b"'shape': (268435456,)", 1)
+            target.writestr(info, data)
+    with pytest.raises(ModelFileError, match=r"'1\.running_mean' declares 1,073,741,824 bytes"):
+        load_model(bomb)
 
 
 # ---- atomic writes --------------------------------------------------------------------------------------

@@ -6,19 +6,23 @@ given, so we can check the server hands it the MNIST-preprocessed canvas.
 
 import json
 import logging
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-from serve_helpers import FakeModel, assert_alive, canvas_body, one_stroke, raw_exchange, request, serving
+from serve_helpers import (
+    FakeModel,
+    assert_alive,
+    canvas_body,
+    one_stroke,
+    raw_exchange,
+    request,
+    serving,
+    serving_process,
+)
 
 from tinygrad_np.preprocess import to_mnist
 from tinygrad_np.serve import MAX_BODY_BYTES, MAX_SIDE, DigitServer, make_server
@@ -255,20 +259,5 @@ def test_run_prints_the_url_and_stops_cleanly_on_ctrl_c():
         "from tinygrad_np.serve import run\n"
         "run(lambda x: np.full((len(x), 10), 0.1), '127.0.0.1', 0, 'banner from run')\n"
     )
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    try:
-        line = process.stdout.readline()
-        match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-        assert match, line + process.stderr.read() if process.poll() is not None else line
-        with urllib.request.urlopen(match.group(1) + "api/info", timeout=10) as response:
-            assert json.loads(response.read()) == {"banner": "banner from run"}
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+    with serving_process(["-c", code]) as url, urllib.request.urlopen(url + "api/info", timeout=10) as response:
+        assert json.loads(response.read()) == {"banner": "banner from run"}

@@ -1,7 +1,8 @@
 """tinygrad_np: a small, fast, honest reverse-mode autograd framework in NumPy."""
 
-from tinygrad_np import nn, optim
+from tinygrad_np import autograd, nn, optim
 from tinygrad_np.anomaly import AnomalyError, detect_anomaly
+from tinygrad_np.autograd import grad
 from tinygrad_np.creation import as_generator, full, manual_seed, ones, randn, uniform, zeros
 from tinygrad_np.inplace import InPlaceError, increment_version
 from tinygrad_np.ops import concatenate, maximum, stack, where
@@ -16,11 +17,13 @@ __all__ = [
     "InPlaceError",
     "Tensor",
     "as_generator",
+    "autograd",
     "concatenate",
     "detect_anomaly",
     "enable_grad",
     "explain",
     "full",
+    "grad",
     "increment_version",
     "is_grad_enabled",
     "manual_seed",

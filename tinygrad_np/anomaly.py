@@ -31,7 +31,7 @@ from tinygrad_np.tensor import Function, Tensor
 
 _PACKAGE = Path(__file__).resolve().parent
 _ENGINE_FILES = {str(_PACKAGE / name) for name in ("tensor.py", "ops.py", "anomaly.py", "creation.py", "gradcheck.py")}
-_ENGINE_DIRS = tuple(str(_PACKAGE / name) + os.sep for name in ("nn", "optim"))
+_ENGINE_DIRS = tuple(str(_PACKAGE / name) + os.sep for name in ("nn", "optim", "autograd"))
 _is_engine_cache: dict[str, bool] = {}
 
 Site = tuple[str, int]  # (file name, line number)

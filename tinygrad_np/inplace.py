@@ -313,3 +313,14 @@ class SetItem(Function):
             if self.v_ndim > dv.ndim:  # NumPy assigned a (1, n) value into an (n,) slot: give dv its leading 1s
                 dv = dv.reshape((1,) * (self.v_ndim - dv.ndim) + dv.shape)
         return da, dv
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        need_a, need_v = self.needs_input_grad
+        da = dv = None
+        if need_a:  # g with its index zeroed is itself a SetItem of g, linear in g
+            da = SetItem.apply(g, Tensor(np.zeros((), dtype=g.dtype)), index=self.index)
+        if need_v:
+            dv = g[self.index]
+            if self.v_ndim > dv.ndim:
+                dv = dv.reshape((1,) * (self.v_ndim - dv.ndim) + dv.shape)
+        return da, dv

@@ -3,8 +3,10 @@
 Layer by layer: Linear -> Gemm(transB=1) (or MatMul + Add when an example has more than one dimension),
 ReLU, Tanh, Sigmoid, Softmax, LogSoftmax -> the ONNX op of the same name (opset 13+ semantics: along one axis,
 as here), LeakyReLU -> LeakyRelu(alpha=negative_slope) (or PRelu, where a float32 attribute would round a
-float64 slope), Flatten -> Flatten(axis=1) or Reshape, Dropout -> nothing (export is for inference). The batch
-dimension is symbolic ("batch") unless `batch_size` is given. Needs the `onnx` extra, imported lazily.
+float64 slope), Flatten -> Flatten(axis=1) or Reshape, Dropout -> nothing (export is for inference),
+Conv2d -> Conv, MaxPool2d -> MaxPool, AvgPool2d -> AveragePool, BatchNorm1d/2d -> BatchNormalization with the
+running statistics (eval mode). The batch dimension is symbolic ("batch") unless `batch_size` is given. Needs
+the `onnx` extra, imported lazily.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import numpy as np
 from tinygrad_np import __version__, nn
 from tinygrad_np.errors import import_extra
 from tinygrad_np.files import write_atomic
+from tinygrad_np.nn import functional as F
 from tinygrad_np.spec import SpecError, spec_from_model
+from tinygrad_np.tensor import Tensor, no_grad
 
 # Opset 17 / IR 8 (ONNX 1.12): old enough for any onnxruntime of the last few years, new enough for
 # axis-wise Softmax and LogSoftmax.
@@ -64,7 +68,6 @@ def to_onnx(model: nn.Module, batch_size: int | None = None, input_size: int | l
                 add("MatMul", [current, constant(f"{index}.weight_transposed", layer.weight.data.T)])
                 if bias:
                     add("Add", [current, *bias])
-            shape[-1] = layer.out_features
         elif isinstance(layer, (nn.ReLU, nn.Tanh, nn.Sigmoid)):
             add({nn.ReLU: "Relu", nn.Tanh: "Tanh", nn.Sigmoid: "Sigmoid"}[type(layer)], [current])
         elif isinstance(layer, nn.LeakyReLU):
@@ -81,9 +84,31 @@ def to_onnx(model: nn.Module, batch_size: int | None = None, input_size: int | l
             else:  # Reshape's 0 copies a dimension: keep the first start_dim, merge the rest
                 target = np.array([0] * layer.start_dim + [-1], dtype=np.int64)
                 add("Reshape", [current, constant(f"{index}.shape", target)])
-            kept = layer.start_dim - 1
-            shape = [*shape[:kept], int(np.prod(shape[kept:]))]
+        elif isinstance(layer, nn.Conv2d):
+            bias = [constant(f"{index}.bias", layer.bias.data)] if layer.bias is not None else []
+            add("Conv", [current, constant(f"{index}.weight", layer.weight.data), *bias],
+                kernel_shape=list(layer.kernel_size), strides=list(layer.stride), dilations=list(layer.dilation),
+                pads=_conv_pads(layer))
+        elif isinstance(layer, nn.MaxPool2d):
+            add("MaxPool", [current], **_pool_attributes(layer), dilations=list(layer.dilation))
+        elif isinstance(layer, nn.AvgPool2d):
+            if layer.divisor_override is not None:
+                raise ValueError(f"export_onnx can't export layer {index}: AvgPool2d's divisor_override has no "
+                                 "ONNX equivalent")
+            add("AveragePool", [current], **_pool_attributes(layer), count_include_pad=int(layer.count_include_pad))
+        elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if layer.running_mean is None or layer.running_var is None:
+                raise ValueError(f"export_onnx can't export layer {index}: a {type(layer).__name__} without running "
+                                 "statistics (track_running_stats=False) normalizes by each batch's own, even in eval")
+            ones, zeros = np.ones(layer.num_features, spec["dtype"]), np.zeros(layer.num_features, spec["dtype"])
+            scale = layer.weight.data if layer.weight is not None else ones
+            shift = layer.bias.data if layer.bias is not None else zeros
+            add("BatchNormalization", [current, constant(f"{index}.weight", scale), constant(f"{index}.bias", shift),
+                                       constant(f"{index}.running_mean", layer.running_mean.data),
+                                       constant(f"{index}.running_var", layer.running_var.data)],
+                epsilon=layer.eps)
         # Dropout is the identity at inference: no node.
+        shape = _output_shape(layer, shape, spec["dtype"])
     if not nodes:
         add("Identity", [current])
     nodes[-1].output[0] = OUTPUT_NAME
@@ -108,6 +133,30 @@ def to_onnx(model: nn.Module, batch_size: int | None = None, input_size: int | l
     return proto
 
 
+def _conv_pads(layer: Any) -> list[int]:
+    """ONNX's [top, left, bottom, right] from Conv2d's padding (a pair, "valid" or "same", as conv2d reads it)."""
+    (top, bottom), (left, right) = F.conv_padding("Conv2d", layer.padding, layer.kernel_size, layer.stride,
+                                                  layer.dilation)
+    return [top, left, bottom, right]
+
+
+def _pool_attributes(layer: Any) -> dict[str, Any]:
+    return {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride),
+            "pads": [*layer.padding, *layer.padding], "ceil_mode": int(layer.ceil_mode)}
+
+
+def _output_shape(layer: nn.Module, shape: list[int], dtype: str) -> list[int]:
+    """One example's shape after `layer`, from running it in eval mode on one zero example (no formula to repeat
+    here, and a training-mode BatchNorm's statistics stay as they are)."""
+    was_training = layer.training
+    layer.eval()
+    try:
+        with no_grad():
+            return list(layer(Tensor(np.zeros((1, *shape), dtype))).shape[1:])
+    finally:
+        layer.train(was_training)
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -126,7 +175,6 @@ def export_onnx(
 def verify_onnx(model: nn.Module, path: str | os.PathLike, inputs: np.ndarray, tolerance: float = 1e-5) -> float:
     """The largest |onnxruntime - tinygrad_np| over `inputs`; ValueError unless allclose(rtol=atol=tolerance)."""
     onnxruntime = import_extra("onnxruntime", "onnx", "running an ONNX file")
-    from tinygrad_np.tensor import Tensor, no_grad
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     theirs = session.run(None, {INPUT_NAME: inputs})[0]

@@ -4,10 +4,22 @@ Notation in the docstrings: `g` is the gradient flowing into the op's output, `d
 `a`. Gradients may keep the broadcast shape; the engine (`tensor._backward`) reduces them to each input's.
 Convention: through log, sqrt, pow and division an upstream gradient of exactly 0 contributes exactly 0, even
 where the local derivative is infinite (at 0) or NaN. So the branch that `where` didn't take never turns into NaN.
+
+Twice differentiable: each op also has `graph_backward(g, y)`, the same formula written with Tensor ops, directly
+below `backward`. `backward(create_graph=True)` and `tinygrad_np.grad(..., create_graph=True)` call it instead of
+`backward`, and record the Tensor ops it applies, so the gradient can be differentiated again (and again: its ops
+have a `graph_backward` of their own). To make an op twice differentiable, write `graph_backward(self, g, y)`:
+`g` is the upstream gradient as a Tensor, `y` the op's output Tensor, `self.inputs` its input Tensors; return one
+Tensor (or None) per input, like `backward`, using Tensor operators and methods, `where`, `broadcast_to`, and
+indexing (whose gradient is `ScatterAdd`). Values the forward saved as arrays (masks, indices, shapes) enter as
+constants; values that depend on an input (a, b, y) must be the Tensors, or the second derivative misses them.
+Keep the two formulas term for term alike: the differential fuzzer (tests/test_fuzz_engine.py) checks `backward`
+at first order and `graph_backward` at second and third order, against PyTorch.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -34,6 +46,16 @@ def _masked(grad: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, grad, 0)
 
 
+def _zero_where_no_grad_graph(g: Tensor, product: Tensor) -> Tensor:
+    """`_zero_where_no_grad` in Tensor ops: exactly 0 (with slope 0) only where g == 0 and the product isn't finite."""
+    undefined = (g.data == 0) & ~np.isfinite(product.data)
+    return where(undefined, 0.0, product) if undefined.any() else product
+
+
+def _constant(array: np.ndarray) -> Tensor:
+    return Tensor._make(np.asarray(array), False, None)
+
+
 def normalize_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
     """Axes as non-negative ints (None: all of them), checked. Every op that takes axes reads them through here.
 
@@ -58,6 +80,16 @@ def normalize_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
 def _expand_reduced(grad: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> np.ndarray:
     """Put back the reduced axes as size-1 dimensions, so the gradient broadcasts against the input."""
     return grad if keepdims else np.expand_dims(grad, axes)
+
+
+def _expand_reduced_graph(g: Tensor, axes: tuple[int, ...], keepdims: bool) -> Tensor:
+    """`_expand_reduced` for a Tensor."""
+    if keepdims:
+        return g
+    shape = list(g.shape)
+    for ax in sorted(axes):
+        shape.insert(ax, 1)
+    return g.reshape(tuple(shape))
 
 
 # NumPy reduces a short contiguous axis one row at a time: on 60,000 x 10 logits, max(axis=1) takes 2.7 ms and
@@ -94,6 +126,9 @@ class Add(Function):
     def backward(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return g, g
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return g, g
+
 
 class Sub(Function):
     """y = a - b;  da = g, db = -g"""
@@ -103,6 +138,9 @@ class Sub(Function):
 
     def backward(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         return g, (-g if self.needs_input_grad[1] else None)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return g, -g
 
 
 class Mul(Function):
@@ -117,6 +155,10 @@ class Mul(Function):
     def backward(self, g: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         need_a, need_b = self.needs_input_grad
         return (g * self.b if need_a else None), (g * self.a if need_b else None)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        a, b = self.inputs
+        return g * b, g * a
 
 
 class Div(Function):
@@ -134,9 +176,18 @@ class Div(Function):
             db = _zero_where_no_grad(g, -g * self.y / self.b) if need_b else None
         return da, db
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        _, b = self.inputs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _zero_where_no_grad_graph(g, g / b), _zero_where_no_grad_graph(g, -g * y / b)
+
 
 class Pow(Function):
-    """y = a ** b;  da = g * b * a ** (b - 1) (0 where b == 0), db = g * y * log(a) (0 where a == 0 and b >= 0)"""
+    """y = a ** b;  da = g * b * a ** (b - 1) (0 where b == 0), db = g * y * log(a) (0 where a == 0 and b >= 0)
+
+    Where a factor is constant (a^0 in a, 0^b in b), the gradient is 0 whatever the upstream, NaN included, as in
+    PyTorch.
+    """
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.a, self.b = a, b
@@ -149,9 +200,20 @@ class Pow(Function):
         da = db = None
         with np.errstate(divide="ignore", invalid="ignore"):
             if need_a:  # a^0 is constant 1, even at a = 0 where b * a^(b-1) would be 0 * inf (PyTorch's rule)
-                da = _zero_where_no_grad(g, g * np.where(b == 0, 0, b * a ** (b - 1)))
+                da = np.where(b == 0, 0, _zero_where_no_grad(g, g * b * a ** (b - 1)))
             if need_b:  # 0^b is flat at 0 (b > 0) or 1 (b = 0) in b; for b < 0 the slope is -inf, as in PyTorch
-                db = _zero_where_no_grad(g, g * np.where((a == 0) & (b >= 0), 0, self.y * np.log(a)))
+                db = np.where((a == 0) & (b >= 0), 0, _zero_where_no_grad(g, g * self.y * np.log(a)))
+        return da, db
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        need_a, need_b = self.needs_input_grad
+        a, b = self.inputs
+        da = db = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if need_a:
+                da = where(b.data == 0, 0.0, _zero_where_no_grad_graph(g, g * b * a ** (b - 1)))
+            if need_b:
+                db = where((a.data == 0) & (b.data >= 0), 0.0, _zero_where_no_grad_graph(g, g * y * a.log()))
         return da, db
 
 
@@ -175,6 +237,19 @@ class PowScalar(Function):
                 local = self.p * self.a ** (self.p - 1)
             return _zero_where_no_grad(g, g * local)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        (a,) = self.inputs
+        if self.p == 0:
+            return _constant(np.zeros_like(g.data))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.p == 2:
+                local = 2 * a
+            elif self.p == 0.5:
+                local = 0.5 / y
+            else:
+                local = self.p * a ** (self.p - 1)
+            return _zero_where_no_grad_graph(g, g * local)
+
 
 class Maximum(Function):
     """y = max(a, b);  da = g * ((a > b) + (a == b) / 2), db = g * ((b > a) + (a == b) / 2); NaN: g to both"""
@@ -188,6 +263,11 @@ class Maximum(Function):
         a, b = self.a, self.b
         shared = np.where(a == b, g / 2, g)
         return (np.where(a < b, 0, shared) if need_a else None), (np.where(b < a, 0, shared) if need_b else None)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        a, b = self.a, self.b
+        shared = where(a == b, g / 2, g)
+        return where(a < b, 0.0, shared), where(b < a, 0.0, shared)
 
 
 class Where(Function):
@@ -203,6 +283,9 @@ class Where(Function):
             np.where(self.cond, 0, g) if need_b else None
         )
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return where(self.cond, g, 0.0), where(self.cond, 0.0, g)
+
 
 # ---- elementwise: unary -------------------------------------------------------------------------------
 
@@ -216,6 +299,9 @@ class Neg(Function):
     def backward(self, g: np.ndarray) -> np.ndarray:
         return -g
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return -g
+
 
 class Exp(Function):
     """y = exp(a);  da = g * y"""
@@ -226,6 +312,9 @@ class Exp(Function):
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         return g * self.y
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return g * y
 
 
 class Log(Function):
@@ -239,6 +328,10 @@ class Log(Function):
         with np.errstate(divide="ignore", invalid="ignore"):
             return _zero_where_no_grad(g, g / self.a)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _zero_where_no_grad_graph(g, g / self.inputs[0])
+
 
 class Sqrt(Function):
     """y = sqrt(a);  da = g / (2 y)"""
@@ -251,6 +344,10 @@ class Sqrt(Function):
         with np.errstate(divide="ignore", invalid="ignore"):
             return _zero_where_no_grad(g, g / (2 * self.y))
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _zero_where_no_grad_graph(g, g / (2 * y))
+
 
 class Tanh(Function):
     """y = tanh(a);  da = g * (1 - y^2)"""
@@ -261,6 +358,9 @@ class Tanh(Function):
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         return g * (1 - self.y * self.y)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return g * (1 - y * y)
 
 
 class Sigmoid(Function):
@@ -275,6 +375,9 @@ class Sigmoid(Function):
     def backward(self, g: np.ndarray) -> np.ndarray:
         return g * self.y * (1 - self.y)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return g * y * (1 - y)
+
 
 class ReLU(Function):
     """y = max(a, 0);  da = g * (a > 0); 0 at the kink, and g where a is NaN, as in PyTorch"""
@@ -286,6 +389,9 @@ class ReLU(Function):
     def backward(self, g: np.ndarray) -> np.ndarray:
         return _masked(g, self.y != 0)  # y is max(a, 0): 0 where a <= 0, NaN where a is
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return where(y.data != 0, g, 0.0)
+
 
 class Abs(Function):
     """y = |a|;  da = g * sign(a); sign is 0 at 0 and at NaN, as in PyTorch"""
@@ -295,6 +401,9 @@ class Abs(Function):
         return np.abs(a)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
+        return g * ((self.a > 0).astype(g.dtype) - (self.a < 0))
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
         return g * ((self.a > 0).astype(g.dtype) - (self.a < 0))
 
 
@@ -312,6 +421,9 @@ class Clip(Function):
     def backward(self, g: np.ndarray) -> np.ndarray:
         return _masked(g, self.inside)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return where(self.inside, g, 0.0)
+
 
 class Cast(Function):
     """y = a as another dtype;  da = g as a's dtype"""
@@ -321,6 +433,9 @@ class Cast(Function):
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         return g  # the engine casts every gradient to its input's dtype
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return g
 
 
 # ---- reductions ---------------------------------------------------------------------------------------
@@ -337,6 +452,9 @@ class Sum(Function):
     def backward(self, g: np.ndarray) -> np.ndarray:
         return np.broadcast_to(_expand_reduced(g, self.axes, self.keepdims), self.shape)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return broadcast_to(_expand_reduced_graph(g, self.axes, self.keepdims), self.shape)
+
 
 class Mean(Function):
     """y = sum(a, axis) / n;  da = g / n broadcast back over the reduced axes  (NaN over no elements)"""
@@ -352,6 +470,11 @@ class Mean(Function):
         if not self.count:  # the mean of nothing: the input is empty, so is its gradient
             return np.zeros(self.shape, dtype=g.dtype)
         return np.broadcast_to(_expand_reduced(g, self.axes, self.keepdims) / self.count, self.shape)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        if not self.count:
+            return _constant(np.zeros(self.shape, dtype=g.dtype))
+        return broadcast_to(_expand_reduced_graph(g, self.axes, self.keepdims) / self.count, self.shape)
 
 
 class Max(Function):
@@ -376,6 +499,10 @@ class Max(Function):
         ties = self.winners.sum(axis=self.axes, keepdims=True)
         return self.winners * (_expand_reduced(g, self.axes, self.keepdims) / ties)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        ties = self.winners.sum(axis=self.axes, keepdims=True)
+        return (_expand_reduced_graph(g, self.axes, self.keepdims) / ties) * self.winners
+
 
 class Min(Max):
     """y = min(a, axis);  da = g at the minima, shared evenly between ties, 0 elsewhere"""
@@ -398,6 +525,10 @@ class LogSumExp(Function):
     def backward(self, g: np.ndarray) -> np.ndarray:
         return _expand_reduced(g, self.axes, self.keepdims) * np.exp(self.a - self.out)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        out = _expand_reduced_graph(y, self.axes, self.keepdims)
+        return _expand_reduced_graph(g, self.axes, self.keepdims) * (self.inputs[0] - out).exp()
+
 
 def _max_or_minus_inf(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """a.max(axes, keepdims=True), -inf over an empty axis (where the softmax family has nothing to shift)."""
@@ -419,6 +550,9 @@ class Softmax(Function):
         y = self.y
         return y * (g - accurate_sum(g * y, self.axes, keepdims=True))
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return y * (g - (g * y).sum(self.axes, keepdims=True))
+
 
 class LogSoftmax(Function):
     """y = a - logsumexp(a, axis);  da = g - softmax(a) * sum(g, axis)"""
@@ -433,6 +567,9 @@ class LogSoftmax(Function):
     def backward(self, g: np.ndarray) -> np.ndarray:
         return g - np.exp(self.y) * accurate_sum(g, self.axes, keepdims=True)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return g - y.exp() * g.sum(self.axes, keepdims=True)
+
 
 # ---- shape --------------------------------------------------------------------------------------------
 
@@ -445,6 +582,9 @@ class Reshape(Function):
         return a.reshape(shape)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
+        return g.reshape(self.shape)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
         return g.reshape(self.shape)
 
 
@@ -463,6 +603,9 @@ class Transpose(Function):
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         return np.transpose(g, self.inverse)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return g.transpose(self.inverse) if self.inverse else g.transpose()
 
 
 _BASIC_INDEX = (int, np.integer, slice, type(None), type(Ellipsis))
@@ -493,6 +636,46 @@ class GetItem(Function):
             np.add.at(grad, self.index, g)  # unlike `grad[index] += g`, adds once per repeat
         return grad
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return ScatterAdd.apply(g, shape=self.shape, index=self.index)
+
+
+class ScatterAdd(Function):
+    """y = zeros(shape) with a added at index (GetItem's gradient);  da = g[index]"""
+
+    def forward(self, a: np.ndarray, shape: tuple[int, ...], index: Any) -> np.ndarray:
+        self.index = index
+        out = np.zeros(shape, dtype=a.dtype)
+        if _is_basic(index):
+            out[index] = a
+        else:
+            np.add.at(out, index, a)
+        return out
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return g[self.index]
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return GetItem.apply(g, index=self.index)
+
+
+class BroadcastTo(Function):
+    """y = a broadcast to shape (Sum's gradient);  da = g summed over the broadcast axes"""
+
+    def forward(self, a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return np.array(np.broadcast_to(a, shape))  # a copy: a tensor's data is writable
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return g  # the engine sums a gradient over the axes broadcasting stretched
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return g
+
+
+def broadcast_to(a: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """`a` broadcast to `shape` (numpy.broadcast_to), as a new tensor; its gradient is summed back."""
+    return a if a.shape == tuple(shape) else BroadcastTo.apply(a, shape=tuple(shape))
+
 
 class Concatenate(Function):
     """y = [a1, a2, ...] joined along axis;  da_i = the slice of g that a_i filled"""
@@ -508,6 +691,11 @@ class Concatenate(Function):
     def backward(self, g: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(np.split(g, self.splits, axis=self.axis))
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor, ...]:
+        bounds = [0, *self.splits.tolist(), g.shape[self.axis]]
+        lead = (slice(None),) * self.axis
+        return tuple(g[(*lead, slice(start, stop))] for start, stop in itertools.pairwise(bounds))
+
 
 class Stack(Function):
     """y = [a1, a2, ...] stacked along a new axis;  da_i = g[..., i, ...]"""
@@ -518,6 +706,10 @@ class Stack(Function):
 
     def backward(self, g: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(np.moveaxis(g, self.axis, 0))
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor, ...]:
+        lead = (slice(None),) * self.axis
+        return tuple(g[(*lead, i)] for i in range(g.shape[self.axis]))
 
 
 # ---- matmul -------------------------------------------------------------------------------------------
@@ -566,6 +758,28 @@ class MatMul(Function):
         db = np.matmul(np.swapaxes(a, -1, -2), g) if need_b else None
         return da, db
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        a, b = self.inputs
+        need_a, need_b = self.needs_input_grad
+        if a.ndim == 1 and b.ndim == 1:
+            return (g * b if need_a else None), (g * a if need_b else None)
+        if b.ndim == 1:
+            da = g[..., None] * b if need_a else None
+            db = (_swap_last(a) @ g[..., None])[..., 0] if need_b else None
+            return da, db
+        if a.ndim == 1:
+            da = (g[..., None, :] @ _swap_last(b))[..., 0, :] if need_a else None
+            db = a[:, None] * g[..., None, :] if need_b else None
+            return da, db
+        return (g @ _swap_last(b) if need_a else None), (_swap_last(a) @ g if need_b else None)
+
+
+def _swap_last(t: Tensor) -> Tensor:
+    """t with its last two axes swapped (np.swapaxes(t, -1, -2))."""
+    order = list(range(t.ndim))
+    order[-2:] = order[-1], order[-2]
+    return t.transpose(order)
+
 
 class Linear(Function):
     """y = x @ W^T + b (one fused node for nn.Linear);  dx = g @ W, dW = g^T @ x, db = sum(g) over the batch"""
@@ -599,6 +813,19 @@ class Linear(Function):
             return dx, dw
         return dx, dw, (accurate_sum(g2, 0) if need_b[0] else None)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor | None, ...]:
+        need_x, need_w, *need_b = self.needs_input_grad
+        x, weight = self.inputs[:2]
+        g2 = g
+        if g.ndim != 2:
+            rows = int(np.prod(g.shape[:-1]))
+            x, g2 = x.reshape(rows, x.shape[-1]), g.reshape(rows, g.shape[-1])
+        dx = g @ weight if need_x else None
+        dw = g2.T @ x if need_w else None
+        if not need_b:
+            return dx, dw
+        return dx, dw, (g2.sum(0) if need_b[0] else None)
+
 
 # ---- losses (fused: numerically delicate, and their gradients are the textbook ones) -------------------
 #
@@ -621,6 +848,20 @@ def _from_rows(rows: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if len(shape) == 2:
         return rows
     return rows[0] if len(shape) == 1 else np.moveaxis(rows.reshape(shape[0], *shape[2:], shape[1]), -1, 1)
+
+
+def _as_rows_graph(a: Tensor) -> Tensor:
+    """`_as_rows` for a Tensor."""
+    if a.ndim <= 2:
+        return a if a.ndim == 2 else a.reshape(1, a.shape[0])
+    return a.transpose(0, *range(2, a.ndim), 1).reshape(-1, a.shape[1])
+
+
+def _from_rows_graph(rows: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """`_from_rows` for a Tensor."""
+    if len(shape) <= 2:
+        return rows.reshape(shape)
+    return rows.reshape(shape[0], *shape[2:], shape[1]).transpose(0, len(shape) - 1, *range(1, len(shape) - 1))
 
 
 class _ClassIndexLoss:
@@ -660,6 +901,17 @@ class _ClassIndexLoss:
             scale = g / self.total_weight if self.total_weight else np.full_like(g, np.nan)
             scales = np.broadcast_to(scale, self.rows.shape)
         return scales if self.ignored is None else np.where(self.ignored, 0, scales)
+
+    def _row_scales_graph(self, g: Tensor) -> Tensor:
+        """`_row_scales` for a Tensor."""
+        rows = len(self.rows)
+        if self.reduction == "none":
+            scales = g.reshape(rows)
+        elif self.reduction == "sum":
+            scales = broadcast_to(g, (rows,))
+        else:
+            scales = broadcast_to(g / self.total_weight if self.total_weight else g * np.nan, (rows,))
+        return scales if self.ignored is None else where(self.ignored, 0.0, scales)
 
 
 class CrossEntropy(_ClassIndexLoss, Function):
@@ -728,6 +980,21 @@ class CrossEntropy(_ClassIndexLoss, Function):
         grad[self.rows, self.targets] -= target_part
         return _from_rows(grad, self.shape)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        """The general formula above, dz_i = g_i (c_i softmax(z_i) - d_i), with softmax a Tensor op: its slope in z is
+        the second derivative. c_i = (1 - s) w[t_i] + (s / C) sum w and d_i = (1 - s) w[t_i] onehot(t_i) + (s / C) w
+        are constants."""
+        s, classes = self.smoothing, self.probs.shape[1]
+        dtype = self.probs.dtype
+        weight = np.ones(classes, dtype) if self.weight is None else self.weight
+        target_part = (1 - s) * (np.ones(len(self.rows), dtype) if self.target_weight is None else self.target_weight)
+        c = (target_part + s / classes * weight.sum()).astype(dtype)
+        d = np.broadcast_to((s / classes * weight).astype(dtype), self.probs.shape).copy()
+        d[self.rows, self.targets] += target_part
+        probs = _as_rows_graph(self.inputs[0]).softmax(axis=1)
+        grad = self._row_scales_graph(g).reshape(-1, 1) * (probs * c[:, None] - d)
+        return _from_rows_graph(grad, self.shape)
+
 
 class NLLLoss(_ClassIndexLoss, Function):
     """y = -mean_i p_i[t_i] (p holds log-probabilities);  dp[i, t_i] = -g / m, 0 elsewhere
@@ -757,6 +1024,14 @@ class NLLLoss(_ClassIndexLoss, Function):
         grad = np.zeros((len(self.rows), self.shape[0] if len(self.shape) == 1 else self.shape[1]), dtype=g.dtype)
         grad[self.rows, self.targets] = -scales if self.target_weight is None else -scales * self.target_weight
         return _from_rows(grad, self.shape)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        scales = self._row_scales_graph(g)
+        picked = -scales if self.target_weight is None else -scales * self.target_weight.astype(g.dtype)
+        classes = self.shape[0] if len(self.shape) == 1 else self.shape[1]
+        targets = np.zeros((len(self.rows), classes), dtype=bool)
+        targets[self.rows, self.targets] = True
+        return _from_rows_graph(where(targets, picked.reshape(-1, 1), 0.0), self.shape)
 
 
 # ---- functions over several tensors -------------------------------------------------------------------

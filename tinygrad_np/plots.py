@@ -96,8 +96,10 @@ def _images(images: Any, count: int) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim == 2 and images.shape[1] == 784:
         images = images.reshape(-1, 28, 28)
+    if images.ndim == 4 and images.shape[1] == 1:  # a CNN's input: one channel
+        images = images[:, 0]
     if images.ndim != 3:
-        raise ValueError(f"images must have shape (N, 28, 28) or (N, 784), got {images.shape}")
+        raise ValueError(f"images must have shape (N, 28, 28), (N, 1, 28, 28) or (N, 784), got {images.shape}")
     if images.shape[0] != count:
         raise ValueError(f"got {images.shape[0]} images but {count} labels; pass one label per image")
     return images

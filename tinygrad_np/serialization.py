@@ -4,7 +4,8 @@ File layout (a plain NumPy .npz archive, readable with `np.load(path, allow_pick
 
 * `__tinygrad_np__`: uint8 array, the UTF-8 JSON header
   `{"format": "tinygrad-np-model", "version": 1, "spec": <canonical spec>, "metadata": {...}}`
-* one array per parameter, named as in `model.state_dict()` ("0.weight", "0.bias", ...).
+* one array per parameter and buffer, named as in `model.state_dict()` ("0.weight", "0.bias", "1.running_mean",
+  ...): the spec's dtype, but int64 for BatchNorm's `num_batches_tracked`.
 
 `load_model(path)` rebuilds the model from the spec alone and refuses anything that doesn't match it exactly;
 `read_metadata(path)` returns the metadata. Names, sizes and shapes are checked before any array is read.
@@ -25,7 +26,7 @@ from tinygrad_np.errors import MissingFileError, UserError
 from tinygrad_np.files import describe_path, write_atomic
 from tinygrad_np.jsondata import to_json_data
 from tinygrad_np.npz import ArchiveError, NpzReader
-from tinygrad_np.spec import SpecError, model_from_spec, normalize_spec, parameter_shapes, spec_from_model
+from tinygrad_np.spec import SpecError, model_from_spec, spec_from_model, state_shapes
 
 FORMAT = "tinygrad-np-model"
 VERSION = 1
@@ -91,9 +92,10 @@ def _header(archive: NpzReader, path: Path) -> dict[str, Any]:
 
 
 def _weights(archive: NpzReader, header: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
-    """Every weight, once the names, dtypes and shapes the archive declares match the header's architecture."""
+    """Every weight and buffer, once the names, dtypes and shapes the archive declares match the header's
+    architecture."""
     try:
-        expected = parameter_shapes(header.get("spec"))
+        expected = state_shapes(header.get("spec"))
     except SpecError as err:
         raise ModelFileError(f"{path}: the saved architecture is invalid: {err}") from None
     stored = [name for name in archive.names if name != HEADER_KEY]
@@ -104,14 +106,13 @@ def _weights(archive: NpzReader, header: dict[str, Any], path: Path) -> dict[str
             [f"unexpected {', '.join(unexpected)}"] if unexpected else []
         )
         raise ModelFileError(f"{path}: the weights don't belong to the saved architecture ({'; '.join(problems)})")
-    dtype = np.dtype(normalize_spec(header["spec"])["dtype"])
-    for name, shape in expected.items():
+    for name, (shape, dtype) in expected.items():
         declared = archive.header(name)
         if declared.shape != shape:
             raise ModelFileError(
                 f"{path}: weight {name!r} has shape {declared.shape}, but the saved architecture needs {shape}"
             )
-        if declared.dtype != dtype:
+        if declared.dtype != np.dtype(dtype):
             raise ModelFileError(
                 f"{path}: weight {name!r} is {declared.dtype}, but the saved architecture says {dtype}"
             )

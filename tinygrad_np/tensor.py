@@ -18,7 +18,7 @@ import contextlib
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -144,6 +144,17 @@ class Function:
     def backward(self, grad_output: np.ndarray) -> np.ndarray | tuple[np.ndarray | None, ...] | None:
         raise NotImplementedError
 
+    def graph_backward(self, grad_output: Tensor, output: Tensor) -> Tensor | tuple[Tensor | None, ...] | None:
+        """`backward` written with Tensor ops, which `create_graph=True` records: the op is then twice differentiable.
+
+        Inputs are `self.inputs` (Tensors), `output` is the op's output Tensor; return what `backward` returns, as
+        Tensors (broadcast shapes and other float dtypes are reduced and cast by the engine, with Tensor ops too).
+        """
+        raise RuntimeError(
+            f"{self.name} is not twice differentiable: it has no graph_backward, which create_graph=True needs "
+            "(write one with Tensor ops, see tinygrad_np/ops.py), or differentiate with create_graph=False"
+        )
+
     @classmethod
     def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
         ctx = cls()
@@ -228,7 +239,7 @@ class Tensor:
 
     def __init__(self, data: ArrayLike, requires_grad: bool = False, dtype: Any = None) -> None:
         self.data: np.ndarray = _to_array(data, dtype)
-        self.grad: np.ndarray | None = None
+        self.grad: np.ndarray | Tensor | None = None  # a Tensor only after backward(create_graph=True)
         self._ctx: Function | None = None
         self._retains_grad = False
         self._hooks: dict[int, Callable[[Tensor], Any]] | None = None
@@ -365,31 +376,21 @@ class Tensor:
 
     # ---- backward ---------------------------------------------------------------------------------------
 
-    def backward(self, grad: ArrayLike | None = None, retain_graph: bool = False) -> None:
+    def backward(self, grad: ArrayLike | None = None, retain_graph: bool = False, create_graph: bool = False) -> None:
         """Accumulate d(self)/d(leaf), weighted by `grad`, into every leaf's `.grad` that requires it.
 
         Leaves accumulate across calls until zeroed. The graph is freed afterwards; differentiating through
-        it again raises unless the first call passed `retain_graph=True`.
+        it again raises unless the first call passed `retain_graph=True`. With `create_graph=True` the backward
+        pass is itself recorded (and the graph kept): each `.grad` it reaches becomes a Tensor with a graph of
+        its own, which can be differentiated again (see `tinygrad_np.grad` to get gradients without touching
+        `.grad`).
         """
         if not self.requires_grad:
             raise RuntimeError(
                 "backward() on a tensor that does not require grad: no input of the computation had "
                 "requires_grad=True (or it ran under no_grad()); create the parameters with requires_grad=True"
             )
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(
-                    f"backward() without a grad argument needs a single-element tensor, got shape {self.shape}; "
-                    "reduce it first (.sum() or .mean()) or pass grad= an array of the same shape"
-                )
-            grad_array = np.ones(self.shape, dtype=self.dtype)
-        else:
-            grad_array = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
-            if grad_array.shape != self.shape:
-                raise ValueError(
-                    f"backward(): grad has shape {grad_array.shape} but the tensor has shape {self.shape}"
-                )
-        _backward(self, grad_array, retain_graph)
+        _backward([self], [_seed(self, grad, "backward()", create_graph)], retain_graph or create_graph, create_graph)
 
     # ---- operators (each one a Function in ops.py) ------------------------------------------------------
 
@@ -601,11 +602,11 @@ def _unwrap_index(index: Any) -> Any:
     return index
 
 
-def _topological_order(root: Tensor, requiring_grad_only: bool = True) -> list[Tensor]:
-    """Tensors that lead to `root`, inputs before outputs (iterative DFS: no recursion limit on depth)."""
+def _topological_order(roots: Sequence[Tensor], requiring_grad_only: bool = True) -> list[Tensor]:
+    """Tensors that lead to `roots`, inputs before outputs (iterative DFS: no recursion limit on depth)."""
     order: list[Tensor] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Tensor, bool]] = [(root, False) for root in reversed(roots)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -625,14 +626,54 @@ def _topological_order(root: Tensor, requiring_grad_only: bool = True) -> list[T
     return order
 
 
-def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
+def _seed(root: Tensor, grad: Any, caller: str, create_graph: bool) -> Any:
+    """The gradient backward starts from at `root`: `grad` checked (ones when None), an ndarray, or a Tensor when
+    the backward pass is recorded (a Tensor `grad` is then kept as it is: its own graph is differentiated too)."""
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"{caller}: with no gradient given, the output must be a single-element tensor, got shape "
+                f"{root.shape}; reduce it first (.sum() or .mean()) or give a gradient of its shape (backward's grad=, "
+                "grad()'s grad_outputs=)"
+            )
+        seed = np.ones(root.shape, dtype=root.dtype)
+    elif create_graph and isinstance(grad, Tensor):
+        if grad.shape != root.shape:
+            raise ValueError(f"{caller}: grad has shape {grad.shape} but the tensor has shape {root.shape}")
+        return grad if grad.dtype == root.dtype else grad.astype(root.dtype)
+    else:
+        seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=root.dtype)
+        if seed.shape != root.shape:
+            raise ValueError(f"{caller}: grad has shape {seed.shape} but the tensor has shape {root.shape}")
+    return Tensor._make(seed, False, None) if create_graph else seed
+
+
+def _backward(
+    roots: Sequence[Tensor],
+    seeds: Sequence[Any],
+    retain_graph: bool,
+    create_graph: bool = False,
+    inputs: Sequence[Tensor] | None = None,
+) -> dict[int, Any] | None:
+    """d(roots)/d(leaves), weighted by `seeds`, into the leaves' `.grad`; or, when `inputs` is given, returned as
+    {id(input): gradient} for the inputs reached, with no `.grad` touched (what `tinygrad_np.grad` does).
+
+    Gradients are ndarrays; with `create_graph` they are Tensors and every op's `graph_backward` computes them,
+    with Tensor ops that are recorded (under `enable_grad`, whatever the caller's mode).
+    """
     # grads[id(t)]: the gradient reaching tensor t so far, summed over the paths seen. `private` holds the ids whose
     # array nothing outside this function can reach (the rule is where it is decided, below): only such an array may
     # take the next sum in place, or become a leaf's .grad without a copy (a Linear's dW, for one, is not copied).
-    grads: dict[int, np.ndarray] = {id(root): grad}
+    grads: dict[int, Any] = {}
+    for root, seed in zip(roots, seeds, strict=True):
+        grads[id(root)] = seed if id(root) not in grads else grads[id(root)] + seed  # the same output twice
     private: set[int] = set()
-    order = _topological_order(root)
+    order = _topological_order(roots)
     versions = inplace.VersionCheck.if_needed(order, _clock)  # None unless an op here ran before an in-place write
+    wanted = None
+    if inputs is not None:
+        wanted = dict.fromkeys(map(id, inputs))
+        order = _leading_to(order, wanted)
     for node in reversed(order):
         key = id(node)
         upstream = grads.pop(key, None)
@@ -642,8 +683,11 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
             upstream = _run_hooks(node, upstream)
             private.discard(key)  # a hook may have kept the array
         ctx = node._ctx
-        if ctx is None or node._retains_grad:
-            _accumulate_into(node, upstream, key in private)
+        if ctx is None or node._retains_grad or wanted is not None:
+            if wanted is None:
+                _accumulate_into(node, upstream, key in private)
+            elif key in wanted:
+                wanted[key] = upstream if create_graph or key in private else upstream.copy()
             if ctx is None:
                 continue
         if ctx.released:
@@ -653,16 +697,16 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
             )
         if versions is not None:
             versions.check(node, ctx)
+        if create_graph:
+            _recorded_step(ctx, node, upstream, grads)
+            continue  # the graph is kept: the gradients just recorded point into it
         returned = ctx.backward(upstream)
         if type(returned) is not tuple:  # one array, or a list (or tuple subclass) of them
             returned = tuple(returned) if isinstance(returned, (tuple, list)) else (returned,)
         if _anomaly is not None:
             _anomaly.backward(ctx, returned, upstream)
         if len(returned) != len(ctx.inputs):
-            raise RuntimeError(
-                f"{ctx.name}.backward returned {len(returned)} gradients for {len(ctx.inputs)} inputs; "
-                "return one per input (None for an input that needs none)"
-            )
+            raise _count_error(ctx, returned)
         for parent, op_grad, needed in zip(ctx.inputs, returned, ctx.needs_input_grad, strict=False):  # counted
             if not needed or op_grad is None:
                 continue
@@ -688,27 +732,93 @@ def _backward(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
                 private.add(parent_key)
         if not retain_graph:
             ctx._release()
+    return wanted
 
 
-def _run_hooks(node: Tensor, grad: np.ndarray) -> np.ndarray:
-    """`grad` passed through node's hooks in the order registered; a hook returning a value replaces it."""
+def _leading_to(order: list[Tensor], targets: Mapping[int, Any]) -> list[Tensor]:
+    """The tensors of `order` (inputs first) from which a path leads to one of `targets`: the only ones whose
+    gradient `grad()` needs (and those whose graph was freed, which must raise)."""
+    leading = set(targets)
+    for node in order:
+        ctx = node._ctx
+        if ctx is not None and (ctx.released or any(id(parent) in leading for parent in ctx.inputs)):
+            leading.add(id(node))
+    return [node for node in order if id(node) in leading]
+
+
+def _recorded_step(ctx: Function, output: Tensor, upstream: Tensor, grads: dict[int, Any]) -> None:
+    """One step of a recorded backward pass: the op's `graph_backward`, the reductions to each input's shape and
+    dtype, and the sums over paths, all with Tensor ops, so that the gradients have a graph."""
+    with enable_grad():
+        try:
+            returned = ctx.graph_backward(upstream, output)
+        except FloatingPointError as error:  # detect_anomaly's AnomalyError, from an op of the formula: say whose
+            error.args = (f"{error.args[0]}; computing {ctx.name}'s gradient with create_graph=True",)
+            raise
+        if type(returned) is not tuple:
+            returned = tuple(returned) if isinstance(returned, (tuple, list)) else (returned,)
+        if _anomaly is not None:
+            _anomaly.backward(ctx, [None if r is None else _data(r) for r in returned], upstream.data)
+        if len(returned) != len(ctx.inputs):
+            raise _count_error(ctx, returned)
+        for parent, op_grad, needed in zip(ctx.inputs, returned, ctx.needs_input_grad, strict=False):  # counted
+            if not needed or op_grad is None:
+                continue
+            parent_grad = _fit_tensor_to(ctx, parent, as_tensor(op_grad))
+            previous = grads.get(id(parent))
+            grads[id(parent)] = parent_grad if previous is None else previous + parent_grad
+
+
+def _count_error(ctx: Function, returned: tuple[Any, ...]) -> RuntimeError:
+    return RuntimeError(
+        f"{ctx.name}.backward returned {len(returned)} gradients for {len(ctx.inputs)} inputs; "
+        "return one per input (None for an input that needs none)"
+    )
+
+
+def _run_hooks(node: Tensor, grad: Any) -> Any:
+    """`grad` passed through node's hooks in the order registered; a hook returning a value replaces it. In a
+    recorded pass (create_graph) the gradient is a Tensor with a graph: the hook sees it, and what it returns is
+    differentiated too."""
+    recorded = isinstance(grad, Tensor)
     for hook in list(node._hooks.values()):
-        result = hook(Tensor._make(grad, False, None))
+        result = hook(grad if recorded else Tensor._make(grad, False, None))
         if result is None:
             continue
-        replaced = np.asarray(result.data if isinstance(result, Tensor) else result)
+        if recorded:
+            replaced = result if isinstance(result, Tensor) else Tensor(np.asarray(result))
+        else:
+            replaced = np.asarray(result.data if isinstance(result, Tensor) else result)
         if replaced.shape != grad.shape:
             raise RuntimeError(
                 f"hook {getattr(hook, '__name__', hook)!s} changed the gradient's shape from {grad.shape} to "
                 f"{replaced.shape}; return a gradient of the tensor's shape (or None to keep it)"
             )
-        grad = replaced.astype(node.dtype, copy=False)
+        if recorded:
+            grad = replaced if replaced.dtype == node.dtype else replaced.astype(node.dtype)
+        else:
+            grad = replaced.astype(node.dtype, copy=False)
     return grad
 
 
 def _array(value: Any) -> np.ndarray:
     """`value` as an ndarray: NumPy's arithmetic on 0-d arrays gives scalars, which can't be summed into in place."""
     return value if type(value) is np.ndarray else np.asarray(value)
+
+
+def _broadcast_axes(grad_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes of a gradient of `grad_shape` that NumPy broadcasting added to, or stretched from 1 in, `shape`."""
+    lead = len(grad_shape) - len(shape)
+    return tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and grad_shape[lead + i] != 1)
+
+
+def _sum_to_shape(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Undo NumPy broadcasting: sum over the axes that broadcasting added or stretched from 1."""
+    return accurate_sum(grad, _broadcast_axes(grad.shape, shape)).reshape(shape)
+
+
+def _shape_error(ctx: Function, grad_shape: tuple[int, ...], shape: tuple[int, ...]) -> RuntimeError:
+    return RuntimeError(f"{ctx.name}.backward returned a gradient of shape {grad_shape} for an input of shape {shape}")
 
 
 def _fit_to(ctx: Function, data: np.ndarray, grad: Any) -> np.ndarray:
@@ -721,25 +831,39 @@ def _fit_to(ctx: Function, data: np.ndarray, grad: Any) -> np.ndarray:
         with contextlib.suppress(ValueError, IndexError):
             reduced = _sum_to_shape(grad, data.shape)
         if reduced is None or reduced.shape != data.shape:
-            raise RuntimeError(
-                f"{ctx.name}.backward returned a gradient of shape {grad.shape} for an input of shape {data.shape}"
-            )
+            raise _shape_error(ctx, grad.shape, data.shape)
         grad = reduced
     if grad.dtype != data.dtype:
         grad = grad.astype(data.dtype)
     return grad
 
 
-def _accumulate_into(node: Tensor, grad: np.ndarray, private: bool) -> None:
+def _fit_tensor_to(ctx: Function, parent: Tensor, grad: Tensor) -> Tensor:
+    """`_fit_to` for a recorded backward pass: the same reductions and casts, as Tensor ops."""
+    if grad.shape != parent.shape:
+        reduced = None
+        with contextlib.suppress(ValueError, IndexError):
+            if np.broadcast_shapes(grad.shape, parent.shape) == grad.shape:
+                reduced = grad.sum(_broadcast_axes(grad.shape, parent.shape)).reshape(parent.shape)
+        if reduced is None:
+            raise _shape_error(ctx, grad.shape, parent.shape)
+        grad = reduced
+    return grad if grad.dtype == parent.dtype else grad.astype(parent.dtype)
+
+
+def _accumulate_into(node: Tensor, grad: Any, private: bool) -> None:
+    """Into `.grad`: an ndarray, or a Tensor once a recorded backward pass (create_graph) has reached it."""
     if node.grad is None:
-        node.grad = grad if private else grad.copy()
+        node.grad = grad if private or isinstance(grad, Tensor) else grad.copy()
+    elif isinstance(node.grad, Tensor) or isinstance(grad, Tensor):
+        node.grad = as_tensor(node.grad) + grad  # out of place: the Tensor already there may be part of a graph
     else:
         node.grad += grad
 
 
 def iter_graph(root: Tensor) -> Iterator[Tensor]:
     """Every tensor of `root`'s graph, inputs before outputs (also those that don't require grad)."""
-    return iter(_topological_order(root, requiring_grad_only=False))
+    return iter(_topological_order([root], requiring_grad_only=False))
 
 
 from tinygrad_np import inplace, ops  # noqa: E402  (they subclass Function and use Tensor, defined above)

@@ -220,8 +220,13 @@ def check_reads_mnist(model: Any, name: str) -> None:
     if np.prod(size) != MNIST_PIXELS:
         raise UserError(f"{name}: the model expects {size} features per example, but MNIST images have "
                         f"{MNIST_PIXELS} features (28x28 pixels)")
-    with no_grad():
-        outputs = model(Tensor(np.zeros((1, *np.atleast_1d(size)), np.float32))).shape
+    was_training = model.training
+    model.eval()  # a training-mode BatchNorm would fold the zeros into its running statistics
+    try:
+        with no_grad():
+            outputs = model(Tensor(np.zeros((1, *np.atleast_1d(size)), np.float32))).shape
+    finally:
+        model.train(was_training)
     if outputs != (1, MNIST_CLASSES):
         given = outputs[1] if len(outputs) == 2 else f"outputs of shape {outputs[1:]}"
         raise UserError(f"{name}: the model gives {given} outputs per example, but MNIST has {MNIST_CLASSES} classes")

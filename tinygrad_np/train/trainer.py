@@ -383,7 +383,8 @@ def _is_record_value(value: Any) -> bool:
 def _check_real_finite(what: str, arrays: Any) -> None:
     for name, array in dict(arrays).items():
         array = np.asarray(array)
-        if array.dtype.kind != "f" or not np.isfinite(array).all():
+        # integers too: BatchNorm's num_batches_tracked is an int64 buffer
+        if array.dtype.kind not in "fiu" or not np.isfinite(array).all():
             raise ValueError(f"{what} entry {name!r} must hold finite real numbers, got {array.dtype} {array.shape}")
 
 
