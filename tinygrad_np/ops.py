@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from tinygrad_np.parallel import matmul as _matmul  # large 2-D products split between threads, same bits
 from tinygrad_np.tensor import ArrayLike, Function, Tensor, accurate_sum, as_tensor
 
 Axis = int | tuple[int, ...] | None
@@ -737,7 +738,7 @@ class MatMul(Function):
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         self.a, self.b = a, b
         try:
-            return np.matmul(a, b)
+            return _matmul(a, b)
         except ValueError:
             raise _matmul_error(a, b) from None
 
@@ -754,8 +755,8 @@ class MatMul(Function):
             da = np.matmul(g[..., None, :], np.swapaxes(b, -1, -2))[..., 0, :] if need_a else None
             db = a[:, None] * g[..., None, :] if need_b else None
             return da, db
-        da = np.matmul(g, np.swapaxes(b, -1, -2)) if need_a else None
-        db = np.matmul(np.swapaxes(a, -1, -2), g) if need_b else None
+        da = _matmul(g, np.swapaxes(b, -1, -2)) if need_a else None
+        db = _matmul(np.swapaxes(a, -1, -2), g) if need_b else None
         return da, db
 
     def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -793,7 +794,7 @@ class Linear(Function):
                 f"but the layer expects {weight.shape[1]} (weight shape {weight.shape})"
             )
         self.x, self.weight = x, weight
-        out = x @ weight.T
+        out = _matmul(x, weight.T)
         if bias is None:
             return out
         if bias.dtype == out.dtype:
@@ -807,8 +808,8 @@ class Linear(Function):
         if g.ndim != 2:  # one row per example: fold leading batch dimensions, or make a single example a row
             rows = int(np.prod(g.shape[:-1]))  # not -1, which can't be inferred when there are no features
             x, g2 = x.reshape(rows, x.shape[-1]), g.reshape(rows, g.shape[-1])
-        dx = g @ self.weight if need_x else None
-        dw = g2.T @ x if need_w else None
+        dx = _matmul(g, self.weight) if need_x else None
+        dw = _matmul(g2.T, x) if need_w else None
         if not need_b:
             return dx, dw
         return dx, dw, (accurate_sum(g2, 0) if need_b[0] else None)

@@ -1,15 +1,15 @@
-"""How many threads BLAS may use: a measured default policy, `limit(n)`, `--threads N` and TINYGRAD_NP_THREADS.
+"""How many threads matrix products use: all usable cores by default, `limit(n)`, `--threads N` and
+TINYGRAD_NP_THREADS; BLAS itself always on one thread.
 
-A multithreaded matrix product splits its work between threads that wait for one another, spinning, several
-times per product. On an idle machine that pays off for large products. On a machine with other work, a
-waiting thread often waits for a partner the scheduler has paused, and on small products that made training
-up to 12x slower than with one thread (benchmarks/busy.py measures it). So the default gives BLAS one thread
-unless a workload's largest product is large, where threads pay on an idle machine and the waits are short
-next to the work. The choice depends on the workload's shapes only, never on the machine's load: BLAS rounds
-differently with another thread count, and a run must give the same weights however busy the machine was.
+BLAS's own threads split a product statically and wait for one another, spinning. On a machine with other work a
+waiting thread often waits for a partner the scheduler has paused: training ran up to 12x slower than on one thread
+(benchmarks/busy.py measures it). And BLAS with another thread count sums in another order, so the weights would
+depend on the thread count. So tinygrad_np keeps BLAS on one thread and splits large products itself
+(tinygrad_np/parallel.py): blocks that free threads claim in turn, each bitwise equal to the one-threaded product.
+A run gives the same weights with any number of threads, on any load.
 
-Thread control needs threadpoolctl (an extra); without it, BLAS keeps its own thread count and a `Choice`
-says so.
+Thread control needs threadpoolctl (an extra); without it BLAS keeps its own thread count, products are not split,
+and a `Choice` says so.
 """
 
 from __future__ import annotations
@@ -25,13 +25,6 @@ from typing import Any, NamedTuple
 from tinygrad_np.errors import UserError
 
 ENV_VARIABLE = "TINYGRAD_NP_THREADS"
-
-# Multiply-adds (rows x inputs x outputs) of a workload's largest matrix product below which the default is one
-# thread. On 2 cores, products of 1-26M ran 1.06-1.56x faster on two threads idle, but the recipes made of them
-# trained 3-8x slower on two beside other work; 51M and more ran 1.7-1.9x faster idle, and the full-batch tutorial
-# recipe (470M) 1.5x. README "On a busy machine" and docs/benchmarks/busy.md have the numbers; the busy benchmark
-# (`python -m benchmarks --only busy`) measures them again.
-ONE_THREAD_BELOW = 100_000_000
 
 
 class ThreadCountError(UserError, ValueError):
@@ -62,7 +55,28 @@ def unavailable() -> str | None:
     return _blas().why_not
 
 
-def current() -> int | None:
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, which containers and `taskset` narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+_count: int | None = None  # set inside `limit`; None: the default
+
+
+def current() -> int:
+    """Threads a matrix product may use now, the caller's included: `limit`'s count, else $TINYGRAD_NP_THREADS,
+    else the usable cores; 1 when BLAS's threads can't be controlled (then BLAS does its own splitting)."""
+    if unavailable() is not None:
+        return 1
+    if _count is not None:
+        return _count
+    asked = asked_for()
+    return usable_cores() if asked is None else asked.threads
+
+
+def blas_current() -> int | None:
     """BLAS's thread count now (the largest over its libraries), or None when it can't be read."""
     controller = _blas().controller
     return None if controller is None else max(library.num_threads for library in controller.lib_controllers)
@@ -76,21 +90,53 @@ def blas_default() -> int | None:
     return _blas().own_threads
 
 
+def _check(threads: int) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive whole number, got {threads!r}")
+
+
 @contextlib.contextmanager
-def limit(threads: int | None) -> Iterator[None]:
-    """Inside the block, BLAS uses `threads` threads; None leaves it as it is, and so does a missing threadpoolctl."""
+def blas_limit(threads: int | None) -> Iterator[None]:
+    """Inside the block, BLAS itself uses `threads` threads; None leaves it as it is, and so does a missing
+    threadpoolctl. (The benchmarks compare with BLAS's own threads through this; tinygrad_np keeps BLAS on one.)"""
     controller = _blas().controller
     if threads is None or controller is None:
         yield
         return
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive whole number, got {threads!r}")
+    _check(threads)
     with controller.limit(limits=threads):
         yield
 
 
+@contextlib.contextmanager
+def blas_on_one_thread() -> Iterator[None]:
+    """BLAS on one thread inside the block; free when it already is (a read of its count, under a microsecond)."""
+    if blas_current() in (1, None):
+        yield
+        return
+    with blas_limit(1):
+        yield
+
+
+@contextlib.contextmanager
+def limit(threads: int | None) -> Iterator[None]:
+    """Inside the block, matrix products use `threads` threads in all and BLAS one; None leaves both as they are."""
+    global _count
+    if threads is None:
+        yield
+        return
+    _check(threads)
+    before = _count
+    _count = threads
+    try:
+        with blas_limit(1):
+            yield
+    finally:
+        _count = before
+
+
 def parse(text: str, source: str = "--threads") -> int | None:
-    """'auto' (the policy) -> None, '4' -> 4; anything else is refused, naming where it came from."""
+    """'auto' (the usable cores) -> None, '4' -> 4; anything else is refused, naming where it came from."""
     value = text.strip().lower()
     if value == "auto":
         return None
@@ -99,32 +145,19 @@ def parse(text: str, source: str = "--threads") -> int | None:
     raise ThreadCountError(f"{source} must be a positive whole number or 'auto', got {text!r}")
 
 
-def policy(largest_product: int) -> int | None:
-    """The default: 1 thread below ONE_THREAD_BELOW multiply-adds in the largest product, else None (BLAS's own)."""
-    return 1 if largest_product < ONE_THREAD_BELOW else None
-
-
-def largest_product(model: Any, rows: int) -> int:
-    """Multiply-adds of the largest matrix product a batch of `rows` makes in `model` (its widest Linear layer)."""
-    from tinygrad_np import nn
-
-    sizes = [layer.in_features * layer.out_features for layer in model.modules() if isinstance(layer, nn.Linear)]
-    return rows * max(sizes, default=0)
-
-
 @dataclass(frozen=True)
 class Choice:
-    """How many BLAS threads a run uses (None when they can't be controlled), and why; str() is the line verbose
-    output prints. `limit(choice.threads)` applies it, also inside another limit."""
+    """How many threads a run's matrix products use, and why; str() is the line verbose output prints.
+    `limit(choice.threads)` applies it, also inside another limit."""
 
-    threads: int | None
+    threads: int
     reason: str
 
     def __str__(self) -> str:
         why_not = unavailable()
         if why_not is not None:
-            return f"BLAS threads not controlled: {why_not}"
-        return f"BLAS threads: {self.threads} ({self.reason})"
+            return f"threads not controlled: {why_not}"
+        return f"threads: {self.threads} ({self.reason}; BLAS on one thread, large products split between them)"
 
 
 def asked_for(threads: int | None = None) -> Choice | None:
@@ -136,17 +169,11 @@ def asked_for(threads: int | None = None) -> Choice | None:
     return None if asked is None else Choice(asked, f"{ENV_VARIABLE}={text}")
 
 
-def choose(model: Any = None, rows: int = 0, threads: int | None = None) -> Choice:
-    """Threads for `model` on batches of `rows` (no model: small products): `threads` (--threads), else
-    $TINYGRAD_NP_THREADS, else the policy."""
+def choose(threads: int | None = None) -> Choice:
+    """`threads` (--threads), else $TINYGRAD_NP_THREADS, else the usable cores; 1 when BLAS can't be controlled."""
+    if unavailable() is not None:
+        return Choice(1, "BLAS threads can't be controlled")
     asked = asked_for(threads)
     if asked is not None:
         return asked
-    change = f"--threads N or ${ENV_VARIABLE}=N sets it"
-    if model is None:
-        return Choice(policy(0), f"small products; {change}")
-    size = largest_product(model, rows)
-    chosen = policy(size)
-    relation = "under" if chosen == 1 else "at least"
-    return Choice(chosen or blas_default(),
-                  f"the largest product has {size:,} multiply-adds, {relation} {ONE_THREAD_BELOW:,}; {change}")
+    return Choice(usable_cores(), f"the usable cores; --threads N or ${ENV_VARIABLE}=N sets it")

@@ -4,8 +4,8 @@ Each subcommand is a `Command` (cli/command.py) in a module of this package: tra
 compare, explain, export, graph. Tools above the library add theirs through the `tinygrad_np.commands` entry-point
 group (the benchmarks add `bench`). An error the user can fix (a `UserError`: a bad option value, a missing or
 corrupt file, a missing extra) ends in one line on stderr, `tinygrad-np COMMAND: error: ...`, and exit status 2.
-Anything else is a bug and keeps its traceback. Every subcommand takes `--threads N` (BLAS threads; see
-tinygrad_np/threads.py) and runs on one thread unless it asks for more.
+Anything else is a bug and keeps its traceback. Every subcommand takes `--threads N` (threads for large matrix
+products, default the usable cores; BLAS itself always on one: see tinygrad_np/threads.py).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         parsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     command = commands[args.command]
     try:
-        # Small products unless a command knows better (train and bench choose again for their workloads).
+        # bench chooses again: it compares the libraries on their own thread counts too.
         with threads.limit(threads.choose(threads=args.threads).threads):
             for check in command.checks:
                 check(args)

@@ -131,8 +131,8 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
         type=thread_count,
         default=None,
         metavar="N",
-        help="BLAS threads (default: auto: $TINYGRAD_NP_THREADS if set, else one thread for small matrix products "
-        "and BLAS's own count for large ones; bench: one with --quick, else the libraries' own counts)",
+        help="threads for large matrix products, BLAS itself on one (default: auto: $TINYGRAD_NP_THREADS if set, "
+        "else the usable cores; bench: one with --quick); the results are the same with any count",
     )
 
 

@@ -155,7 +155,7 @@ def run_train(args: argparse.Namespace) -> int:
     checkpoints = checkpoint_manager(args, config, data)
     if args.resume:
         resume(trainer, checkpoints, config)
-    blas = threads.choose(trainer.model, config.batch_size or len(data.train[1]), args.threads)
+    blas = threads.choose(args.threads)
     announce(args, config, trainer, data, blas)
     start = time.perf_counter()
     with threads.limit(blas.threads):
@@ -334,7 +334,8 @@ def write_outputs(
         "epochs": config.epochs,
         "seconds": seconds,
         "seed": config.seed,
-        "blas_threads": blas.threads,  # BLAS rounds differently with another count
+        "threads": blas.threads,  # the weights are the same with any count (tinygrad_np/parallel.py)
+        "blas_threads": 1 if threads.unavailable() is None else None,  # None: BLAS kept its own count
         "config": dataclasses.asdict(config),
         "model_spec": None if args.model_spec is None else str(args.model_spec),
         "history": trainer.history,

@@ -1,0 +1,216 @@
+"""Split matrix products (tinygrad_np/parallel.py): the same bits with any number of threads, the blocks from the
+shapes alone, the engine's products go through it, and the pool survives errors, nesting, forks and callers.
+
+The suite pins BLAS to one thread (conftest.py); `threads.limit(n)` sets the split's thread count.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+import numpy as np
+import pytest
+from conftest import require
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinygrad_np import nn, ops, parallel, threads
+from tinygrad_np.models.two_layer import two_layer
+from tinygrad_np.nn import functional as F
+from tinygrad_np.optim import SGD
+from tinygrad_np.tensor import Tensor
+
+
+@pytest.fixture(autouse=True)
+def controllable() -> None:
+    require(threads.unavailable() is None, f"BLAS threads can't be controlled here: {threads.unavailable()}")
+
+
+def _operands(rows: int, inner: int, columns: int, dtype, layout: str, seed: int = 0):
+    """a (rows, inner) and b (inner, columns), each C-ordered ("c") or the transpose of a C-ordered array ("t"),
+    as the backward passes make them (`g.T @ x`, `g @ W`)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((rows, inner)) if layout[0] == "c" else rng.standard_normal((inner, rows)).T
+    b = rng.standard_normal((inner, columns)) if layout[1] == "c" else rng.standard_normal((columns, inner)).T
+    return a.astype(dtype, copy=False), b.astype(dtype, copy=False)
+
+
+# The recipes' products and their gradients (the full batch cut to 12,000 rows), shapes just above
+# and below the split, odd sizes that leave a short last block, a reduction over the batch, a single column.
+SHAPES = [
+    (12_000, 784, 10), (10, 12_000, 784), (12_000, 10, 784), (128, 784, 256), (256, 128, 784), (128, 256, 784),
+    (1024, 784, 256), (64, 784, 128), (333, 777, 555), (129, 1025, 257), (130, 65_000, 3), (5000, 3, 2000),
+    (3000, 3000, 1), (1, 3000, 3000), (700, 1911, 533), (100, 1000, 300),
+]
+
+
+@pytest.mark.parametrize("layout", ["cc", "tc", "ct", "tt"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "x".join(map(str, shape)))
+def test_a_split_product_has_the_same_bits_with_any_thread_count(shape, dtype, layout) -> None:
+    a, b = _operands(*shape, dtype, layout)
+    with threads.limit(1):
+        one = parallel.matmul(a, b)
+    np.testing.assert_allclose(one, a @ b, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-3)
+    for count in (2, 3):
+        with threads.limit(count):
+            assert np.array_equal(parallel.matmul(a, b), one), f"{count} threads changed the bits"
+
+
+@pytest.mark.parametrize("layout", ["cc", "tc", "ct", "tt"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "x".join(map(str, shape)))
+def test_in_float32_the_blocks_match_the_unsplit_one_thread_product(shape, layout) -> None:
+    # Measured, not promised by BLAS: OpenBLAS sums every output element of a large product in the same order
+    # whatever the other dimensions, so a split float32 product keeps the unsplit one's bits, and training
+    # weights are those of one BLAS thread. (In float64 its kernels differ by block size: see parallel.py.)
+    a, b = _operands(*shape, np.float32, layout)
+    with threads.limit(2):
+        assert np.array_equal(parallel.matmul(a, b), np.matmul(a, b))
+
+
+@given(rows=st.integers(1, 3000), inner=st.integers(1, 3000), columns=st.integers(1, 3000))
+def test_blocks_cover_the_longer_side_in_aligned_pieces_large_enough_to_pay(rows, inner, columns) -> None:
+    axis, edges = parallel.blocks(rows, inner, columns)
+    length, other = (rows, columns) if axis == 0 else (columns, rows)
+    assert length >= other
+    assert edges[0][0] == 0 and edges[-1][1] == length
+    assert all(end == start for (_, end), (start, _) in itertools.pairwise(edges))
+    if len(edges) > 1:
+        assert all(start % parallel.ALIGN == 0 for start, _ in edges)
+        assert all((end - start) * inner * other >= parallel.BLOCK_WORK for start, end in edges)
+    else:  # no two aligned blocks of BLOCK_WORK fit
+        half = length // 2 // parallel.ALIGN * parallel.ALIGN
+        assert half * inner * other < parallel.BLOCK_WORK
+
+
+def test_small_products_and_what_is_not_2d_float_are_numpys_own() -> None:
+    a, b = _operands(64, 64, 64, np.float32, "cc")
+    assert len(parallel.blocks(64, 64, 64)[1]) == 1
+    assert np.array_equal(parallel.matmul(a, b), a @ b)
+    stacked = np.stack([a, a])
+    assert np.array_equal(parallel.matmul(stacked, b), stacked @ b)
+    ints = np.arange(6).reshape(2, 3)
+    assert np.array_equal(parallel.matmul(ints, ints.T), ints @ ints.T)
+    with pytest.raises(ValueError):
+        parallel.matmul(a, np.ones((3, 3), np.float32))  # NumPy's error; MatMul turns it into its own message
+
+
+def test_a_product_of_an_array_with_its_own_transpose_stays_whole() -> None:
+    a, _ = _operands(600, 700, 1, np.float32, "cc")
+    assert len(parallel.blocks(600, 700, 600)[1]) > 1
+    with threads.limit(2):
+        assert np.array_equal(parallel.matmul(a, a.T), a @ a.T)  # NumPy's syrk, not blocks of it
+
+
+def test_the_engines_products_go_through_the_split(monkeypatch) -> None:
+    seen = []
+
+    def watched(a, b):
+        seen.append((a.shape, b.shape))
+        return parallel.matmul(a, b)
+
+    monkeypatch.setattr(ops, "_matmul", watched)
+    x = Tensor(np.ones((8, 784), np.float32), requires_grad=True)
+    layer = nn.Linear(784, 10)
+    layer(x).sum().backward()
+    assert seen == [((8, 784), (784, 10)), ((8, 10), (10, 784)), ((10, 8), (8, 784))]
+    seen.clear()
+    w = Tensor(np.ones((784, 10), np.float32), requires_grad=True)
+    (x @ w).sum().backward()
+    assert seen == [((8, 784), (784, 10)), ((8, 10), (10, 784)), ((784, 8), (8, 10))]
+
+
+def _train(steps: int, rows: int = 4096) -> dict[str, np.ndarray]:
+    """A few full-batch SGD steps of the tutorial's network on random images: products large enough to split."""
+    rng = np.random.default_rng(0)
+    images = rng.random((rows, 784), dtype=np.float32)
+    labels = rng.integers(0, 10, rows)
+    model = two_layer(0)
+    optimizer = SGD(model.parameters(), lr=0.1)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        F.cross_entropy(model(Tensor(images)), labels).backward()
+        optimizer.step()
+    return model.state_dict()
+
+
+def test_training_gives_the_same_weights_with_one_and_two_threads() -> None:
+    assert len(parallel.blocks(4096, 784, 10)[1]) > 1 and len(parallel.blocks(10, 4096, 784)[1]) > 1
+    with threads.limit(1):
+        one = _train(5)
+    with threads.limit(2):
+        two = _train(5)
+    assert one.keys() == two.keys()
+    for name in one:
+        assert np.array_equal(one[name], two[name]), name
+
+
+def test_an_error_in_a_block_reaches_the_caller_and_the_pool_keeps_working() -> None:
+    a, b = _operands(1024, 784, 256, np.float32, "cc")
+    out = np.empty((1024, 256), np.float32)
+    tasks = [(a[:512], b, out[:512]), (a[512:], b[:100], out[512:])]  # the second block's shapes don't align
+    with pytest.raises(ValueError):
+        parallel._pool.run(tasks, helpers=1)
+    with threads.limit(2):
+        assert np.array_equal(parallel.matmul(a, b), np.matmul(a, b))
+
+
+def test_many_callers_at_once_each_get_their_own_product() -> None:
+    operands = [_operands(1024, 784, 256, np.float32, "cc", seed) for seed in range(4)]
+    expected = [np.matmul(a, b) for a, b in operands]
+    results: dict[int, list[bool]] = {}
+
+    def call(index: int) -> None:
+        a, b = operands[index]
+        results[index] = [np.array_equal(parallel.matmul(a, b), expected[index]) for _ in range(5)]
+
+    with threads.limit(2):
+        callers = [threading.Thread(target=call, args=(index,)) for index in range(4)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+    assert results == {index: [True] * 5 for index in range(4)}
+
+
+def test_a_product_inside_a_worker_runs_there_without_waiting_for_the_pool() -> None:
+    a, b = _operands(1024, 784, 256, np.float32, "cc")
+    seen = []
+
+    def nested() -> None:
+        parallel._local.worker = True  # as inside one of the pool's threads
+        seen.append(np.array_equal(parallel.matmul(a, b), np.matmul(a, b)))
+
+    with threads.limit(2):
+        worker = threading.Thread(target=nested)
+        worker.start()
+        worker.join(timeout=60)
+    assert seen == [True]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_splits_products_with_fresh_workers() -> None:
+    a, b = _operands(1024, 784, 256, np.float32, "cc")
+    with threads.limit(2):
+        parallel.matmul(a, b)  # the parent's workers exist
+        assert parallel._pool.workers
+        pid = os.fork()
+        if pid == 0:  # the child: only the forking thread survived
+            status = 0 if np.array_equal(parallel.matmul(a, b), np.matmul(a, b)) else 1
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_idle_workers_wait_on_a_condition_and_never_spin() -> None:
+    a, b = _operands(1024, 784, 256, np.float32, "cc")
+    with threads.limit(2):
+        parallel.matmul(a, b)
+    workers = parallel._pool.workers
+    assert workers and all(worker.daemon for worker in workers)  # the interpreter exits without stopping them
+    before = os.times()
+    threading.Event().wait(0.3)
+    used = sum(os.times()[:2]) - sum(before[:2])
+    assert used < 0.2, f"{used:.2f} s of CPU in 0.3 s of idling"

@@ -1,0 +1,153 @@
+"""Matrix products split into blocks that threads take in turn: bitwise equal to one-threaded BLAS, whatever the
+thread count and whatever the load.
+
+BLAS's own threads split a product statically and wait for each other, spinning; on a machine with other work a
+paused partner stalls the whole product, and with another thread count BLAS sums in another order (it splits the
+inner dimension), so the weights would depend on the load. Here BLAS runs on one thread and a product large enough
+to pay is cut into blocks of the output's rows, or of its columns when it has few rows (`g.T @ x`, whose inner
+dimension is the batch): every block is a one-threaded BLAS product of a slice, which sums each output element in
+the same order as the whole product, so the result has the same bits however many threads take part. The blocks
+depend on the shapes alone; the calling thread and `threads.current() - 1` persistent workers claim them one at a
+time (a counter under a lock), so a thread the scheduler pauses holds up one block, not the product. Waiting
+threads sleep on a lock, never spin.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+
+import numpy as np
+
+from tinygrad_np import threads
+
+# Block edges fall on multiples of ALIGN rows or columns, a multiple of every x86 GEMM kernel's unrolling.
+ALIGN = 64
+# Multiply-adds (rows x inner x columns) per block, at least: a product of fewer than twice this runs unsplit.
+# OpenBLAS gives products under about 1M-7.3M multiply-adds to other kernels (its "small matrix" and "direct"
+# paths), which sum in another order; blocks above that match the unsplit product's bits in float32 (tested).
+# A block costs a few microseconds to hand out. Measured on 2 cores (docs/benchmarks/busy.md): products of 25.7M
+# ran 1.2-1.4x faster split in 2-3 blocks than on one thread, 4.2M not at all.
+BLOCK_WORK = 8_000_000
+
+
+def blocks(rows: int, inner: int, columns: int) -> tuple[int, list[tuple[int, int]]]:
+    """The axis of the output to cut (0: rows, 1: columns) and the [start, end) of each block: one block when the
+    product is too small to pay. Depends on the shapes alone, never on the threads or the load."""
+    axis, length = (0, rows) if rows >= columns else (1, columns)
+    work_per_line = inner * (columns if axis == 0 else rows)
+    if work_per_line == 0:
+        return axis, [(0, length)]
+    shortest = -(-BLOCK_WORK // work_per_line)  # lines for BLOCK_WORK multiply-adds, up to a multiple of ALIGN
+    shortest = -(-shortest // ALIGN) * ALIGN
+    count = length // shortest
+    if count < 2:
+        return axis, [(0, length)]
+    step = length // count // ALIGN * ALIGN  # at least `shortest`; the last block takes what is left
+    starts = [index * step for index in range(count)]
+    return axis, list(zip(starts, [*starts[1:], length], strict=True))
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b, as np.matmul; a 2-D float product large enough to pay is computed in `blocks`, shared between
+    `threads.current()` threads. Its bits depend on the shapes alone: the same blocks on one thread or on many."""
+    if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype.kind != "f" or a.shape[1] != b.shape[0]:
+        return np.matmul(a, b)
+    axis, edges = blocks(a.shape[0], a.shape[1], b.shape[1])
+    if len(edges) < 2 or np.may_share_memory(a, b):
+        # a @ a.T is a symmetric product that NumPy gives to another BLAS routine (syrk): left whole, as NumPy does.
+        return np.matmul(a, b)
+    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    if axis == 0:
+        tasks = [(a[start:end], b, out[start:end]) for start, end in edges]
+    else:
+        tasks = [(a, b[:, start:end], out[:, start:end]) for start, end in edges]
+    with threads.blas_on_one_thread():
+        if getattr(_local, "worker", False):  # a product inside a block: this thread alone, never wait for the pool
+            _Job(tasks).work()
+        else:
+            _pool.run(tasks, threads.current() - 1)
+    return out
+
+
+class _Job:
+    """One split product: its blocks, the next one to claim, how many are unfinished, the first error."""
+
+    def __init__(self, tasks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        self.tasks = tasks
+        self.next = 0
+        self.unfinished = len(tasks)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def work(self) -> None:
+        """Claim and compute blocks until none is left."""
+        while True:
+            with self.lock:
+                index = self.next
+                self.next += 1
+            if index >= len(self.tasks):
+                return
+            try:
+                left, right, out = self.tasks[index]
+                np.matmul(left, right, out=out)  # BLAS releases the GIL
+            except BaseException as error:  # handed to the caller, who raises it
+                self.error = self.error or error
+            with self.lock:
+                self.unfinished -= 1
+                if self.unfinished == 0:
+                    self.done.set()
+
+
+class _Pool:
+    """Persistent daemon workers that take jobs from a queue; made on first use, remade in a forked child."""
+
+    def __init__(self) -> None:
+        self.jobs: deque[_Job] = deque()
+        self.ready = threading.Condition()
+        self.workers: list[threading.Thread] = []
+
+    def run(self, tasks: list[tuple[np.ndarray, np.ndarray, np.ndarray]], helpers: int) -> None:
+        """Compute every task with the calling thread and up to `helpers` workers; raise the first error."""
+        job = _Job(tasks)
+        helpers = min(helpers, len(tasks) - 1)
+        if helpers < 1:
+            job.work()
+            return
+        with self.ready:
+            while len(self.workers) < helpers:
+                # Daemons: an idle worker waits on a condition, so the interpreter can exit without stopping them.
+                worker = threading.Thread(target=self._serve, name=f"tinygrad_np-matmul-{len(self.workers)}",
+                                          daemon=True)
+                worker.start()
+                self.workers.append(worker)
+            self.jobs.extend([job] * helpers)
+            self.ready.notify(helpers)
+        job.work()
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+
+    def _serve(self) -> None:
+        _local.worker = True
+        while True:
+            with self.ready:
+                while not self.jobs:
+                    self.ready.wait()
+                job = self.jobs.popleft()
+            job.work()
+
+
+_local = threading.local()
+_pool = _Pool()
+
+
+def _after_fork_in_child() -> None:
+    # A child has only the thread that forked: the workers are gone and their locks may be held. Start afresh.
+    global _pool
+    _pool = _Pool()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
