@@ -1,11 +1,12 @@
-"""Benchmark 6: the recipes on a busy machine, with BLAS's default threads, with one thread, and the thread policy.
+"""Benchmark 6: the recipes on a busy machine: products split between threads (tinygrad_np/parallel.py, the
+default) against unsplit products on BLAS's own threads and on one BLAS thread.
 
 Every workload runs on an idle machine (as idle as it is) and again with one busy process per usable core,
 which this benchmark starts and stops itself: the machine of someone who trains while other work runs. A
 workload is a slice of a `tinygrad-np train --recipe` run (its training steps and its test evaluations in
-the recipe's proportion), plus the forward passes that `compare --numerical` repeats. The policy
-(`tinygrad_np.threads.policy`) picks one of the two thread settings per workload, from its shapes alone, so its
-cells are the measured cells of the setting it picks.
+the recipe's proportion), the forward passes that `compare --numerical` repeats, mini-batch steps, and single
+matrix products. "previous" is the policy before the split: one BLAS thread when the workload's largest product
+had fewer than 100M multiply-adds, else BLAS's own threads; its cells are those of the setting it picked.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tinygrad_np import threads
+from tinygrad_np import ops, parallel, threads
 from tinygrad_np.benchmarks.contenders import ADAM_LR, TinygradContender, epoch, tinygrad_model
 from tinygrad_np.benchmarks.harness import Timing, interleaved, progress, section
 from tinygrad_np.models.mlp import mlp
@@ -44,6 +45,18 @@ def busy_processes(count: int) -> Iterator[list[subprocess.Popen]]:
             process.kill()
         for process in started:
             process.wait()
+
+
+# The policy before products were split: one BLAS thread below this many multiply-adds in the largest product.
+PREVIOUS_ONE_THREAD_BELOW = 100_000_000
+
+
+def largest_product(model: Any, rows: int) -> int:
+    """Multiply-adds of the largest matrix product a batch of `rows` makes in `model` (its widest Linear layer)."""
+    from tinygrad_np import nn
+
+    sizes = [layer.in_features * layer.out_features for layer in model.modules() if isinstance(layer, nn.Linear)]
+    return rows * max(sizes, default=0)
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ def recipe_workload(
     unit = "epochs" if config.batch_size is not None else "iterations"
     fraction = f"{epochs} of {config.epochs} {unit}" + ("" if share == 1 else f" on {share:.0%} of the data")
     batch = config.batch_size or rows
-    return Workload(f"train --recipe {recipe} ({fraction})", run, threads.largest_product(model, batch))
+    return Workload(f"train --recipe {recipe} ({fraction})", run, largest_product(model, batch))
 
 
 def numerical_gradient_workload(
@@ -95,7 +108,7 @@ def numerical_gradient_workload(
 
     widths = " ".join(map(str, hidden_sizes))
     label = f"compare --hidden-sizes {widths} --numerical ({len(chosen)} weights, {len(x)} rows)"
-    return Workload(label, run, threads.largest_product(model, len(x)))
+    return Workload(label, run, largest_product(model, len(x)))
 
 
 def step_workload(x: np.ndarray, y: np.ndarray, batch_size: int, hidden_size: int = 128) -> Workload:
@@ -104,19 +117,60 @@ def step_workload(x: np.ndarray, y: np.ndarray, batch_size: int, hidden_size: in
     contender.load(x, y)
     label = f"784-{hidden_size}-10 Adam, batch {batch_size} ({len(x):,} images)"
     return Workload(label, lambda: epoch(contender, len(x), batch_size),
-                    threads.largest_product(contender.model, batch_size))
+                    largest_product(contender.model, batch_size))
 
 
-SETTINGS = ("default", "1 thread")  # default: BLAS's own thread count, even inside a `threads.limit` block
+def product_workload(rows: int, inner: int, columns: int, repeats: int = 10) -> Workload:
+    """`repeats` float32 products (rows, inner) @ (inner, columns), as the engine computes them."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((rows, inner), dtype=np.float32)
+    b = rng.standard_normal((inner, columns), dtype=np.float32)
+    pieces = len(parallel.blocks(rows, inner, columns)[1])
+
+    def run() -> None:
+        for _ in range(repeats):
+            ops._matmul(a, b)
+
+    label = f"{repeats} products ({rows}, {inner}) @ ({inner}, {columns}), {pieces} block{'s' * (pieces > 1)}"
+    return Workload(label, run, rows * inner * columns)
+
+
+@contextlib.contextmanager
+def unsplit() -> Iterator[None]:
+    """The engine as it was before tinygrad_np/parallel.py: every product one plain np.matmul."""
+    split = ops._matmul
+    ops._matmul = np.matmul
+    try:
+        yield
+    finally:
+        ops._matmul = split
+
+
+# split: tinygrad_np's default, BLAS on one thread and large products split between the usable cores;
+# BLAS's own: unsplit products on BLAS's own thread count; 1 thread: unsplit products on one BLAS thread.
+SETTINGS = ("split", "BLAS's own", "1 thread")
+
+
+def _setting(name: str) -> contextlib.AbstractContextManager:
+    if name == "split":
+        return threads.limit(threads.usable_cores())
+    stack = contextlib.ExitStack()
+    stack.enter_context(unsplit())
+    stack.enter_context(threads.blas_limit(threads.blas_default() if name == "BLAS's own" else 1))
+    return stack
+
+
+def previous(workload: Workload) -> str:
+    """The setting the policy before the split picked for `workload`."""
+    return "1 thread" if workload.largest_product < PREVIOUS_ONE_THREAD_BELOW else "BLAS's own"
 
 
 def _time(workloads: list[Workload], repeats: int, warmup: int) -> dict[tuple[str, str], Timing]:
-    counts = {"default": threads.blas_default(), "1 thread": 1}
     cases = {}
     for workload in workloads:
-        for setting, count in counts.items():
-            def case(run: Callable[[], object] = workload.run, count: int | None = count) -> None:
-                with threads.limit(count):
+        for setting in SETTINGS:
+            def case(run: Callable[[], object] = workload.run, setting: str = setting) -> None:
+                with _setting(setting):
                     run()
 
             cases[(workload.label, setting)] = case
@@ -124,11 +178,10 @@ def _time(workloads: list[Workload], repeats: int, warmup: int) -> dict[tuple[st
 
 
 def run(workloads: list[Workload], repeats: int, busy: int) -> dict[str, Any]:
-    """Time each workload with each thread setting, idle and then beside `busy` busy processes."""
+    """Time each workload with each setting, idle and then beside `busy` busy processes."""
     why_not = threads.unavailable()
     if why_not is not None:
         raise RuntimeError(f"can't vary BLAS threads here: {why_not}")
-    blas_threads = threads.blas_default()
     progress(f"busy: {len(workloads)} workloads x {len(SETTINGS)} thread settings, {repeats} rounds, idle")
     idle = _time(workloads, repeats, warmup=1)
     progress(f"busy: the same beside {busy} busy processes (one per core)")
@@ -136,28 +189,32 @@ def run(workloads: list[Workload], repeats: int, busy: int) -> dict[str, Any]:
         loaded = _time(workloads, repeats, warmup=0)  # everything is warm from the idle rounds
     rows = []
     for workload in workloads:
-        chosen = threads.policy(workload.largest_product)
-        picked = "1 thread" if chosen == 1 else "default"
+        picked = previous(workload)
         cells: dict[str, Any] = {}
         for load, timings in (("idle", idle), ("loaded", loaded)):
             for setting in SETTINGS:
                 cells[f"{load}, {setting}"] = timings[(workload.label, setting)].as_dict()
         median = {key: value["median"] for key, value in cells.items()}
-        cells["policy"] = picked
-        cells["policy / default, idle"] = median[f"idle, {picked}"] / median["idle, default"]
-        cells["loaded / idle, policy"] = median[f"loaded, {picked}"] / median[f"idle, {picked}"]
-        cells["loaded / idle, default"] = median["loaded, default"] / median["idle, default"]
+        cells["previous"] = picked
+        cells["split / previous, idle"] = median["idle, split"] / median[f"idle, {picked}"]
+        cells["split / BLAS's own, idle"] = median["idle, split"] / median["idle, BLAS's own"]
+        cells["loaded / idle, split"] = median["loaded, split"] / median["idle, split"]
+        cells["loaded / idle, previous"] = median[f"loaded, {picked}"] / median[f"idle, {picked}"]
         rows.append({"label": workload.label, "cells": cells, "largest_product": workload.largest_product})
+    cores = threads.usable_cores()
     return section(
-        f"Busy machine: BLAS threads, idle and beside {busy} busy processes",
+        f"Busy machine: split products against BLAS's threads, idle and beside {busy} busy processes",
         "seconds per workload",
         rows,
         [
-            f"default: BLAS's own thread count ({blas_threads} here); 1 thread: limited with threadpoolctl",
+            f"split: tinygrad_np's default, BLAS on one thread and products of at least {2 * parallel.BLOCK_WORK:,} "
+            f"multiply-adds cut into blocks that {cores} threads claim in turn (tinygrad_np/parallel.py)",
+            f"BLAS's own: unsplit products on BLAS's own thread count ({threads.blas_default()} here); 1 thread: "
+            "unsplit products on one BLAS thread",
+            f"previous: the policy before the split, one BLAS thread when the largest product had fewer than "
+            f"{PREVIOUS_ONE_THREAD_BELOW:,} multiply-adds, else BLAS's own count; its ratios use the setting it picked",
             f"loaded: {busy} processes spinning `while True: pass`, one per usable core, started and stopped by the "
             "benchmark",
-            f"policy: tinygrad_np.threads.policy, one thread when the largest matrix product has fewer than "
-            f"{threads.ONE_THREAD_BELOW:,} multiply-adds, else BLAS's own count; its ratios use the setting it picks",
-            "targets: policy / default, idle <= 1.05 (nothing slower on an idle machine); loaded / idle, policy <= 2",
+            "targets: split / previous, idle <= 1.05 (nothing slower on an idle machine); loaded / idle, split <= 2",
         ],
     )

@@ -45,12 +45,13 @@ class Mode:
     busy_share: float  # of the data that the mlp recipe's slice trains on (one epoch of it)
     busy_full_batch_iterations: int  # of the tutorial recipe
     busy_numerical_weights: int  # weights differenced in the `compare --numerical` workload
-    busy_step_batch_sizes: tuple[int, ...]  # mini-batch steps whose products bracket the policy's threshold
+    busy_step_batch_sizes: tuple[int, ...]  # mini-batch steps either side of the previous policy's threshold
     busy_step_rows: int
     conv_batch_size: int
     conv_rounds: int
     cnn_rows: int | None
     cnn_rounds: int
+    busy_products: tuple[tuple[int, int, int], ...]  # float32 (rows, inner, columns): split and unsplit
     settle: float  # seconds of idle between timed calls (see harness.interleaved)
     blas_threads: int | None  # unless --threads or $TINYGRAD_NP_THREADS says otherwise; None: the libraries' own
 
@@ -62,7 +63,7 @@ QUICK = Mode(
     overhead_links=20, overhead_chains=2, overhead_rounds=5,
     scaling_batch_sizes=(16, 64), scaling_hidden_sizes=(16, 64), scaling_rounds=2,
     convergence_epochs=0, busy_rounds=1, busy_share=1.0, busy_full_batch_iterations=2, busy_numerical_weights=10,
-    busy_step_batch_sizes=(256,), busy_step_rows=512,
+    busy_step_batch_sizes=(256,), busy_step_rows=512, busy_products=((128, 784, 256),),
     conv_batch_size=16, conv_rounds=2, cnn_rows=256, cnn_rounds=1,
     settle=0.0, blas_threads=1,
 )
@@ -74,6 +75,8 @@ FULL = Mode(
     convergence_epochs=15, busy_rounds=3, busy_share=0.25, busy_full_batch_iterations=25, busy_numerical_weights=250,
     busy_step_batch_sizes=(512, 2048), busy_step_rows=8192,
     conv_batch_size=128, conv_rounds=7, cnn_rows=None, cnn_rounds=3,
+    # The recipes' products: tutorial's forward and weight gradient, mlp's first layer, a larger batch, a small one.
+    busy_products=((60000, 784, 10), (10, 60000, 784), (128, 784, 256), (1024, 784, 256), (128, 256, 128)),
     settle=0.2, blas_threads=None,
 )
 
@@ -140,8 +143,6 @@ def _cnn(data: Data, mode: Mode) -> dict[str, Any]:
 
 def _busy(data: Data, mode: Mode) -> dict[str, Any]:
     from tinygrad_np.benchmarks import busy
-    from tinygrad_np.benchmarks.harness import usable_cores
-
     why_not = threads.unavailable()
     if why_not is not None:
         raise NotRunError(why_not)
@@ -153,8 +154,9 @@ def _busy(data: Data, mode: Mode) -> dict[str, Any]:
         busy.numerical_gradient_workload(data.x[:64], data.y[:64], mode.busy_numerical_weights),
         *[busy.step_workload(data.x[: mode.busy_step_rows], data.y[: mode.busy_step_rows], batch_size)
           for batch_size in mode.busy_step_batch_sizes],
+        *[busy.product_workload(*shape) for shape in mode.busy_products],
     ]
-    return {"busy": busy.run(workloads, mode.busy_rounds, busy=usable_cores())}
+    return {"busy": busy.run(workloads, mode.busy_rounds, busy=threads.usable_cores())}
 
 
 # name -> the function that runs it; in this order. A new benchmark is one entry here.
@@ -192,8 +194,9 @@ def _selected(only: str) -> list[str]:
 
 @contextlib.contextmanager
 def _threads(count: int | None, torch: ModuleType | None) -> Iterator[None]:
-    """BLAS and PyTorch on `count` threads inside the block (None: their own counts, even inside another limit)."""
-    with threads.limit(count if count is not None else threads.blas_default()):
+    """tinygrad_np and PyTorch on `count` threads inside the block, BLAS on one (tinygrad_np's convention, so the
+    hand-written NumPy runs on one thread too); None: every library's own counts, even inside another limit."""
+    with threads.limit(count) if count is not None else threads.blas_limit(threads.blas_default()):
         if count is None or torch is None:
             yield
             return
@@ -225,8 +228,8 @@ def main(args: argparse.Namespace) -> int:
     skipped: dict[str, str] = {}
     with _threads(thread_count, torch):
         data_text = f"{mnist.source}, {len(data.x):,} training images"
-        env = environment(torch, torch_note) | {"mode": mode.name, "data": data_text}
-        blas = threads.unavailable() or f"BLAS threads: {threads.current()}"
+        env = environment(torch, torch_note) | {"mode": mode.name, "data": data_text, "threads": threads.current()}
+        blas = threads.unavailable() or f"threads: {threads.current()}, BLAS threads: {threads.blas_current()}"
         progress(f"{mode.name} mode on {env['data']}; PyTorch {torch_note}; {blas}")
         for name in selected:
             try:

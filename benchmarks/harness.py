@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 import tinygrad_np
+from tinygrad_np import threads
 
 
 @dataclass(frozen=True)
@@ -130,14 +131,6 @@ def blas_info() -> dict[str, Any]:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
 
 
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def environment(torch: ModuleType | None, torch_note: str) -> dict[str, Any]:
     """Everything needed to read the numbers later: when, which machine, which libraries, how many threads."""
     return {
@@ -145,7 +138,7 @@ def environment(torch: ModuleType | None, torch_note: str) -> dict[str, Any]:
         "machine": {
             "cpu": _cpu_model(),
             "cores": os.cpu_count(),
-            "usable_cores": usable_cores(),
+            "usable_cores": threads.usable_cores(),
             "platform": platform.platform(),
             "load_average": _load_average(),
         },

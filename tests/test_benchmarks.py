@@ -374,22 +374,26 @@ def test_busy_processes_run_inside_the_block_and_are_stopped_after_it_even_on_er
     assert all(process.returncode is not None for process in started)
 
 
-def test_quick_modes_busy_table_has_every_cell_and_the_policys_ratios(quick_run: tuple[int, Path]) -> None:
+def test_quick_modes_busy_table_has_every_cell_and_the_ratios(quick_run: tuple[int, Path]) -> None:
     require(threads.unavailable() is None, f"the busy benchmark needs thread control: {threads.unavailable()}")
     results = json.loads((quick_run[1] / "results.json").read_text(encoding="utf-8"))
     rows = results["sections"]["busy"]["rows"]
     assert [entry["label"].split(" (")[0] for entry in rows] == [
         "train --recipe two_layer", "train --recipe mlp", "train --recipe tutorial",
-        "compare --hidden-sizes 128 64 --numerical", "784-128-10 Adam, batch 256"]
+        "compare --hidden-sizes 128 64 --numerical", "784-128-10 Adam, batch 256",
+        "10 products"]
     for entry in rows:
         cells = entry["cells"]
-        median = {key: cells[key]["median"] for key in ("idle, default", "idle, 1 thread", "loaded, default",
-                                                        "loaded, 1 thread")}
+        median = {f"{load}, {setting}": cells[f"{load}, {setting}"]["median"]
+                  for load in ("idle", "loaded") for setting in busy.SETTINGS}
         assert all(value > 0 for value in median.values())
-        picked = "1 thread" if threads.policy(entry["largest_product"]) == 1 else "default"
-        assert cells["policy"] == picked
-        assert cells["policy / default, idle"] == pytest.approx(median[f"idle, {picked}"] / median["idle, default"])
-        assert cells["loaded / idle, policy"] == pytest.approx(median[f"loaded, {picked}"] / median[f"idle, {picked}"])
+        picked = "1 thread" if entry["largest_product"] < busy.PREVIOUS_ONE_THREAD_BELOW else "BLAS's own"
+        assert cells["previous"] == picked
+        assert cells["split / previous, idle"] == pytest.approx(median["idle, split"] / median[f"idle, {picked}"])
+        assert cells["split / BLAS's own, idle"] == pytest.approx(median["idle, split"] / median["idle, BLAS's own"])
+        assert cells["loaded / idle, split"] == pytest.approx(median["loaded, split"] / median["idle, split"])
+        assert cells["loaded / idle, previous"] == pytest.approx(
+            median[f"loaded, {picked}"] / median[f"idle, {picked}"])
     targets = report.check_targets({"busy": results["sections"]["busy"]})
     assert len(targets) == 2 * len(rows) and {t["limit"] for t in targets} == {1.05, 2.0}
 
@@ -398,11 +402,13 @@ def test_bench_threads_default_to_one_in_quick_mode_and_can_be_set(quick_run, tm
     require(threads.unavailable() is None, f"needs thread control: {threads.unavailable()}")
     results = json.loads((quick_run[1] / "results.json").read_text(encoding="utf-8"))
     assert {pool["num_threads"] for pool in results["environment"]["blas"]["pools"]} == {1}
+    assert results["environment"]["threads"] == 1
     assert cli.run(["--quick", "--only", "overhead", "--threads", "2", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     blas_pools = [pool for pool in results["environment"]["blas"]["pools"] if pool["internal_api"] != "openmp"]
-    assert {pool["num_threads"] for pool in blas_pools} == {2}
-    assert threads.current() == threads.blas_default()  # given back afterwards
+    assert {pool["num_threads"] for pool in blas_pools} == {1}  # BLAS stays on one; the products are split
+    assert results["environment"]["threads"] == 2
+    assert threads.blas_current() == threads.blas_default()  # given back afterwards
     with pytest.raises(SystemExit) as exit_:
         cli.run(["--quick", "--threads", "0", "--out", str(tmp_path / "bad")])
     assert exit_.value.code == 2
