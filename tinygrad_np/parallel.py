@@ -52,7 +52,10 @@ def blocks(rows: int, inner: int, columns: int) -> tuple[int, list[tuple[int, in
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b, as np.matmul; a 2-D float product large enough to pay is computed in `blocks`, shared between
     `threads.current()` threads. Its bits depend on the shapes alone: the same blocks on one thread or on many."""
-    if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype.kind != "f" or a.shape[1] != b.shape[0]:
+    # The cheapest test first: most products are small, and this runs once per product.
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < 2 * BLOCK_WORK:
+        return np.matmul(a, b)
+    if a.dtype != b.dtype or a.dtype.kind != "f" or a.shape[1] != b.shape[0]:
         return np.matmul(a, b)
     axis, edges = blocks(a.shape[0], a.shape[1], b.shape[1])
     if len(edges) < 2 or np.may_share_memory(a, b):
