@@ -1,15 +1,16 @@
-"""Matrix products split into blocks that threads take in turn: bitwise equal to one-threaded BLAS, whatever the
-thread count and whatever the load.
+"""Matrix products split into blocks that threads take in turn: the same bits whatever the thread count and
+whatever the load.
 
 BLAS's own threads split a product statically and wait for each other, spinning; on a machine with other work a
 paused partner stalls the whole product, and with another thread count BLAS sums in another order (it splits the
-inner dimension), so the weights would depend on the load. Here BLAS runs on one thread and a product large enough
-to pay is cut into blocks of the output's rows, or of its columns when it has few rows (`g.T @ x`, whose inner
-dimension is the batch): every block is a one-threaded BLAS product of a slice, which sums each output element in
-the same order as the whole product, so the result has the same bits however many threads take part. The blocks
-depend on the shapes alone; the calling thread and `threads.current() - 1` persistent workers claim them one at a
-time (a counter under a lock), so a thread the scheduler pauses holds up one block, not the product. Waiting
-threads sleep on a lock, never spin.
+inner dimension), so the weights would depend on the threads. Here BLAS runs on one thread and a product large
+enough to pay is cut into blocks of the output's rows, or of its columns when it has few rows (`g.T @ x`, whose
+inner dimension is the batch: the sum over the batch is never cut). Every block is a one-threaded BLAS product of
+a slice. The blocks depend on the shapes alone and one thread computes the same blocks as many, so the result has
+the same bits however many threads take part. (In float32 they are also the unsplit one-threaded product's bits,
+as tested with OpenBLAS; in float64 OpenBLAS sums some block sizes in another order than the whole.) The calling
+thread and `threads.current() - 1` persistent workers claim the blocks one at a time (a counter under a lock), so
+a thread the scheduler pauses holds up one block, not the product. Waiting threads sleep on a lock, never spin.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from tinygrad_np import threads
 ALIGN = 64
 # Multiply-adds (rows x inner x columns) per block, at least: a product of fewer than twice this runs unsplit.
 # OpenBLAS gives products under about 1M-7.3M multiply-adds to other kernels (its "small matrix" and "direct"
-# paths), which sum in another order; blocks above that match the unsplit product's bits in float32 (tested).
-# A block costs a few microseconds to hand out. Measured on 2 cores (docs/benchmarks/busy.md): products of 25.7M
-# ran 1.2-1.4x faster split in 2-3 blocks than on one thread, 4.2M not at all.
+# paths), which sum in another order: float32 blocks of 0.5M rounded unlike the whole product, blocks above 8M
+# like it (tests/test_parallel.py). A block costs a few microseconds to hand out. On 2 quiet cores a product of
+# 25.7M ran 1.38x faster in 2 blocks than on one thread (0.42 against 0.58 ms), one of 4.2M slower (0.100 against
+# 0.083 ms); docs/benchmarks/busy.md measures the split on the shared machine.
 BLOCK_WORK = 8_000_000
 
 
