@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from tinygrad_np.parallel import matmul as _matmul  # large 2-D products split between threads, same bits
 from tinygrad_np.tensor import Function, accurate_sum
 
 Pair = tuple[int, int]
@@ -115,7 +116,7 @@ class Conv2d(Function):
         self.geometry = ((kh, kw), out_hw, stride, dilation)
         self.padding = padding
         # W as (O, KH KW C), the order of the columns
-        out = _columns(xp, *self.geometry) @ weight.transpose(0, 2, 3, 1).reshape(out_channels, -1).T
+        out = _matmul(_columns(xp, *self.geometry), weight.transpose(0, 2, 3, 1).reshape(out_channels, -1).T)
         if bias is not None:
             if np.result_type(out, bias) == out.dtype:
                 out += bias  # fresh from the product: adding in place saves an array
@@ -132,7 +133,7 @@ class Conv2d(Function):
         if need_w:
             # The columns again, not kept from forward: a copy costs less than holding KH KW inputs per layer.
             kernel, out_channels = self.geometry[0], self.weight.shape[0]
-            product = g_rows.T @ _columns(self.xp, *self.geometry)
+            product = _matmul(g_rows.T, _columns(self.xp, *self.geometry))
             dw = np.ascontiguousarray(product.reshape(out_channels, *kernel, -1).transpose(0, 3, 1, 2))
         if not need_b:
             return dx, dw
@@ -152,7 +153,7 @@ class Conv2d(Function):
         per_offset = self.weight.transpose(2, 3, 1, 0)  # (KH, KW, C, O)
         for i in range(kh):
             for j in range(kw):
-                piece = (g_rows @ per_offset[i, j].T).reshape(n, *out_hw, c).transpose(0, 3, 1, 2)
+                piece = _matmul(g_rows, per_offset[i, j].T).reshape(n, *out_hw, c).transpose(0, 3, 1, 2)
                 target = _offset(dxp, i, j, out_hw, stride, dilation)
                 target += piece
         return _crop(dxp, self.padding, self.shape)
