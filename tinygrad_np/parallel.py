@@ -7,8 +7,9 @@ inner dimension), so the weights would depend on the threads. Here BLAS runs on 
 enough to pay is cut into blocks of the output's rows, or of its columns when it has few rows (`g.T @ x`, whose
 inner dimension is the batch: the sum over the batch is never cut). Every block is a one-threaded BLAS product of
 a slice. The blocks depend on the shapes alone and one thread computes the same blocks as many, so the result has
-the same bits however many threads take part. (In float32 they are also the unsplit one-threaded product's bits,
-as tested with OpenBLAS; in float64 OpenBLAS sums some block sizes in another order than the whole.) The calling
+the same bits however many threads take part. (With the OpenBLAS we measured, float32 blocks of this size also
+gave the unsplit one-threaded product's bits; float64 blocks did not always. No BLAS promises either, so nothing
+relies on it: the guarantee is the thread count's.) The calling
 thread and `threads.current() - 1` persistent workers claim the blocks one at a time (a counter under a lock), so
 a thread the scheduler pauses holds up one block, not the product. Waiting threads sleep on a lock, never spin.
 """
