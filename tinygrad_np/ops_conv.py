@@ -11,20 +11,29 @@ differ, and every op here reads any strides.
 
 Padding is given as ((top, bottom), (left, right)), so that PyTorch's padding="same" with an even kernel (one
 more on the bottom and right) and ceil_mode's extra windows (padding on the bottom and right only) are the same case.
+
+Twice differentiable (tinygrad_np/ops.py says how): each op's `graph_backward` writes its gradient with Tensor ops
+and two linear ops of its own, `Im2Col` and `Col2Im`, each the other's gradient (as GetItem and ScatterAdd are):
+the convolution's dx = Col2Im(g W) and dW = g^T Im2Col(x), average pooling's dx = Col2Im(g / divisor), max
+pooling's dx = g scattered to the winners (ScatterAdd), batch norm as a composite over its statistics. The first
+order `backward`s stay the fast NumPy ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from tinygrad_np.ops import ScatterAdd, broadcast_to
 from tinygrad_np.parallel import matmul as _matmul  # large 2-D products split between threads, same bits
-from tinygrad_np.tensor import Function, accurate_sum
+from tinygrad_np.tensor import Function, Tensor, accurate_sum
 
 Pair = tuple[int, int]
 Padding = tuple[Pair, Pair]
+Geometry = tuple[Pair, Pair, Pair, Pair]  # kernel, output size, stride, dilation
 
 
 # ---- layout and geometry ------------------------------------------------------------------------------------
@@ -90,6 +99,71 @@ def _crop(padded: np.ndarray, padding: Padding, shape: tuple[int, ...]) -> np.nd
     return padded[:, :, top : top + shape[2], left : left + shape[3]]
 
 
+def _im2col(x: np.ndarray, padding: Padding, geometry: Geometry) -> np.ndarray:
+    """The columns of x padded with zeros, as an array of their own (`_columns` can be a read-only view)."""
+    columns = _columns(_padded(x, padding, 0), *geometry)
+    return columns if columns.flags.writeable else columns.copy()
+
+
+def _col2im(shape: tuple[int, ...], padding: Padding, geometry: Geometry, dtype: Any,
+            piece: Callable[[int, int], np.ndarray], nhwc: bool = True) -> np.ndarray:
+    """col2im: an image of `shape`, each kernel offset's values `piece(i, j)` (N, C, OH, OW) added where that offset
+    of every window reads the padded input, the padding then cut off."""
+    kernel, out_hw, stride, dilation = geometry
+    (top, bottom), (left, right) = padding
+    n, c, h, w = shape
+    dxp = _empty((n, c, h + top + bottom, w + left + right), dtype, nhwc)
+    dxp.fill(0)
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            target = _offset(dxp, i, j, out_hw, stride, dilation)
+            target += piece(i, j)
+    return _crop(dxp, padding, shape)
+
+
+def _offset_columns(columns: np.ndarray, channels: int, geometry: Geometry) -> Callable[[int, int], np.ndarray]:
+    """piece(i, j) for `_col2im` from im2col's columns: the C columns of kernel offset (i, j), as (N, C, OH, OW)."""
+    (_, kw), out_hw = geometry[:2]
+
+    def piece(i: int, j: int) -> np.ndarray:
+        k = (i * kw + j) * channels
+        return columns[:, k : k + channels].reshape(-1, *out_hw, channels).transpose(0, 3, 1, 2)
+
+    return piece
+
+
+class Im2Col(Function):
+    """y = cols(x): one row per window (N OH OW rows), holding it as (KH, KW, C), zero padding included;
+    dx = Col2Im(g): each row added back where its window read x (a linear map and its transpose)"""
+
+    def forward(self, x: np.ndarray, *, geometry: Geometry, padding: Padding) -> np.ndarray:
+        self.shape, self.geometry, self.padding = x.shape, geometry, padding
+        return _im2col(x, padding, geometry)
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return _col2im(self.shape, self.padding, self.geometry, g.dtype,
+                       _offset_columns(g, self.shape[1], self.geometry))
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return Col2Im.apply(g, shape=self.shape, geometry=self.geometry, padding=self.padding)
+
+
+class Col2Im(Function):
+    """y = col2im(a): an image of `shape` with each row of a (a window, as (KH, KW, C)) added back where the window
+    lies, the padding cut off (Im2Col's gradient);  da = Im2Col(g)"""
+
+    def forward(self, columns: np.ndarray, *, shape: tuple[int, ...], geometry: Geometry, padding: Padding
+                ) -> np.ndarray:
+        self.geometry, self.padding = geometry, padding
+        return _col2im(shape, padding, geometry, columns.dtype, _offset_columns(columns, shape[1], geometry))
+
+    def backward(self, g: np.ndarray) -> np.ndarray:
+        return _im2col(g, self.padding, self.geometry)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        return Im2Col.apply(g, geometry=self.geometry, padding=self.padding)
+
+
 # ---- convolution --------------------------------------------------------------------------------------------
 
 
@@ -145,18 +219,32 @@ class Conv2d(Function):
         additions (2.2x on the LeNet CNN's second convolution, 1.1x on 32 -> 64 channels 3x3, batch 128, shared
         2-core machine, 2026-11-30): each offset's piece is contiguous, and the (N OH OW, KH KW C) array is never
         made."""
-        (kh, kw), out_hw, stride, dilation = self.geometry
+        out_hw = self.geometry[1]
         n, c = self.shape[:2]
-        dtype = np.result_type(g_rows, self.weight)
-        dxp = _empty((n, c, *self.xp.shape[2:]), dtype, nhwc=True)
-        dxp.fill(0)
         per_offset = self.weight.transpose(2, 3, 1, 0)  # (KH, KW, C, O)
-        for i in range(kh):
-            for j in range(kw):
-                piece = _matmul(g_rows, per_offset[i, j].T).reshape(n, *out_hw, c).transpose(0, 3, 1, 2)
-                target = _offset(dxp, i, j, out_hw, stride, dilation)
-                target += piece
-        return _crop(dxp, self.padding, self.shape)
+
+        def piece(i: int, j: int) -> np.ndarray:
+            return _matmul(g_rows, per_offset[i, j].T).reshape(n, *out_hw, c).transpose(0, 3, 1, 2)
+
+        return _col2im(self.shape, self.padding, self.geometry, np.result_type(g_rows, self.weight), piece)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor | None, ...]:
+        """The same formulas in Tensor ops: dx = Col2Im(g W), dW = g^T Im2Col(x), db = sum(g) (g as one row per
+        output pixel, W as (O, KH KW C))."""
+        x, weight = self.inputs[:2]
+        need_x, need_w, *need_b = self.needs_input_grad
+        n, out_channels, oh, ow = g.shape
+        g_rows = g.transpose(0, 2, 3, 1).reshape(n * oh * ow, out_channels)
+        dx = dw = None
+        if need_x:
+            w_rows = weight.transpose(0, 2, 3, 1).reshape(out_channels, -1)
+            dx = Col2Im.apply(g_rows @ w_rows, shape=self.shape, geometry=self.geometry, padding=self.padding)
+        if need_w:
+            product = g_rows.transpose() @ Im2Col.apply(x, geometry=self.geometry, padding=self.padding)
+            dw = product.reshape(out_channels, *self.geometry[0], -1).transpose(0, 3, 1, 2)
+        if not need_b:
+            return dx, dw
+        return dx, dw, (g_rows.sum(0) if need_b[0] else None)
 
 
 # ---- pooling ------------------------------------------------------------------------------------------------
@@ -210,6 +298,21 @@ class MaxPool2d(Function):
         dxp = total.reshape(n, hp, wp, c).transpose(0, 3, 1, 2) if self.nhwc else total.reshape(n, c, hp, wp)
         return _crop(dxp, self.padding, self.shape)
 
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        """dx = g scattered to each window's winner (ScatterAdd: its gradient gathers from the same places, so the
+        routing, ties included, is the first order's)."""
+        (out_h, out_w), (sh, sw), (dh, dw) = self.geometry
+        (top, _), (left, _) = self.padding
+        n, c = self.shape[:2]
+        i, j = np.divmod(self.index.astype(np.intp), self.kernel[1])
+        rows = (np.arange(out_h) * sh - top)[:, None] + i * dh  # the winners' places in x
+        columns = np.arange(out_w) * sw - left + j * dw
+        index = np.broadcast_arrays(np.arange(n)[:, None, None, None], np.arange(c)[:, None, None], rows, columns)
+        inside = self.index < self.kernel[0] * self.kernel[1]  # not a window wholly in the padding
+        if inside.all():
+            return ScatterAdd.apply(g, shape=self.shape, index=tuple(index))
+        return ScatterAdd.apply(g[inside], shape=self.shape, index=tuple(part[inside] for part in index))
+
 
 def _first_inside(in_hw: Pair, out_hw: Pair, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair
                   ) -> np.ndarray:
@@ -243,10 +346,10 @@ class AvgPool2d(Function):
         xp = _padded(x, padding, 0, nhwc)
         out = _empty((*x.shape[:2], *out_hw), x.dtype, nhwc)
         out.fill(0)
-        self.offsets = [(i, j) for i in range(kernel[0]) for j in range(kernel[1])]
-        self.geometry = (out_hw, stride, (1, 1))
-        for i, j in self.offsets:
-            out += _offset(xp, i, j, *self.geometry)
+        self.geometry = (kernel, out_hw, stride, (1, 1))
+        for i in range(kernel[0]):
+            for j in range(kernel[1]):
+                out += _offset(xp, i, j, *self.geometry[1:])
         if divisor_override is not None:
             self.divisor: Any = x.dtype.type(divisor_override)
         else:
@@ -254,17 +357,19 @@ class AvgPool2d(Function):
                       for size, out_size, k, s, pad in zip((h, w), out_hw, kernel, stride, padding, strict=True)]
             self.divisor = np.outer(*counts).astype(x.dtype)
         out /= self.divisor
-        self.shape, self.nhwc, self.padding, self.padded_hw = x.shape, nhwc, padding, xp.shape[2:]
+        self.shape, self.nhwc, self.padding = x.shape, nhwc, padding
         return out
 
     def backward(self, g: np.ndarray) -> np.ndarray:
         share = g / self.divisor
-        dxp = _empty((*self.shape[:2], *self.padded_hw), share.dtype, self.nhwc)
-        dxp.fill(0)
-        for i, j in self.offsets:
-            target = _offset(dxp, i, j, *self.geometry)
-            target += share
-        return _crop(dxp, self.padding, self.shape)
+        return _col2im(self.shape, self.padding, self.geometry, share.dtype, lambda i, j: share, self.nhwc)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> Tensor:
+        """dx = Col2Im(g / divisor, the same in each of a window's columns)"""
+        (n, c), (kh, kw), (oh, ow) = self.shape[:2], *self.geometry[:2]
+        share = (g / self.divisor).transpose(0, 2, 3, 1).reshape(n * oh * ow, 1, c)
+        columns = broadcast_to(share, (n * oh * ow, kh * kw, c)).reshape(n * oh * ow, kh * kw * c)
+        return Col2Im.apply(columns, shape=self.shape, geometry=self.geometry, padding=self.padding)
 
 
 def _window_counts(size: int, out_size: int, kernel: int, stride: int, padding: Pair, include_pad: bool) -> np.ndarray:
@@ -299,6 +404,7 @@ class BatchNorm(Function):
         x_hat = x - mean.astype(dtype).reshape(per_channel)
         x_hat *= inv_std
         self.x_hat, self.inv_std, self.batch_stats, self.has_weight = x_hat, inv_std, batch_stats, has_weight
+        self.mean, self.eps = mean.astype(dtype).reshape(per_channel), eps  # for graph_backward
         self.weight = None if weight is None else weight.reshape(per_channel)
         out = x_hat.copy() if self.weight is None else x_hat * self.weight  # x_hat is kept for backward
         if bias is not None:
@@ -324,4 +430,32 @@ class BatchNorm(Function):
             grads.append(g_x_hat_sum.reshape(-1) if need_affine[0] else None)
         if len(need_affine) > self.has_weight:
             grads.append(g_sum.reshape(-1) if need_affine[-1] else None)
+        return tuple(grads)
+
+    def graph_backward(self, g: Tensor, y: Tensor) -> tuple[Tensor | None, ...]:
+        """The same formulas in Tensor ops, x^ computed again from x (and in training the batch's mean and variance
+        too), so that their slopes in x reach the second derivative; fixed statistics are constants."""
+        x, *affine = self.inputs
+        need_x, *need_affine = self.needs_input_grad
+        axes = self.axes
+        if self.batch_stats and x.size:
+            centered = x - x.mean(axes, keepdims=True)
+            inv_std = 1 / ((centered * centered).mean(axes, keepdims=True) + self.eps).sqrt()
+        elif self.batch_stats:  # an empty batch: no element depends on its (NaN) statistics, so their slope is 0
+            centered, inv_std = x, np.zeros_like(self.inv_std)
+        else:
+            centered, inv_std = x - self.mean, self.inv_std
+        x_hat = centered * inv_std
+        dx = None
+        if need_x:
+            scale = inv_std if self.weight is None else inv_std * affine[0].reshape(self.weight.shape)
+            if self.batch_stats:
+                dx = scale * (g - g.mean(axes, keepdims=True) - x_hat * (g * x_hat).mean(axes, keepdims=True))
+            else:
+                dx = g * scale
+        grads: list[Tensor | None] = [dx]
+        if self.has_weight:
+            grads.append((g * x_hat).sum(axes) if need_affine[0] else None)
+        if len(need_affine) > self.has_weight:
+            grads.append(g.sum(axes) if need_affine[-1] else None)
         return tuple(grads)
