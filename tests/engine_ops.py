@@ -527,6 +527,28 @@ def _batch_norm(functional: Callable[..., Any], wrap: Callable[[np.ndarray], Any
     return call
 
 
+def _torch_batch_norm_composite(x: Any, mean: Any, var: Any, *affine: Any, training: bool, momentum: float,
+                                eps: float) -> Any:
+    """batch_norm's definition in PyTorch's elementary ops, the reference at third order: PyTorch's fused op takes
+    its saved batch statistics as constants when it differentiates its own double backward, so its third derivatives
+    in training mode are wrong (for x of shape (2, 1) they don't sum to 0 over the batch, as derivatives of a function
+    that shifting x leaves unchanged must). Its running statistics are not updated: the programs don't read them."""
+    per_channel = (1, -1) + (1,) * (x.ndim - 2)
+    axes = (0, *range(2, x.ndim))
+    x, *affine = promote(x, *affine)
+    if training and x.numel() == x.shape[1]:
+        raise ValueError("Expected more than 1 value per channel when training")  # as PyTorch's fused op
+    if training:
+        mean = x.mean(axes, keepdim=True)
+        var = ((x - mean) * (x - mean)).mean(axes, keepdim=True)
+    else:
+        mean, var = mean.reshape(per_channel), var.reshape(per_channel)
+    y = (x - mean) / torch.sqrt(var + eps)
+    if affine:
+        y = y * affine[0].reshape(per_channel)
+    return y + affine[1].reshape(per_channel) if len(affine) > 1 else y
+
+
 def _unary(ours: Callable[[Tensor], Tensor], theirs: Callable[[Any], Any]) -> Op:
     return Op(one_tensor, ours, theirs)
 
@@ -756,3 +778,7 @@ INPLACE_OPS: dict[str, Op] = {
     "copy_": Op(copy_operands, Tensor.copy_, lambda x, src: x.copy_(src)),
 }
 
+
+# At third order, batch_norm against its definition in PyTorch's elementary ops (see _torch_batch_norm_composite).
+THIRD_ORDER_OPS = {**OPS, "F.batch_norm": Op(batch_norm_operands, OPS["F.batch_norm"].ours, _batch_norm(
+    _torch_batch_norm_composite, lambda a: torch.from_numpy(a)))}

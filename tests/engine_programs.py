@@ -270,19 +270,22 @@ def programs(
     dtypes: Sequence[Any] = (np.float64,),
     max_steps: int = 8,
     data_kinds: Sequence[str] = DATA_KINDS,
+    order: Sequence[str] | None = None,
+    grad_modes: st.SearchStrategy = GRAD_MODES,
 ) -> Program:
-    """Up to max_steps steps drawn from `ops` on leaves of the given dtypes and kinds of data, and a loss."""
+    """Up to max_steps steps drawn from `ops` (or the ops named in `order`, one step each, in that order) on leaves
+    of the given dtypes and kinds of data, each step in blocks drawn from `grad_modes`, and a loss."""
     builder = Builder(draw, dtypes, data_kinds)
     for _ in range(draw(st.integers(1, 3))):
         builder.fresh()
     names = sorted(ops)
-    for _ in range(draw(st.integers(1, max_steps))):
-        name = draw(st.sampled_from(names))
+    for k in range(len(order) if order is not None else draw(st.integers(1, max_steps))):
+        name = order[k] if order is not None else draw(st.sampled_from(names))
         chosen = ops[name].operands(builder)
         if chosen is None:
             continue  # nothing in the program so far that this op takes
         args, params = chosen
-        step = Step(name, ops[name], tuple(args), tuple(params.items()), draw(GRAD_MODES))
+        step = Step(name, ops[name], tuple(args), tuple(params.items()), draw(grad_modes))
         try:
             value = run_step(step, [node.value for node in builder.nodes], TORCH)
         except (RuntimeError, ValueError, IndexError, TypeError, NotImplementedError):

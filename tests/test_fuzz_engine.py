@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pytest
 from conftest import require
-from engine_ops import INPLACE_OPS, OPS, REDUCTIONS, torch
+from engine_ops import INPLACE_OPS, OPS, REDUCTIONS, THIRD_ORDER_OPS, torch
 from engine_programs import (
     SHAPES,
     TINYGRAD,
@@ -50,6 +50,9 @@ PROGRAMS = {
     "second order": {"dev": 30, "ci": 1500, "thorough": 15000},
     "second order, indexing": {"dev": 10, "ci": 400, "thorough": 4000},
     "second order, losses": {"dev": 10, "ci": 400, "thorough": 4000},
+    "second order, convolutional": {"dev": 10, "ci": 400, "thorough": 4000},
+    "second order, convolutional, between curves": {"dev": 10, "ci": 400, "thorough": 4000},
+    "third order, convolutional, between curves": {"dev": 5, "ci": 200, "thorough": 2000},
     "third order": {"dev": 10, "ci": 300, "thorough": 3000},
 }
 
@@ -137,19 +140,13 @@ def test_in_place_programs_agree_with_pytorch(program):
 # ---- higher order ----------------------------------------------------------------------------------------------------
 
 
-# The convolutional family (tinygrad_np/ops_conv.py) has no graph_backward yet: differentiable once, it raises a clear
-# error under create_graph=True. Every other op is differentiated at second and third order.
-ONCE_DIFFERENTIABLE = {"F.conv2d", "F.max_pool2d", "F.avg_pool2d", "F.batch_norm"}
-TWICE_DIFFERENTIABLE = {name: op for name, op in OPS.items() if name not in ONCE_DIFFERENTIABLE}
-
-
 def check_higher(program, order, seed):
     assume(program.loss is not None)
     assert_same_higher(program, run_higher(program, TINYGRAD, order, seed), run_higher(program, TORCH, order, seed))
 
 
 @fuzz("second order")
-@given(program=programs(TWICE_DIFFERENTIABLE, dtypes=[np.float64], max_steps=6), seed=st.integers(0, 2**32 - 1))
+@given(program=programs(OPS, dtypes=[np.float64], max_steps=6), seed=st.integers(0, 2**32 - 1))
 def test_second_derivatives_agree_with_pytorch(program, seed):
     """The gradient of grad . v, for random v, with respect to every leaf: each op's graph_backward, differentiated."""
     check_higher(program, 2, seed)
@@ -171,8 +168,41 @@ def test_second_derivatives_of_layers_and_losses_agree_with_pytorch(program, see
     check_higher(program, 2, seed)
 
 
+# Convolution is bilinear and pooling piecewise linear: their second derivatives show when a curved op (tanh, mul,
+# batch norm's statistics, cross-entropy) comes before or after. Max-pool ties route as at first order.
+CONVOLUTIONAL = ("F.conv2d", "F.max_pool2d", "F.avg_pool2d", "F.batch_norm")
+
+
+@fuzz("second order, convolutional")
+@given(program=programs(subset(*CONVOLUTIONAL, "nn.Flatten", "F.linear", "F.cross_entropy", "tanh", "mul"),
+                        max_steps=8), seed=st.integers(0, 2**32 - 1))
+def test_second_derivatives_of_convolutional_programs_agree_with_pytorch(program, seed):
+    check_higher(program, 2, seed)
+
+
+def between_curves(ops):
+    """tanh, one convolutional op, tanh, recorded throughout: the op's gradient takes an upstream that depends on
+    the leaves, and its input is itself curved, so every term of its graph_backward shows."""
+    return st.sampled_from(CONVOLUTIONAL).flatmap(
+        lambda name: programs(ops, order=("tanh", name, "tanh"), grad_modes=st.just(())))
+
+
+@fuzz("second order, convolutional, between curves")
+@given(program=between_curves(OPS), seed=st.integers(0, 2**32 - 1))
+def test_second_derivatives_of_each_convolutional_op_between_curves_agree_with_pytorch(program, seed):
+    check_higher(program, 2, seed)
+
+
+@fuzz("third order, convolutional, between curves")
+@given(program=between_curves(THIRD_ORDER_OPS), seed=st.integers(0, 2**32 - 1))
+def test_third_derivatives_of_each_convolutional_op_between_curves_agree_with_pytorch(program, seed):
+    """Im2Col and Col2Im, ScatterAdd and GetItem, batch norm's statistics: the convolutional family's gradients,
+    differentiated (batch norm against its definition in PyTorch's elementary ops: THIRD_ORDER_OPS)."""
+    check_higher(program, 3, seed)
+
+
 @fuzz("third order")
-@given(program=programs(TWICE_DIFFERENTIABLE, dtypes=[np.float64], max_steps=4), seed=st.integers(0, 2**32 - 1))
+@given(program=programs(THIRD_ORDER_OPS, dtypes=[np.float64], max_steps=4), seed=st.integers(0, 2**32 - 1))
 def test_third_derivatives_agree_with_pytorch(program, seed):
     """Gradients of gradients of gradients: graph_backward's own ops (BroadcastTo, ScatterAdd, ...) differentiated."""
     check_higher(program, 3, seed)
