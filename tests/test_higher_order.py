@@ -135,6 +135,102 @@ def test_a_training_step_with_a_gradient_norm_penalty_equals_pytorchs():
         assert_close(p.data, t.detach().numpy())
 
 
+# ---- a convolutional network: conv, ReLU, max-pool, batch norm, linear, cross-entropy -------------------------------
+
+
+def cnn_batch(rng, m=6):
+    """(m, 1, 8, 8) images, labels of 5 classes, and the parameters: conv 1 -> 3 channels and conv 3 -> 4 channels,
+    3x3 with padding 1, batch norm's weight and bias, Linear(64, 5)."""
+    params = [0.5 * rng.standard_normal((3, 1, 3, 3)), 0.1 * rng.standard_normal(3),
+              0.3 * rng.standard_normal((4, 3, 3, 3)), 0.1 * rng.standard_normal(4),
+              1 + 0.1 * rng.standard_normal(4), 0.1 * rng.standard_normal(4),
+              0.2 * rng.standard_normal((5, 64)), 0.1 * rng.standard_normal(5)]
+    return rng.standard_normal((m, 1, 8, 8)), rng.integers(0, 5, m), params
+
+
+def cnn(params, x, y, stats=(None, None), training=True):
+    """conv -> ReLU -> max-pool 2 -> conv -> batch norm -> ReLU -> Linear -> cross-entropy"""
+    conv1_w, conv1_b, conv2_w, conv2_b, bn_w, bn_b, lin_w, lin_b = params
+    h = F.max_pool2d(F.relu(F.conv2d(Tensor(x), conv1_w, conv1_b, padding=1)), 2)
+    h = F.relu(F.batch_norm(F.conv2d(h, conv2_w, conv2_b, padding=1), *stats, bn_w, bn_b, training=training))
+    return F.cross_entropy(F.linear(h.flatten(1), lin_w, lin_b), y)
+
+
+def torch_cnn(params, x, y, stats=(None, None), training=True):
+    functional = torch.nn.functional
+    conv1_w, conv1_b, conv2_w, conv2_b, bn_w, bn_b, lin_w, lin_b = params
+    h = functional.max_pool2d(torch.relu(functional.conv2d(torch.from_numpy(x), conv1_w, conv1_b, padding=1)), 2)
+    h = torch.relu(functional.batch_norm(functional.conv2d(h, conv2_w, conv2_b, padding=1), *stats, bn_w, bn_b,
+                                         training=training))
+    return functional.cross_entropy(functional.linear(h.flatten(1), lin_w, lin_b), torch.from_numpy(y))
+
+
+def ties_in_the_pooling(params, x):
+    """How many of the first pooling's 2x2 windows hold their maximum twice or more (ReLU's zeros): where the routing
+    convention decides."""
+    with tg.no_grad():
+        h = F.relu(F.conv2d(Tensor(x), Tensor(params[0]), Tensor(params[1]), padding=1)).data
+    windows = h.reshape(*h.shape[:2], 4, 2, 4, 2).transpose(0, 1, 2, 4, 3, 5).reshape(-1, 4)
+    return int(((windows == windows.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum())
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["batch statistics", "running statistics"])
+def test_hessian_vector_products_through_a_cnn_equal_pytorchs(training):
+    needs_torch()
+    rng = np.random.default_rng(7)
+    x, y, arrays = cnn_batch(rng)
+    assert ties_in_the_pooling(arrays, x) > 0
+    stats = (None, None) if training else (rng.standard_normal(4), rng.uniform(0.5, 2, 4))
+    params = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+    vs = [Tensor(rng.standard_normal(a.shape)) for a in arrays]
+
+    grads = tg.grad(cnn(params, x, y, stats, training), params, create_graph=True)
+    by_hand = tg.grad(sum((g * v).sum() for g, v in zip(grads, vs, strict=True)), params)
+    loss, products = AF.hvp(lambda *ps: cnn(list(ps), x, y, stats, training), tuple(params), tuple(vs))
+
+    copies = [torch.from_numpy(a.copy()).requires_grad_(True) for a in arrays]
+    t_stats = tuple(None if s is None else torch.from_numpy(s) for s in stats)
+    t_loss, theirs = torch.autograd.functional.hvp(lambda *ps: torch_cnn(list(ps), x, y, t_stats, training),
+                                                   tuple(copies), tuple(torch.from_numpy(v.data) for v in vs))
+    assert_close(loss, t_loss)
+    for mine, functional, reference in zip(by_hand, products, theirs, strict=True):
+        assert_close(mine, reference)
+        assert_close(functional, reference)
+    # Curvature in every parameter, but for the second convolution's bias with batch statistics, whose mean cancels it
+    curved = [np.abs(reference.numpy()).max() > 1e-6 for reference in theirs]
+    assert curved == [True, True, True, not training, True, True, True, True]
+
+
+def test_a_cnn_training_step_with_a_gradient_norm_penalty_equals_pytorchs():
+    """loss + 0.1 * sum ||dloss/dp||^2 through convolutions, max-pool and batch norm (whose running statistics move
+    too)."""
+    needs_torch()
+    x, y, arrays = cnn_batch(np.random.default_rng(8), m=10)
+    params = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+    copies = [torch.from_numpy(a.copy()).requires_grad_(True) for a in arrays]
+    stats = (np.zeros(4), np.ones(4))
+    t_stats = (torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
+    opt = optim.SGD(params, lr=0.5, momentum=0.9)
+    t_opt = torch.optim.SGD(copies, lr=0.5, momentum=0.9)
+    for _ in range(3):
+        opt.zero_grad()
+        loss = cnn(params, x, y, stats)
+        penalty = sum((g * g).sum() for g in tg.grad(loss, params, create_graph=True))
+        (loss + 0.1 * penalty).backward()
+        opt.step()
+
+        t_opt.zero_grad()
+        t_loss = torch_cnn(copies, x, y, t_stats)
+        t_penalty = sum((g * g).sum() for g in torch.autograd.grad(t_loss, copies, create_graph=True))
+        (t_loss + 0.1 * t_penalty).backward()
+        t_opt.step()
+        assert_close(penalty, t_penalty)
+    for p, t in zip(params, copies, strict=True):
+        assert_close(p.data, t.detach().numpy())
+    for ours, theirs in zip(stats, t_stats, strict=True):
+        assert_close(ours, theirs.numpy())
+
+
 def test_jacobian_and_vjp_equal_pytorchs_for_tuples_of_inputs_and_outputs():
     needs_torch()
     rng = np.random.default_rng(6)
