@@ -401,10 +401,10 @@ class BatchNorm(Function):
         bias = affine[-1] if len(affine) > has_weight else None
         dtype = np.result_type(x, *affine)
         inv_std = (1 / np.sqrt(var.astype(dtype) + eps)).reshape(per_channel)
-        x_hat = x - mean.astype(dtype).reshape(per_channel)
+        self.mean, self.eps = mean.astype(dtype).reshape(per_channel), eps  # for graph_backward
+        x_hat = x - self.mean
         x_hat *= inv_std
         self.x_hat, self.inv_std, self.batch_stats, self.has_weight = x_hat, inv_std, batch_stats, has_weight
-        self.mean, self.eps = mean.astype(dtype).reshape(per_channel), eps  # for graph_backward
         self.weight = None if weight is None else weight.reshape(per_channel)
         out = x_hat.copy() if self.weight is None else x_hat * self.weight  # x_hat is kept for backward
         if bias is not None:
