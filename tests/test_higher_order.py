@@ -11,6 +11,7 @@ from conftest import require
 import tinygrad_np as tg
 from tinygrad_np import Tensor, optim
 from tinygrad_np.autograd import functional as AF
+from tinygrad_np.inplace import InPlaceError
 from tinygrad_np.models import mlp as mlp_model
 from tinygrad_np.models import two_layer as tutorial
 from tinygrad_np.nn import functional as F
@@ -229,6 +230,23 @@ def test_a_cnn_training_step_with_a_gradient_norm_penalty_equals_pytorchs():
         assert_close(p.data, t.detach().numpy())
     for ours, theirs in zip(stats, t_stats, strict=True):
         assert_close(ours, theirs.numpy())
+
+
+@pytest.mark.parametrize("layer", ["conv2d", "batch_norm"])
+def test_a_cnn_input_modified_in_place_after_forward_raises_under_create_graph(layer):
+    """Their graph_backward reads the input itself (the first order reads copies): a write under no_grad in between
+    must raise, not give the second derivative at the new value."""
+    rng = np.random.default_rng(9)
+    x = Tensor(rng.standard_normal((2, 2, 4, 4)), requires_grad=True)
+    weight = Tensor(rng.standard_normal((2, 2, 3, 3)), requires_grad=True)
+    hidden = x * 1.0
+    out = F.conv2d(hidden, weight, padding=1) if layer == "conv2d" else F.batch_norm(
+        hidden, None, None, weight[:, 0, 0, 0], training=True)
+    loss = out.tanh().sum()
+    with tg.no_grad():
+        hidden += 1.0
+    with pytest.raises(InPlaceError, match="modified in place"):
+        tg.grad(loss, [x, weight], create_graph=True)
 
 
 def test_jacobian_and_vjp_equal_pytorchs_for_tuples_of_inputs_and_outputs():

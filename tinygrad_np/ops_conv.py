@@ -22,7 +22,7 @@ order `backward`s stay the fast NumPy ones.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -171,6 +171,8 @@ class Conv2d(Function):
     """y[n, o] = sum_c W[o, c] * x[n, c] + b[o] (cross-correlation, as PyTorch), by im2col: Y = cols(x) W^T;
     dW = g^T cols(x), dcols = g W, dx = col2im(dcols) (each window's share added back), db = sum(g)"""
 
+    saved_for: ClassVar[dict[str, int]] = {"x": 1, "xp": 1, "weight": 0}
+
     def forward(
         self,
         x: np.ndarray,
@@ -187,6 +189,7 @@ class Conv2d(Function):
                   output_size(w, kw, stride[1], padding[1], dilation[1]))
         xp = _padded(x, padding, 0)
         self.xp, self.weight, self.shape = xp, weight, x.shape
+        self.x = x  # graph_backward reads x, and the version check (inplace.py) guards it; no memory of its own
         self.geometry = ((kh, kw), out_hw, stride, dilation)
         self.padding = padding
         # W as (O, KH KW C), the order of the columns
@@ -401,7 +404,8 @@ class BatchNorm(Function):
         bias = affine[-1] if len(affine) > has_weight else None
         dtype = np.result_type(x, *affine)
         inv_std = (1 / np.sqrt(var.astype(dtype) + eps)).reshape(per_channel)
-        self.mean, self.eps = mean.astype(dtype).reshape(per_channel), eps  # for graph_backward
+        # for graph_backward (x kept as in Conv2d, so the version check guards it)
+        self.x, self.mean, self.eps = x, mean.astype(dtype).reshape(per_channel), eps
         x_hat = x - self.mean
         x_hat *= inv_std
         self.x_hat, self.inv_std, self.batch_stats, self.has_weight = x_hat, inv_std, batch_stats, has_weight
