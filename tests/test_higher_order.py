@@ -110,30 +110,34 @@ def test_hessian_vector_products_with_respect_to_all_parameters_equal_pytorchs(w
     assert all(p.grad is None for p in params), "grad() and hvp() must not touch .grad"
 
 
-def test_a_training_step_with_a_gradient_norm_penalty_equals_pytorchs():
-    """loss + 0.1 * sum ||dloss/dp||^2, differentiated (a second-order term in every parameter's update)."""
-    needs_torch()
-    model = mlp_model.mlp(20, (16, 8), 5, generator=4, dtype=np.float64)
-    x, y = batch(np.random.default_rng(5), m=23, features=20, classes=5)
-    params = list(model.parameters())
-    copies = torch_copies(model)
+def penalised_sgd_steps(loss, torch_loss, params, copies, steps=3):
+    """SGD steps (momentum 0.9) on loss + 0.1 * sum ||dloss/dp||^2 in both frameworks: a second-order term in every
+    parameter's update. The penalties agree at every step, the parameters after the last."""
     opt = optim.SGD(params, lr=0.5, momentum=0.9)
     t_opt = torch.optim.SGD(copies, lr=0.5, momentum=0.9)
-    for _ in range(3):
+    for _ in range(steps):
         opt.zero_grad()
-        loss = network(params, x, y)
-        penalty = sum((g * g).sum() for g in tg.grad(loss, params, create_graph=True))
-        (loss + 0.1 * penalty).backward()
+        value = loss(params)
+        penalty = sum((g * g).sum() for g in tg.grad(value, params, create_graph=True))
+        (value + 0.1 * penalty).backward()
         opt.step()
 
         t_opt.zero_grad()
-        t_loss = torch_network(copies, x, y)
-        t_penalty = sum((g * g).sum() for g in torch.autograd.grad(t_loss, copies, create_graph=True))
-        (t_loss + 0.1 * t_penalty).backward()
+        t_value = torch_loss(copies)
+        t_penalty = sum((g * g).sum() for g in torch.autograd.grad(t_value, copies, create_graph=True))
+        (t_value + 0.1 * t_penalty).backward()
         t_opt.step()
         assert_close(penalty, t_penalty)
     for p, t in zip(params, copies, strict=True):
         assert_close(p.data, t.detach().numpy())
+
+
+def test_a_training_step_with_a_gradient_norm_penalty_equals_pytorchs():
+    needs_torch()
+    model = mlp_model.mlp(20, (16, 8), 5, generator=4, dtype=np.float64)
+    x, y = batch(np.random.default_rng(5), m=23, features=20, classes=5)
+    penalised_sgd_steps(lambda ps: network(ps, x, y), lambda ps: torch_network(ps, x, y), list(model.parameters()),
+                        torch_copies(model))
 
 
 # ---- a convolutional network: conv, ReLU, max-pool, batch norm, linear, cross-entropy -------------------------------
@@ -203,31 +207,14 @@ def test_hessian_vector_products_through_a_cnn_equal_pytorchs(training):
 
 
 def test_a_cnn_training_step_with_a_gradient_norm_penalty_equals_pytorchs():
-    """loss + 0.1 * sum ||dloss/dp||^2 through convolutions, max-pool and batch norm (whose running statistics move
-    too)."""
+    """Through convolutions, max-pool and batch norm, whose running statistics move too."""
     needs_torch()
     x, y, arrays = cnn_batch(np.random.default_rng(8), m=10)
-    params = [Tensor(a.copy(), requires_grad=True) for a in arrays]
-    copies = [torch.from_numpy(a.copy()).requires_grad_(True) for a in arrays]
     stats = (np.zeros(4), np.ones(4))
     t_stats = (torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
-    opt = optim.SGD(params, lr=0.5, momentum=0.9)
-    t_opt = torch.optim.SGD(copies, lr=0.5, momentum=0.9)
-    for _ in range(3):
-        opt.zero_grad()
-        loss = cnn(params, x, y, stats)
-        penalty = sum((g * g).sum() for g in tg.grad(loss, params, create_graph=True))
-        (loss + 0.1 * penalty).backward()
-        opt.step()
-
-        t_opt.zero_grad()
-        t_loss = torch_cnn(copies, x, y, t_stats)
-        t_penalty = sum((g * g).sum() for g in torch.autograd.grad(t_loss, copies, create_graph=True))
-        (t_loss + 0.1 * t_penalty).backward()
-        t_opt.step()
-        assert_close(penalty, t_penalty)
-    for p, t in zip(params, copies, strict=True):
-        assert_close(p.data, t.detach().numpy())
+    penalised_sgd_steps(lambda ps: cnn(ps, x, y, stats), lambda ps: torch_cnn(ps, x, y, t_stats),
+                        [Tensor(a.copy(), requires_grad=True) for a in arrays],
+                        [torch.from_numpy(a.copy()).requires_grad_(True) for a in arrays])
     for ours, theirs in zip(stats, t_stats, strict=True):
         assert_close(ours, theirs.numpy())
 
