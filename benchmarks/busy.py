@@ -165,7 +165,7 @@ def previous(workload: Workload) -> str:
     return "1 thread" if workload.largest_product < PREVIOUS_ONE_THREAD_BELOW else "BLAS's own"
 
 
-def _time(workloads: list[Workload], repeats: int, warmup: int) -> dict[tuple[str, str], Timing]:
+def _time(workloads: list[Workload], repeats: int, warmup: int, settle: float) -> dict[tuple[str, str], Timing]:
     cases = {}
     for workload in workloads:
         for setting in SETTINGS:
@@ -174,19 +174,21 @@ def _time(workloads: list[Workload], repeats: int, warmup: int) -> dict[tuple[st
                     run()
 
             cases[(workload.label, setting)] = case
-    return interleaved(cases, repeats, warmup=warmup)
+    return interleaved(cases, repeats, warmup=warmup, settle=settle)
 
 
-def run(workloads: list[Workload], repeats: int, busy: int) -> dict[str, Any]:
-    """Time each workload with each setting, idle and then beside `busy` busy processes."""
+def run(workloads: list[Workload], repeats: int, busy: int, settle: float = 0.0) -> dict[str, Any]:
+    """Time each workload with each setting, idle and then beside `busy` busy processes, sleeping `settle` seconds
+    after each call: BLAS's own threads spin for about 0.1 s after a product, and would take a core from the next
+    call (10 split products (1024, 784) @ (784, 256) took 54 ms right after BLAS's, 28 ms 0.1 s later)."""
     why_not = threads.unavailable()
     if why_not is not None:
         raise RuntimeError(f"can't vary BLAS threads here: {why_not}")
     progress(f"busy: {len(workloads)} workloads x {len(SETTINGS)} thread settings, {repeats} rounds, idle")
-    idle = _time(workloads, repeats, warmup=1)
+    idle = _time(workloads, repeats, warmup=1, settle=settle)
     progress(f"busy: the same beside {busy} busy processes (one per core)")
     with busy_processes(busy):
-        loaded = _time(workloads, repeats, warmup=0)  # everything is warm from the idle rounds
+        loaded = _time(workloads, repeats, warmup=0, settle=settle)  # everything is warm from the idle rounds
     rows = []
     for workload in workloads:
         picked = previous(workload)
