@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import numpy as np
@@ -191,6 +194,54 @@ def test_a_forked_child_splits_products_with_fresh_workers() -> None:
             os._exit(status)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _affinities(workers: list[threading.Thread]) -> list[set[int]]:
+    return [os.sched_getaffinity(worker.native_id) for worker in workers]
+
+
+@pytest.mark.skipif(parallel._sched_getcpu is None, reason="needs Linux's sched_getcpu and sched_setaffinity")
+def test_workers_are_kept_off_the_callers_core() -> None:
+    # Linux may queue a woken worker on the caller's core (on a virtual machine, an idle core often looks busy):
+    # then the two take turns on one core, and the product is no faster than on one thread.
+    a, b = _operands(1024, 784, 256, np.float32, "cc")
+    with threads.limit(2):
+        parallel.matmul(a, b)
+    usable = os.sched_getaffinity(0)
+    core = parallel._pool.off_cpu
+    if len(usable) == 1:  # nowhere else to go: the scheduler decides, as without the rule
+        assert core is None and all(mask == usable for mask in _affinities(parallel._pool.workers))
+        return
+    assert core in usable
+    assert parallel._pool.workers  # made by this test or an earlier one
+    assert all(mask == usable - {core} for mask in _affinities(parallel._pool.workers))
+
+
+@pytest.mark.skipif(parallel._sched_getcpu is None, reason="needs Linux's sched_getcpu and sched_setaffinity")
+def test_on_a_single_usable_core_the_split_leaves_affinity_alone(tmp_path) -> None:
+    script = tmp_path / "one_core.py"
+    script.write_text(
+        textwrap.dedent("""
+            import os
+            import numpy as np
+            from tinygrad_np import parallel, threads
+            core = min(os.sched_getaffinity(0))
+            os.sched_setaffinity(0, {core})
+            rng = np.random.default_rng(0)
+            a, b = rng.random((1024, 784), np.float32), rng.random((784, 256), np.float32)
+            with threads.limit(1):
+                one = parallel.matmul(a, b)
+            with threads.limit(2):
+                two = parallel.matmul(a, b)
+            assert np.array_equal(one, two)
+            assert parallel._pool.off_cpu is None, parallel._pool.off_cpu
+            assert [os.sched_getaffinity(w.native_id) for w in parallel._pool.workers] == [{core}]
+            print("ok")
+        """),
+        encoding="utf-8",
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
 def test_idle_workers_wait_on_a_condition_and_never_spin() -> None:
