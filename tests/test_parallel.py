@@ -69,12 +69,34 @@ def test_blocks_cover_the_longer_side_in_aligned_pieces_large_enough_to_pay(rows
     assert length >= other
     assert edges[0][0] == 0 and edges[-1][1] == length
     assert all(end == start for (_, end), (start, _) in itertools.pairwise(edges))
+    lines = [end - start for start, end in edges]
     if len(edges) > 1:
         assert all(start % parallel.ALIGN == 0 for start, _ in edges)
-        assert all((end - start) * inner * other >= parallel.BLOCK_WORK for start, end in edges)
+        assert all(line * inner * other >= parallel.BLOCK_WORK for line in lines)
+        assert len(edges) % 2 == 0
+        # Blocks thinner than MIN_LINES only to make FEW_BLOCKS of them, never more.
+        assert min(lines) >= parallel.MIN_LINES or len(edges) <= parallel.FEW_BLOCKS
+        # Fewer than FEW_BLOCKS only when FEW_BLOCKS aligned blocks of BLOCK_WORK don't fit.
+        shortest = -(-parallel.BLOCK_WORK // (inner * other) // parallel.ALIGN) * parallel.ALIGN
+        assert len(edges) >= parallel.FEW_BLOCKS or length < parallel.FEW_BLOCKS * shortest
     else:  # no two aligned blocks of BLOCK_WORK fit
         half = length // 2 // parallel.ALIGN * parallel.ALIGN
         assert half * inner * other < parallel.BLOCK_WORK
+
+
+@pytest.mark.parametrize(
+    ("shape", "count"),
+    [
+        ((128, 784, 256), 2),  # mlp's first layer at batch 128: two blocks of 128 columns
+        ((1024, 784, 256), 4),  # four blocks of MIN_LINES rows, not sixteen of 64
+        ((2048, 784, 128), 8),
+        ((10, 60_000, 784), 4),  # the tutorial's weight gradient: four blocks of columns
+        ((60_000, 784, 10), 58),  # the tutorial's forward pass: 58 blocks of 1,024 rows
+        ((12_000, 784, 10), 10),  # eleven fit; an even count shares evenly between two threads
+    ],
+)
+def test_the_recipes_products_split_into_the_blocks_measured_to_pay(shape, count) -> None:
+    assert len(parallel.blocks(*shape)[1]) == count
 
 
 def test_small_products_and_what_is_not_2d_float_are_numpys_own() -> None:

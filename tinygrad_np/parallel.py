@@ -35,6 +35,14 @@ ALIGN = 64
 # 25.7M ran 1.38x faster in 2 blocks than on one thread (0.42 against 0.58 ms), one of 4.2M slower (0.100 against
 # 0.083 ms); docs/benchmarks/busy.md measures the split on the shared machine.
 BLOCK_WORK = 8_000_000
+# Lines (output rows, or columns) per block, at least, where the product has room for FEW_BLOCKS of them: BLAS
+# copies the whole other operand into its kernel's layout for every block, so thin blocks repeat that copy. On 2
+# quiet cores, blocks of 256 lines instead of 64 took (2048, 784) @ (784, 128) from 1.27x BLAS's own two threads
+# to 1.04x, (1024, 784) @ (784, 256) from 1.17x to 0.99x, and (128, 2048) @ (2048, 784) from 1.21x to 1.00x.
+MIN_LINES = 256
+# Blocks, at least, when BLOCK_WORK allows them, and always an even count: 3 blocks on 2 threads leave one idle
+# for a third of the time.
+FEW_BLOCKS = 4
 
 
 def blocks(rows: int, inner: int, columns: int) -> tuple[int, list[tuple[int, int]]]:
@@ -46,7 +54,10 @@ def blocks(rows: int, inner: int, columns: int) -> tuple[int, list[tuple[int, in
         return axis, [(0, length)]
     shortest = -(-BLOCK_WORK // work_per_line)  # lines for BLOCK_WORK multiply-adds, up to a multiple of ALIGN
     shortest = -(-shortest // ALIGN) * ALIGN
-    count = length // shortest
+    count = length // max(shortest, MIN_LINES)
+    if count < FEW_BLOCKS:  # too short for FEW_BLOCKS blocks of MIN_LINES: thinner ones, down to BLOCK_WORK each
+        count = min(FEW_BLOCKS, length // shortest)
+    count -= count % 2  # an even count, shared evenly by the even core counts of most machines
     if count < 2:
         return axis, [(0, length)]
     step = length // count // ALIGN * ALIGN  # at least `shortest`; the last block takes what is left
