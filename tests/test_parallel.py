@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -276,3 +278,68 @@ def test_idle_workers_wait_on_a_condition_and_never_spin() -> None:
     threading.Event().wait(0.3)
     used = sum(os.times()[:2]) - sum(before[:2])
     assert used < 0.2, f"{used:.2f} s of CPU in 0.3 s of idling"
+
+
+@pytest.mark.parametrize(
+    ("text", "cores", "taken"),
+    [
+        (b"0.10 0.20 0.30 1/345 999\n", 2, False),  # only the reader runs
+        (b"2.00 2.00 2.00 2/345 999\n", 2, False),  # one other task: a core is free for a worker
+        (b"3.00 3.00 3.00 3/345 999\n", 2, True),  # two others on two cores: the benchmark's load
+        (b"3.00 3.00 3.00 3/345 999\n", 4, False),
+        (b"40.0 40.0 40.0 65/900 999\n", 64, True),
+        (b"garbage\n", 2, False),  # unreadable: split as on an idle machine
+    ],
+)
+def test_cores_are_taken_when_every_core_has_a_runnable_task_besides_the_caller(
+    tmp_path, monkeypatch, text, cores, taken
+) -> None:
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_bytes(text)
+    descriptor = os.open(loadavg, os.O_RDONLY)
+    try:
+        monkeypatch.setattr(parallel, "_loadavg", descriptor)
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        assert parallel._cores_taken() is taken
+    finally:
+        os.close(descriptor)
+
+
+@pytest.mark.parametrize("taken", [False, True])
+def test_on_a_busy_machine_only_large_products_wake_the_workers(monkeypatch, taken) -> None:
+    helpers_asked = []
+    run = parallel._pool.run
+
+    def watched(tasks, helpers):
+        helpers_asked.append(helpers)
+        run(tasks, helpers)
+
+    monkeypatch.setattr(parallel._pool, "run", watched)
+    monkeypatch.setattr(parallel, "_cores_taken", lambda: taken)
+    small = _operands(128, 784, 256, np.float32, "cc")  # 25.7M multiply-adds, two blocks
+    large = _operands(1024, 784, 256, np.float32, "cc")  # 205M
+    assert 128 * 784 * 256 < parallel.BUSY_SPLIT_WORK <= 1024 * 784 * 256
+    with threads.limit(1):
+        expected = [parallel.matmul(*small), parallel.matmul(*large)]
+    helpers_asked.clear()
+    with threads.limit(3):
+        got = [parallel.matmul(*small), parallel.matmul(*large)]
+    assert helpers_asked == [0 if taken else 2, 2]
+    assert all(np.array_equal(one, many) for one, many in zip(expected, got, strict=True))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="needs Linux's /proc/loadavg")
+def test_busy_processes_on_every_core_are_seen() -> None:
+    cores = os.cpu_count() or 1
+    require(cores <= 16, f"{cores} cores: too many busy processes to start in a test")
+    spinning = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        deadline = time.monotonic() + 10
+        while not parallel._cores_taken() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert parallel._cores_taken(), Path("/proc/loadavg").read_text()
+    finally:
+        for process in spinning:
+            process.kill()
+        for process in spinning:
+            process.wait()
