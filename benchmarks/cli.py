@@ -72,7 +72,7 @@ FULL = Mode(
     name="full", train_rows=None, full_batch_rounds=11, minibatch_rows=None, minibatch_rounds=5,
     overhead_links=100, overhead_chains=20, overhead_rounds=30,
     scaling_batch_sizes=(32, 128, 512, 2048, 8192), scaling_hidden_sizes=(32, 128, 512, 2048), scaling_rounds=5,
-    convergence_epochs=15, busy_rounds=5, busy_share=0.25, busy_full_batch_iterations=25, busy_numerical_weights=250,
+    convergence_epochs=15, busy_rounds=5, busy_share=0.5, busy_full_batch_iterations=25, busy_numerical_weights=250,
     busy_step_batch_sizes=(512, 2048), busy_step_rows=8192,
     conv_batch_size=128, conv_rounds=7, cnn_rows=None, cnn_rounds=3,
     # The recipes' products: tutorial's forward and weight gradient, mlp's first layer, a larger batch, a small one.
