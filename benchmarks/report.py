@@ -19,7 +19,7 @@ TARGETS = (
     ("peak_memory", "tinygrad_np / pytorch", 1.5, "peak training memory vs PyTorch"),
     ("cnn_epoch", "tinygrad_np / pytorch", 2.0, "CNN epoch vs PyTorch"),
     ("cnn_memory", "tinygrad_np / pytorch", 1.5, "peak CNN training memory vs PyTorch"),
-    ("busy", "split / previous, idle", 1.05, "idle machine: split products vs the previous thread policy"),
+    ("busy", "split / BLAS's own, idle", 1.05, "idle machine: split products vs BLAS's own threads, the old default"),
     ("busy", "loaded / idle, split", 2.0, "one busy process per core vs idle, with split products"),
 )
 

@@ -387,13 +387,12 @@ def test_quick_modes_busy_table_has_every_cell_and_the_ratios(quick_run: tuple[i
         median = {f"{load}, {setting}": cells[f"{load}, {setting}"]["median"]
                   for load in ("idle", "loaded") for setting in busy.SETTINGS}
         assert all(value > 0 for value in median.values())
-        picked = "1 thread" if entry["largest_product"] < busy.PREVIOUS_ONE_THREAD_BELOW else "BLAS's own"
-        assert cells["previous"] == picked
-        assert cells["split / previous, idle"] == pytest.approx(median["idle, split"] / median[f"idle, {picked}"])
         assert cells["split / BLAS's own, idle"] == pytest.approx(median["idle, split"] / median["idle, BLAS's own"])
-        assert cells["loaded / idle, split"] == pytest.approx(median["loaded, split"] / median["idle, split"])
-        assert cells["loaded / idle, previous"] == pytest.approx(
-            median[f"loaded, {picked}"] / median[f"idle, {picked}"])
+        assert cells["split / 1 thread, idle"] == pytest.approx(median["idle, split"] / median["idle, 1 thread"])
+        assert cells["split / 1 thread, loaded"] == pytest.approx(median["loaded, split"] / median["loaded, 1 thread"])
+        for setting in busy.SETTINGS:
+            assert cells[f"loaded / idle, {setting}"] == pytest.approx(
+                median[f"loaded, {setting}"] / median[f"idle, {setting}"])
     targets = report.check_targets({"busy": results["sections"]["busy"]})
     assert len(targets) == 2 * len(rows) and {t["limit"] for t in targets} == {1.05, 2.0}
 
