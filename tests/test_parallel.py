@@ -343,3 +343,18 @@ def test_busy_processes_on_every_core_are_seen() -> None:
             process.kill()
         for process in spinning:
             process.wait()
+
+
+def test_while_blas_has_threads_of_its_own_products_go_to_it_whole(monkeypatch) -> None:
+    # Outside threads.limit BLAS stays as the user set it; mixing its spinning threads with the workers was slower
+    # than either alone.
+    calls = []
+    monkeypatch.setattr(parallel._pool, "run", lambda tasks, helpers: calls.append(len(tasks)))
+    a, b = _operands(1024, 784, 256, np.float32, "cc")
+    with threads.blas_limit(2):
+        assert threads.blas_current() == 2
+        assert np.array_equal(parallel.matmul(a, b), np.matmul(a, b))
+    assert calls == []
+    with threads.blas_limit(1):  # BLAS on one thread, set by the user: the product is split
+        parallel.matmul(a, b)
+    assert calls == [len(parallel.blocks(1024, 784, 256)[1])]

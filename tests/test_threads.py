@@ -58,13 +58,6 @@ def test_the_default_is_the_usable_cores_unless_the_environment_says_otherwise(c
     assert threads.current() == 3
 
 
-def test_blas_on_one_thread_pins_it_only_when_needed(controllable) -> None:
-    with threads.blas_limit(2):
-        with threads.blas_on_one_thread():
-            assert threads.blas_current() == 1
-        assert threads.blas_current() == 2
-
-
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 @pytest.mark.parametrize("limit", [threads.limit, threads.blas_limit])
 def test_limits_refuse_what_is_not_a_positive_whole_number(controllable, limit, bad) -> None:

@@ -1,12 +1,13 @@
 """How many threads matrix products use: all usable cores by default, `limit(n)`, `--threads N` and
-TINYGRAD_NP_THREADS; BLAS itself always on one thread.
+TINYGRAD_NP_THREADS; BLAS itself on one thread inside `limit`, which every command enters.
 
 BLAS's own threads split a product statically and wait for one another, spinning. On a machine with other work a
 waiting thread often waits for a partner the scheduler has paused: training ran up to 12x slower than on one thread
 (benchmarks/busy.py measures it). And BLAS with another thread count sums in another order, so the weights would
 depend on the thread count. So tinygrad_np keeps BLAS on one thread and splits large products itself
 (tinygrad_np/parallel.py): blocks that free threads claim in turn, each bitwise equal to the one-threaded product.
-A run gives the same weights with any number of threads, on any load.
+A run gives the same weights with any number of threads, on any load. Outside `limit` BLAS stays as the user set
+it, and while it has threads of its own, products go to it whole, as in plain NumPy.
 
 Thread control needs threadpoolctl (an extra); without it BLAS keeps its own thread count, products are not split,
 and a `Choice` says so.
@@ -105,16 +106,6 @@ def blas_limit(threads: int | None) -> Iterator[None]:
         return
     _check(threads)
     with controller.limit(limits=threads):
-        yield
-
-
-@contextlib.contextmanager
-def blas_on_one_thread() -> Iterator[None]:
-    """BLAS on one thread inside the block; free when it already is (a read of its count, under a microsecond)."""
-    if blas_current() in (1, None):
-        yield
-        return
-    with blas_limit(1):
         yield
 
 
