@@ -49,20 +49,37 @@ def serving(model, sock: socket.socket | None = None, **limits) -> Iterator[Digi
 
 
 @contextlib.contextmanager
-def serving_process(argv: list[str]) -> Iterator[str]:
+def serving_process(argv: list[str], stop_within: float = 60) -> Iterator[str]:
     """`python argv...` (a server that prints its URL), with the checkout importable; yields the URL. Ctrl-C must
-    then stop it with status 0."""
+    then stop it with status 0. Its stderr is drained as it comes (a full pipe would block the server), and a server
+    that does not stop is made to print every thread's stack (faulthandler, on SIGABRT) into the failure."""
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env)
+    process = subprocess.Popen([sys.executable, "-X", "faulthandler", *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    errors: list[str] = []
+    drain = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
+    drain.start()
     try:
         line = process.stdout.readline()
         match = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
-        assert match, line + (process.stderr.read() if process.poll() is not None else "")
+        if not match:
+            process.wait(timeout=60)
+            drain.join(timeout=10)
+            raise AssertionError(line + "".join(errors))
         yield match.group(1)
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0  # seconds, not milliseconds, on a machine shared by eight test runs
+        try:
+            status = process.wait(timeout=stop_within)  # a minute: a machine may be shared by eight test runs
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to stderr
+            process.wait(timeout=30)
+            drain.join(timeout=10)
+            raise AssertionError(
+                f"the server did not stop within {stop_within} s of Ctrl-C; its stderr:\n" + "".join(errors)
+            ) from None
+        drain.join(timeout=10)
+        assert status == 0, "".join(errors)
     finally:
         if process.poll() is None:
             process.kill()

@@ -261,3 +261,20 @@ def test_run_prints_the_url_and_stops_cleanly_on_ctrl_c():
     )
     with serving_process(["-c", code]) as url, urllib.request.urlopen(url + "api/info", timeout=10) as response:
         assert json.loads(response.read()) == {"banner": "banner from run"}
+
+
+def test_a_server_that_ignores_ctrl_c_fails_with_every_threads_stack():
+    # CI saw `serve` once not stop within 60 s of Ctrl-C and could not say where it hung: the helper now shows it.
+    code = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "print('serving at http://127.0.0.1:9/', flush=True)\n"
+        "def stuck_here():\n"
+        "    time.sleep(600)\n"
+        "stuck_here()\n"
+    )
+    with pytest.raises(AssertionError, match=r"did not stop within 1 s") as caught, serving_process(
+        ["-c", code], stop_within=1
+    ):
+        pass
+    assert "stuck_here" in str(caught.value)  # faulthandler's stack of the hung thread
