@@ -55,8 +55,17 @@ def serving_process(argv: list[str], stop_within: float = 60) -> Iterator[str]:
     that does not stop is made to print every thread's stack (faulthandler, on SIGABRT) into the failure."""
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-X", "faulthandler", *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+    # A shell's background job starts with SIGINT ignored, and a child inherits that, so this server's Ctrl-C would
+    # do nothing (a CI run in the background hung here). Start it as from a terminal: SIGINT at its default.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        process = subprocess.Popen([sys.executable, "-X", "faulthandler", *argv], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=env)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     errors: list[str] = []
     drain = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
     drain.start()
