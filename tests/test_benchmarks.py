@@ -412,3 +412,24 @@ def test_bench_threads_default_to_one_in_quick_mode_and_can_be_set(quick_run, tm
         cli.run(["--quick", "--threads", "0", "--out", str(tmp_path / "bad")])
     assert exit_.value.code == 2
     assert "argument --threads: must be a positive whole number or 'auto', got '0'" in capsys.readouterr().err
+
+
+# ---- whole commands --------------------------------------------------------------------------------------
+
+
+def test_whole_commands_run_in_both_settings_idle_and_loaded(tmp_path, capsys) -> None:
+    require(threads.unavailable() is None, f"the default setting needs thread control: {threads.unavailable()}")
+    from tinygrad_np.benchmarks import commands
+
+    assert commands.main(["--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "commands.json").read_text(encoding="utf-8"))
+    assert set(results["samples"]) == set(commands.QUICK_COMMANDS)
+    for settings in results["samples"].values():
+        for setting in commands.SETTINGS:
+            assert all(len(settings[setting][load]) == 1 and settings[setting][load][0] > 0 for load in commands.LOADS)
+    # The hidden threadpoolctl really leaves BLAS alone in "BLAS's own", and only there.
+    train = results["outputs"]["train --epochs 1 --offline"]
+    assert commands.NOT_CONTROLLED in train["BLAS's own"]
+    assert commands.NOT_CONTROLLED not in train["default"] and "threads: " in train["default"]
+    table = capsys.readouterr().out
+    assert table.count("\n") == 2 + len(commands.QUICK_COMMANDS) and "`compare --offline`" in table
