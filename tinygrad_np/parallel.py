@@ -14,7 +14,8 @@ thread and `threads.current() - 1` persistent workers claim the blocks one at a 
 a thread the scheduler pauses holds up one block, not the product. Waiting threads sleep on a lock, never spin,
 and on Linux the workers keep off the caller's core, so that a woken worker never queues behind the caller.
 While every core already has a runnable task, a product under BUSY_SPLIT_WORK runs on the caller alone: the same
-blocks, so the same bits.
+blocks, so the same bits. Products are split only while BLAS is on one thread (inside `threads.limit`, which every
+command enters); while BLAS has threads of its own, they take the product whole, as in plain NumPy.
 """
 
 from __future__ import annotations
