@@ -46,19 +46,10 @@ def busy_processes(count: int) -> Iterator[list[subprocess.Popen]]:
             process.wait()
 
 
-def largest_product(model: Any, rows: int) -> int:
-    """Multiply-adds of the largest matrix product a batch of `rows` makes in `model` (its widest Linear layer)."""
-    from tinygrad_np import nn
-
-    sizes = [layer.in_features * layer.out_features for layer in model.modules() if isinstance(layer, nn.Linear)]
-    return rows * max(sizes, default=0)
-
-
 @dataclass(frozen=True)
 class Workload:
     label: str
     run: Callable[[], object]
-    largest_product: int  # multiply-adds of its largest matrix product
 
 
 def recipe_workload(
@@ -78,8 +69,7 @@ def recipe_workload(
 
     unit = "epochs" if config.batch_size is not None else "iterations"
     fraction = f"{epochs} of {config.epochs} {unit}" + ("" if share == 1 else f" on {share:.0%} of the data")
-    batch = config.batch_size or rows
-    return Workload(f"train --recipe {recipe} ({fraction})", run, largest_product(model, batch))
+    return Workload(f"train --recipe {recipe} ({fraction})", run)
 
 
 def numerical_gradient_workload(
@@ -103,16 +93,15 @@ def numerical_gradient_workload(
 
     widths = " ".join(map(str, hidden_sizes))
     label = f"compare --hidden-sizes {widths} --numerical ({len(chosen)} weights, {len(x)} rows)"
-    return Workload(label, run, largest_product(model, len(x)))
+    return Workload(label, run)
 
 
 def step_workload(x: np.ndarray, y: np.ndarray, batch_size: int, hidden_size: int = 128) -> Workload:
-    """One pass over `x` in mini-batches of a 784-h-10 MLP with Adam: product sizes on either side of the threshold."""
+    """One pass over `x` in mini-batches of a 784-h-10 MLP with Adam: products either side of the split's sizes."""
     contender = TinygradContender(tinygrad_model((hidden_size,), seed=0), "adam", ADAM_LR)
     contender.load(x, y)
     label = f"784-{hidden_size}-10 Adam, batch {batch_size} ({len(x):,} images)"
-    return Workload(label, lambda: epoch(contender, len(x), batch_size),
-                    largest_product(contender.model, batch_size))
+    return Workload(label, lambda: epoch(contender, len(x), batch_size))
 
 
 def product_workload(rows: int, inner: int, columns: int, repeats: int = 10) -> Workload:
@@ -127,7 +116,7 @@ def product_workload(rows: int, inner: int, columns: int, repeats: int = 10) -> 
             ops._matmul(a, b)
 
     label = f"{repeats} products ({rows}, {inner}) @ ({inner}, {columns}), {pieces} block{'s' * (pieces > 1)}"
-    return Workload(label, run, rows * inner * columns)
+    return Workload(label, run)
 
 
 @contextlib.contextmanager
@@ -191,7 +180,7 @@ def run(workloads: list[Workload], repeats: int, busy: int, settle: float = 0.0)
         cells["split / 1 thread, loaded"] = median["loaded, split"] / median["loaded, 1 thread"]
         for setting in SETTINGS:
             cells[f"loaded / idle, {setting}"] = median[f"loaded, {setting}"] / median[f"idle, {setting}"]
-        rows.append({"label": workload.label, "cells": cells, "largest_product": workload.largest_product})
+        rows.append({"label": workload.label, "cells": cells})
     cores = threads.usable_cores()
     return section(
         f"Busy machine: split products against BLAS's threads, idle and beside {busy} busy processes",

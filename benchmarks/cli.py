@@ -45,7 +45,7 @@ class Mode:
     busy_share: float  # of the data that the mlp recipe's slice trains on (one epoch of it)
     busy_full_batch_iterations: int  # of the tutorial recipe
     busy_numerical_weights: int  # weights differenced in the `compare --numerical` workload
-    busy_step_batch_sizes: tuple[int, ...]  # mini-batch steps either side of the previous policy's threshold
+    busy_step_batch_sizes: tuple[int, ...]  # mini-batch steps either side of BUSY_SPLIT_WORK (80M)
     busy_step_rows: int
     conv_batch_size: int
     conv_rounds: int

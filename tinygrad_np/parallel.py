@@ -81,7 +81,10 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     2-D float product large enough to pay is computed in `blocks`, shared between `threads.current()` threads.
     Its bits depend on the shapes alone: the same blocks on one thread or on many."""
     # The cheapest test first: most products are small, and this runs once per product.
-    if a.ndim != 2 or b.ndim != 2 or a.shape[0] * a.shape[1] * b.shape[1] < 2 * BLOCK_WORK:
+    if a.ndim != 2 or b.ndim != 2:
+        return np.matmul(a, b)
+    work = a.shape[0] * a.shape[1] * b.shape[1]
+    if work < 2 * BLOCK_WORK:
         return np.matmul(a, b)
     if a.dtype != b.dtype or a.dtype.kind != "f" or a.shape[1] != b.shape[0]:
         return np.matmul(a, b)
@@ -100,7 +103,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     else:
         tasks = [(a, b[:, start:end], out[:, start:end]) for start, end in edges]
     helpers = threads.current() - 1
-    if helpers and a.shape[0] * a.shape[1] * b.shape[1] < BUSY_SPLIT_WORK and _cores_taken():
+    if helpers and work < BUSY_SPLIT_WORK and _cores_taken():
         helpers = 0
     if getattr(_local, "worker", False):  # a product inside a block: this thread alone, never wait for the pool
         _Job(tasks).work()
