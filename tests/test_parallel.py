@@ -64,9 +64,15 @@ def test_a_split_product_has_the_same_bits_with_any_thread_count(shape, dtype, l
             assert np.array_equal(parallel.matmul(a, b), one), f"{count} threads changed the bits"
 
 
-@given(rows=st.integers(1, 3000), inner=st.integers(1, 3000), columns=st.integers(1, 3000))
-def test_blocks_cover_the_longer_side_in_aligned_pieces_large_enough_to_pay(rows, inner, columns) -> None:
-    axis, edges = parallel.blocks(rows, inner, columns)
+@given(
+    rows=st.integers(1, 3000),
+    inner=st.integers(1, 3000),
+    columns=st.integers(1, 3000),
+    dtype=st.sampled_from([np.float32, np.float64, np.float16]),
+)
+def test_blocks_cover_the_longer_side_in_aligned_pieces_large_enough_to_pay(rows, inner, columns, dtype) -> None:
+    axis, edges = parallel.blocks(rows, inner, columns, dtype)
+    least = parallel.block_work(dtype)
     length, other = (rows, columns) if axis == 0 else (columns, rows)
     assert length >= other
     assert edges[0][0] == 0 and edges[-1][1] == length
@@ -74,16 +80,16 @@ def test_blocks_cover_the_longer_side_in_aligned_pieces_large_enough_to_pay(rows
     lines = [end - start for start, end in edges]
     if len(edges) > 1:
         assert all(start % parallel.ALIGN == 0 for start, _ in edges)
-        assert all(line * inner * other >= parallel.BLOCK_WORK for line in lines)
+        assert all(line * inner * other >= least for line in lines)
         assert len(edges) % 2 == 0
         # Blocks thinner than MIN_LINES only to make FEW_BLOCKS of them, never more.
         assert min(lines) >= parallel.MIN_LINES or len(edges) <= parallel.FEW_BLOCKS
-        # Fewer than FEW_BLOCKS only when FEW_BLOCKS aligned blocks of BLOCK_WORK don't fit.
-        shortest = -(-parallel.BLOCK_WORK // (inner * other) // parallel.ALIGN) * parallel.ALIGN
+        # Fewer than FEW_BLOCKS only when FEW_BLOCKS aligned blocks of `least` don't fit.
+        shortest = -(-least // (inner * other) // parallel.ALIGN) * parallel.ALIGN
         assert len(edges) >= parallel.FEW_BLOCKS or length < parallel.FEW_BLOCKS * shortest
-    else:  # no two aligned blocks of BLOCK_WORK fit
+    else:  # no two aligned blocks of `least` fit
         half = length // 2 // parallel.ALIGN * parallel.ALIGN
-        assert half * inner * other < parallel.BLOCK_WORK
+        assert half * inner * other < least
 
 
 @pytest.mark.parametrize(
@@ -99,6 +105,19 @@ def test_blocks_cover_the_longer_side_in_aligned_pieces_large_enough_to_pay(rows
 )
 def test_the_recipes_products_split_into_the_blocks_measured_to_pay(shape, count) -> None:
     assert len(parallel.blocks(*shape)[1]) == count
+
+
+def test_float64_products_split_at_fewer_multiply_adds_than_float32_ones() -> None:
+    # (64, 784) @ (784, 128): the forward pass that `compare --numerical` repeats, in float64. Its float64 GEMM
+    # runs at half float32's rate, so two blocks pay at 6.4M multiply-adds in float64 and not in float32.
+    assert parallel.FLOAT64_BLOCK_WORK < parallel.BLOCK_WORK
+    assert len(parallel.blocks(64, 784, 128, np.float64)[1]) == 2
+    assert len(parallel.blocks(64, 784, 128, np.float32)[1]) == 1
+    a, b = _operands(64, 784, 128, np.float64, "cc")
+    with threads.limit(1):
+        one = parallel.matmul(a, b)
+    with threads.limit(2):
+        assert np.array_equal(parallel.matmul(a, b), one)
 
 
 def test_small_products_and_what_is_not_2d_float_are_numpys_own() -> None:
@@ -268,7 +287,7 @@ def test_on_a_single_usable_core_the_split_leaves_affinity_alone(tmp_path) -> No
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
-def test_idle_workers_wait_on_a_condition_and_never_spin() -> None:
+def test_idle_workers_wait_on_their_queue_and_never_spin() -> None:
     a, b = _operands(1024, 784, 256, np.float32, "cc")
     with threads.limit(2):
         parallel.matmul(a, b)
@@ -300,7 +319,27 @@ def test_cores_are_taken_when_every_core_has_a_runnable_task_besides_the_caller(
     try:
         monkeypatch.setattr(parallel, "_loadavg", descriptor)
         monkeypatch.setattr(os, "cpu_count", lambda: cores)
-        assert parallel._cores_taken() is taken
+        assert parallel._read_cores_taken() is taken
+    finally:
+        os.close(descriptor)
+
+
+def test_a_reading_of_the_load_stands_for_load_read_every_seconds(tmp_path, monkeypatch) -> None:
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_bytes(b"0.10 0.20 0.30 1/345 999\n")
+    descriptor = os.open(loadavg, os.O_RDONLY)
+    now = [1000.0]
+    try:
+        monkeypatch.setattr(parallel, "_loadavg", descriptor)
+        monkeypatch.setattr(os, "cpu_count", lambda: 2)
+        monkeypatch.setattr(parallel.time, "monotonic", lambda: now[0])
+        monkeypatch.setattr(parallel, "_load_read", (-float("inf"), True))
+        assert parallel._cores_taken() is False
+        loadavg.write_bytes(b"3.00 3.00 3.00 3/345 999\n")  # busy from now on; the descriptor reads it afresh
+        now[0] += parallel.LOAD_READ_EVERY / 2
+        assert parallel._cores_taken() is False  # the last reading still stands
+        now[0] += parallel.LOAD_READ_EVERY
+        assert parallel._cores_taken() is True
     finally:
         os.close(descriptor)
 

@@ -44,6 +44,26 @@ def test_limit_sets_the_count_and_blas_on_one_thread_inside_the_block_and_restor
             assert (threads.current(), threads.blas_current()) == (before, 2)
 
 
+def test_blas_on_one_thread_is_known_inside_a_limit_without_asking_blas(controllable, monkeypatch) -> None:
+    with threads.blas_limit(2):
+        assert not threads.blas_on_one_thread()
+        with threads.limit(3):
+            monkeypatch.setattr(threads, "blas_current", lambda: pytest.fail("asked BLAS inside a limit"))
+            assert threads.blas_on_one_thread()
+            with threads.blas_limit(2):
+                assert not threads.blas_on_one_thread()
+            assert threads.blas_on_one_thread()
+            monkeypatch.undo()
+        assert not threads.blas_on_one_thread()
+    with threads.blas_limit(1):
+        assert threads.blas_on_one_thread()
+    # Outside every limit, BLAS is asked: the user may have set its threads themselves.
+    monkeypatch.setattr(threads, "blas_current", lambda: 1)
+    assert threads.blas_on_one_thread()
+    monkeypatch.setattr(threads, "blas_current", lambda: 4)
+    assert not threads.blas_on_one_thread()
+
+
 def test_limit_restores_the_counts_after_an_error(controllable) -> None:
     before, blas_before = threads.current(), threads.blas_current()
     with pytest.raises(KeyError), threads.limit(2):

@@ -21,8 +21,9 @@ command enters); while BLAS has threads of its own, they take the product whole,
 from __future__ import annotations
 
 import os
+import queue
 import threading
-from collections import deque
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -38,6 +39,11 @@ ALIGN = 64
 # 25.7M ran 1.38x faster in 2 blocks than on one thread (0.42 against 0.58 ms), one of 4.2M slower (0.100 against
 # 0.083 ms); docs/benchmarks/busy.md measures the split on the shared machine.
 BLOCK_WORK = 8_000_000
+# The same for float64, whose products run at about half float32's rate (a vector holds half as many), and for
+# the other float types, which NumPy multiplies in its own loops, slower still. On 2 quiet cores, with
+# the workers woken for each product, two blocks took 1.02x one thread's time at 1.6M multiply-adds each, 0.94x at
+# 2.1M and 0.82x at 3.2M ((64, 784) @ (784, 128), the forward pass that `compare --numerical` repeats).
+FLOAT64_BLOCK_WORK = 3_000_000
 # Lines (output rows, or columns) per block, at least, where the product has room for FEW_BLOCKS of them: BLAS
 # copies the whole other operand into its kernel's layout for every block, so thin blocks repeat that copy. On 2
 # quiet cores, blocks of 256 lines instead of 64 took (2048, 784) @ (784, 128) from 1.27x BLAS's own two threads
@@ -56,17 +62,25 @@ FEW_BLOCKS = 4
 BUSY_SPLIT_WORK = 80_000_000
 
 
-def blocks(rows: int, inner: int, columns: int) -> tuple[int, list[tuple[int, int]]]:
+def block_work(dtype: np.dtype | type) -> int:
+    """Multiply-adds per block, at least, for products of `dtype`."""
+    return BLOCK_WORK if np.dtype(dtype) == np.float32 else FLOAT64_BLOCK_WORK
+
+
+def blocks(
+    rows: int, inner: int, columns: int, dtype: np.dtype | type = np.float32
+) -> tuple[int, list[tuple[int, int]]]:
     """The axis of the output to cut (0: rows, 1: columns) and the [start, end) of each block: one block when the
-    product is too small to pay. Depends on the shapes alone, never on the threads or the load."""
+    product is too small to pay. Depends on the shapes and the dtype alone, never on the threads or the load."""
+    least = block_work(dtype)
     axis, length = (0, rows) if rows >= columns else (1, columns)
     work_per_line = inner * (columns if axis == 0 else rows)
     if work_per_line == 0:
         return axis, [(0, length)]
-    shortest = -(-BLOCK_WORK // work_per_line)  # lines for BLOCK_WORK multiply-adds, up to a multiple of ALIGN
+    shortest = -(-least // work_per_line)  # lines for `least` multiply-adds, up to a multiple of ALIGN
     shortest = -(-shortest // ALIGN) * ALIGN
     count = length // max(shortest, MIN_LINES)
-    if count < FEW_BLOCKS:  # too short for FEW_BLOCKS blocks of MIN_LINES: thinner ones, down to BLOCK_WORK each
+    if count < FEW_BLOCKS:  # too short for FEW_BLOCKS blocks of MIN_LINES: thinner ones, down to `least` each
         count = min(FEW_BLOCKS, length // shortest)
     count -= count % 2  # an even count, shared evenly by the even core counts of most machines
     if count < 2:
@@ -84,16 +98,16 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.ndim != 2 or b.ndim != 2:
         return np.matmul(a, b)
     work = a.shape[0] * a.shape[1] * b.shape[1]
-    if work < 2 * BLOCK_WORK:
+    if work < 2 * FLOAT64_BLOCK_WORK:  # the smaller of the two
         return np.matmul(a, b)
     if a.dtype != b.dtype or a.dtype.kind != "f" or a.shape[1] != b.shape[0]:
         return np.matmul(a, b)
-    if threads.blas_current() != 1:
+    if not threads.blas_on_one_thread():
         # BLAS has threads of its own (NumPy's default, outside `threads.limit`), or none can be read: the product
         # goes to it whole. Split blocks beside them would lose a core to their spinning after every small
         # product: a batch-512 step of a 784-128-10 MLP took 1.8x the hand-written NumPy's, mixed that way.
         return np.matmul(a, b)
-    axis, edges = blocks(a.shape[0], a.shape[1], b.shape[1])
+    axis, edges = blocks(a.shape[0], a.shape[1], b.shape[1], a.dtype)
     if len(edges) < 2 or np.may_share_memory(a, b):
         # a @ a.T is a symmetric product that NumPy gives to another BLAS routine (syrk): left whole, as NumPy does.
         return np.matmul(a, b)
@@ -120,11 +134,24 @@ def _open_loadavg() -> int | None:
 
 
 _loadavg = _open_loadavg()
+# Seconds a reading of /proc/loadavg stands for: reading it costs 8-19 us on the 2-core machine, a tenth of a
+# product worth splitting, while other work starts and stops over seconds.
+LOAD_READ_EVERY = 0.01
+_load_read: tuple[float, bool] = (-float("inf"), False)  # (when, cores taken) of the last reading
 
 
 def _cores_taken() -> bool:
+    """Whether every core had a runnable task besides this thread, at most LOAD_READ_EVERY seconds ago."""
+    global _load_read
+    now = time.monotonic()
+    if now - _load_read[0] >= LOAD_READ_EVERY:
+        _load_read = (now, _read_cores_taken())
+    return _load_read[1]
+
+
+def _read_cores_taken() -> bool:
     """Whether every core has a runnable task besides this thread, from /proc/loadavg's count of runnable tasks
-    (its fourth field, `running/total`, counted now): about 2 us. False where there is no /proc/loadavg."""
+    (its fourth field, `running/total`, counted now). False where there is no /proc/loadavg."""
     if _loadavg is None:
         return False
     try:
@@ -142,7 +169,10 @@ class _Job:
         self.next = 0
         self.unfinished = len(tasks)
         self.lock = threading.Lock()
-        self.done = threading.Event()
+        # Held until the last block is done; the caller waits by taking it. (A bare lock: an Event costs a
+        # condition and a lock more to make, 2-4 us on every split product.)
+        self.done = threading.Lock()
+        self.done.acquire()
         self.error: BaseException | None = None
 
     def work(self) -> None:
@@ -161,15 +191,17 @@ class _Job:
             with self.lock:
                 self.unfinished -= 1
                 if self.unfinished == 0:
-                    self.done.set()
+                    self.done.release()
 
 
 class _Pool:
     """Persistent daemon workers that take jobs from a queue; made on first use, remade in a forked child."""
 
     def __init__(self) -> None:
-        self.jobs: deque[_Job] = deque()
-        self.ready = threading.Condition()
+        # A C queue: `put` hands the job to a waiting worker directly. A Condition made the woken worker wait again
+        # for the lock that the notifier still held: two wake-ups, 28 us before the worker's first block.
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.starting = threading.Lock()  # guards `workers` and `off_cpu`
         self.workers: list[threading.Thread] = []
         self.off_cpu: int | None = None  # the core the workers were last kept off
 
@@ -180,19 +212,19 @@ class _Pool:
         if helpers < 1:
             job.work()
             return
-        with self.ready:
+        with self.starting:
             while len(self.workers) < helpers:
-                # Daemons: an idle worker waits on a condition, so the interpreter can exit without stopping them.
+                # Daemons: an idle worker waits on the queue, so the interpreter can exit without stopping them.
                 worker = threading.Thread(target=self._serve, name=f"tinygrad_np-matmul-{len(self.workers)}",
                                           daemon=True)
                 worker.start()
                 self.workers.append(worker)
                 self.off_cpu = None  # the new worker may run anywhere yet
             self._keep_off_callers_core()
-            self.jobs.extend([job] * helpers)
-            self.ready.notify(helpers)
+        for _ in range(helpers):
+            self.jobs.put(job)  # a worker that comes late finds every block claimed and goes back to the queue
         job.work()
-        job.done.wait()
+        job.done.acquire()
         if job.error is not None:
             raise job.error
 
@@ -224,11 +256,7 @@ class _Pool:
     def _serve(self) -> None:
         _local.worker = True
         while True:
-            with self.ready:
-                while not self.jobs:
-                    self.ready.wait()
-                job = self.jobs.popleft()
-            job.work()
+            self.jobs.get().work()
 
 
 def _libc_sched_getcpu() -> Callable[[], int] | None:

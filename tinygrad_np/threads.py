@@ -83,6 +83,17 @@ def blas_current() -> int | None:
     return None if controller is None else max(library.num_threads for library in controller.lib_controllers)
 
 
+_blas_limited: int | None = None  # the innermost `blas_limit`'s count, while one is in force
+
+
+def blas_on_one_thread() -> bool:
+    """Whether BLAS runs on one thread: known inside `blas_limit` (and so `limit`), else asked of BLAS. Asking
+    costs 1-9 us, and `parallel.matmul` wants the answer before every large product."""
+    if _blas_limited is not None:
+        return _blas_limited == 1
+    return blas_current() == 1
+
+
 def blas_default() -> int | None:
     """BLAS's own thread count, from its start-up settings (OPENBLAS_NUM_THREADS or the core count), or None.
 
@@ -100,13 +111,19 @@ def _check(threads: int) -> None:
 def blas_limit(threads: int | None) -> Iterator[None]:
     """Inside the block, BLAS itself uses `threads` threads; None leaves it as it is, and so does a missing
     threadpoolctl. (The benchmarks compare with BLAS's own threads through this; tinygrad_np keeps BLAS on one.)"""
+    global _blas_limited
     controller = _blas().controller
     if threads is None or controller is None:
         yield
         return
     _check(threads)
+    before = _blas_limited
     with controller.limit(limits=threads):
-        yield
+        _blas_limited = threads
+        try:
+            yield
+        finally:
+            _blas_limited = before
 
 
 @contextlib.contextmanager
