@@ -78,8 +78,12 @@ def test_blocks_cover_the_longer_side_in_aligned_pieces_large_enough_to_pay(rows
     assert edges[0][0] == 0 and edges[-1][1] == length
     assert all(end == start for (_, end), (start, _) in itertools.pairwise(edges))
     lines = [end - start for start, end in edges]
-    if len(edges) > 1:
+    if len(edges) == 2:  # the caller's block, first, is the longer: a woken worker starts late
+        assert edges[1][0] % 8 == 0 and lines[0] >= lines[1]
+        assert lines[0] <= round(length * parallel.FIRST_OF_TWO / 8) * 8
+    if len(edges) > 2:
         assert all(start % parallel.ALIGN == 0 for start, _ in edges)
+    if len(edges) > 1:
         assert all(line * inner * other >= least for line in lines)
         assert len(edges) % 2 == 0
         # Blocks thinner than MIN_LINES only to make FEW_BLOCKS of them, never more.
@@ -107,11 +111,22 @@ def test_the_recipes_products_split_into_the_blocks_measured_to_pay(shape, count
     assert len(parallel.blocks(*shape)[1]) == count
 
 
+@pytest.mark.parametrize(
+    ("shape", "edges"),
+    [
+        ((128, 784, 256), [(0, 144), (144, 256)]),  # mlp's first layer at batch 128: 9/16 of the columns first
+        ((784, 128, 256), [(0, 440), (440, 784)]),  # and its weight gradient
+    ],
+)
+def test_of_two_blocks_the_callers_is_the_longer(shape, edges) -> None:
+    assert parallel.blocks(*shape)[1] == edges
+
+
 def test_float64_products_split_at_fewer_multiply_adds_than_float32_ones() -> None:
     # (64, 784) @ (784, 128): the forward pass that `compare --numerical` repeats, in float64. Its float64 GEMM
     # runs at half float32's rate, so two blocks pay at 6.4M multiply-adds in float64 and not in float32.
     assert parallel.FLOAT64_BLOCK_WORK < parallel.BLOCK_WORK
-    assert len(parallel.blocks(64, 784, 128, np.float64)[1]) == 2
+    assert parallel.blocks(64, 784, 128, np.float64) == (1, [(0, 72), (72, 128)])
     assert len(parallel.blocks(64, 784, 128, np.float32)[1]) == 1
     a, b = _operands(64, 784, 128, np.float64, "cc")
     with threads.limit(1):

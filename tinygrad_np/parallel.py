@@ -41,9 +41,9 @@ ALIGN = 64
 BLOCK_WORK = 8_000_000
 # The same for float64, whose products run at about half float32's rate (a vector holds half as many), and for
 # the other float types, which NumPy multiplies in its own loops, slower still. On 2 quiet cores, with
-# the workers woken for each product, two blocks took 1.02x one thread's time at 1.6M multiply-adds each, 0.94x at
-# 2.1M and 0.82x at 3.2M ((64, 784) @ (784, 128), the forward pass that `compare --numerical` repeats).
-FLOAT64_BLOCK_WORK = 3_000_000
+# the workers woken for each product, two equal blocks took 1.02x one thread's time at 1.6M multiply-adds each,
+# 0.94x at 2.1M and 0.82x at 3.2M ((64, 784) @ (784, 128), the forward pass that `compare --numerical` repeats).
+FLOAT64_BLOCK_WORK = 2_500_000
 # Lines (output rows, or columns) per block, at least, where the product has room for FEW_BLOCKS of them: BLAS
 # copies the whole other operand into its kernel's layout for every block, so thin blocks repeat that copy. On 2
 # quiet cores, blocks of 256 lines instead of 64 took (2048, 784) @ (784, 128) from 1.27x BLAS's own two threads
@@ -52,6 +52,13 @@ MIN_LINES = 256
 # Blocks, at least, when BLOCK_WORK allows them, and always an even count: 3 blocks on 2 threads leave one idle
 # for a third of the time.
 FEW_BLOCKS = 4
+# Of a product cut in two, the first block's share. The caller takes the first block at once; a worker wakes
+# tens of microseconds later (a sleeping core, or a virtual machine's halted one), and then the caller would wait
+# for it, and wake in turn. On the 2-core machine, with the workers woken for each product, 9/16 against halves:
+# (64, 784) @ (784, 128) float64 202 against 245 us, (128, 784) @ (784, 256) float32 317 against 338 us and
+# (784, 128) @ (128, 256) 307 against 330 us; 5/8 was no better than halves for the last two. The cut falls on a
+# multiple of 8 lines (72 of 128 columns did best), as far as the second block keeps its BLOCK_WORK.
+FIRST_OF_TWO = 9 / 16
 
 
 # A product of fewer multiply-adds than this runs on the calling thread alone (the same blocks, so the same bits)
@@ -85,6 +92,10 @@ def blocks(
     count -= count % 2  # an even count, shared evenly by the even core counts of most machines
     if count < 2:
         return axis, [(0, length)]
+    if count == 2:
+        fewest = -(-least // work_per_line)  # lines for `least` multiply-adds
+        first = min(round(length * FIRST_OF_TWO / 8) * 8, (length - fewest) // 8 * 8)
+        return axis, [(0, first), (first, length)]
     step = length // count // ALIGN * ALIGN  # at least `shortest`; the last block takes what is left
     starts = [index * step for index in range(count)]
     return axis, list(zip(starts, [*starts[1:], length], strict=True))
