@@ -5,17 +5,18 @@ BLAS's own threads split a product statically and wait for each other, spinning;
 paused partner stalls the whole product, and with another thread count BLAS sums in another order (it splits the
 inner dimension), so the weights would depend on the threads. Here BLAS runs on one thread and a product large
 enough to pay is cut into blocks of the output's rows, or of its columns when it has few rows (`g.T @ x`, whose
-inner dimension is the batch: the sum over the batch is never cut). Every block is a one-threaded BLAS product of
-a slice. The blocks depend on the shapes alone and one thread computes the same blocks as many, so the result has
-the same bits however many threads take part. (With the OpenBLAS we measured, float32 blocks of this size also
-gave the unsplit one-threaded product's bits; float64 blocks did not always. No BLAS promises either, so nothing
-relies on it: the guarantee is the thread count's.) The calling
-thread and `threads.current() - 1` persistent workers claim the blocks one at a time (a counter under a lock), so
-a thread the scheduler pauses holds up one block, not the product. Waiting threads sleep on a lock, never spin,
-and on Linux the workers keep off the caller's core, so that a woken worker never queues behind the caller.
-While every core already has a runnable task, a product under BUSY_SPLIT_WORK runs on the caller alone: the same
-blocks, so the same bits. Products are split only while BLAS is on one thread (inside `threads.limit`, which every
-command enters); while BLAS has threads of its own, they take the product whole, as in plain NumPy.
+inner dimension is the batch: the sum over the batch is never cut). Every block is a one-threaded BLAS product of a
+slice. The blocks depend on the shapes and the dtype alone and one thread computes the same blocks as many, so the
+result has the same bits however many threads take part. (With the OpenBLAS we measured, float32 blocks of this size
+also gave the unsplit one-threaded product's bits; float64 blocks did not always. No BLAS promises either, so
+nothing relies on it: the guarantee is the thread count's.) The calling thread and `threads.current() - 1`
+persistent workers claim the blocks one at a time (a counter under a lock), so a thread the scheduler pauses holds
+up one block, not the product; of two blocks the caller's, taken at once, is the longer, since a woken worker starts
+late. Waiting threads sleep on a lock, never spin, and on Linux the workers keep off the caller's core, so that a
+woken worker never queues behind the caller. While every core already has a runnable task, a product under
+BUSY_SPLIT_WORK runs on the caller alone: the same blocks, so the same bits. Products are split only while BLAS is
+on one thread (inside `threads.limit`, which every command enters); while BLAS has threads of its own, they take the
+product whole, as in plain NumPy.
 """
 
 from __future__ import annotations
