@@ -412,3 +412,24 @@ def test_while_blas_has_threads_of_its_own_products_go_to_it_whole(monkeypatch) 
     with threads.blas_limit(1):  # BLAS on one thread, set by the user: the product is split
         parallel.matmul(a, b)
     assert calls == [len(parallel.blocks(1024, 784, 256)[1])]
+
+
+def test_the_readme_gives_the_split_thresholds_the_code_uses() -> None:
+    from fractions import Fraction
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+
+    def millions(count: int) -> str:
+        return f"{count / 1e6:g}M"
+
+    first = Fraction(parallel.FIRST_OF_TWO).limit_denominator(64)
+    for claim in [
+        f"A product of at least {millions(2 * parallel.BLOCK_WORK)} multiply-adds "
+        f"({millions(2 * parallel.FLOAT64_BLOCK_WORK)} in float64",
+        f"at least {millions(parallel.BLOCK_WORK)} multiply-adds ({millions(parallel.FLOAT64_BLOCK_WORK)} in float64)",
+        f"of at least {parallel.MIN_LINES} rows or columns",
+        f"Of two blocks the caller's is {first.numerator}/{first.denominator} of the product",
+        f"products under {millions(parallel.BUSY_SPLIT_WORK)} multiply-adds run on the caller alone",
+    ]:
+        assert claim in text, claim
