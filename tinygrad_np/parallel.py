@@ -58,7 +58,7 @@ FEW_BLOCKS = 4
 # for it, and wake in turn. On the 2-core machine, with the workers woken for each product, 9/16 against halves:
 # (64, 784) @ (784, 128) float64 202 against 245 us, (128, 784) @ (784, 256) float32 317 against 338 us and
 # (784, 128) @ (128, 256) 307 against 330 us; 5/8 was no better than halves for the last two. The cut falls on a
-# multiple of 8 lines (72 of 128 columns did best), as far as the second block keeps its BLOCK_WORK.
+# multiple of 8 lines (72 of 128 columns did best; 68 was slower), as far as the second block keeps its BLOCK_WORK.
 FIRST_OF_TWO = 9 / 16
 
 
@@ -95,7 +95,9 @@ def blocks(
         return axis, [(0, length)]
     if count == 2:
         fewest = -(-least // work_per_line)  # lines for `least` multiply-adds
-        first = min(round(length * FIRST_OF_TWO / 8) * 8, (length - fewest) // 8 * 8)
+        # Off the multiple of 8 only where the second block needs every line left to keep `least`: then the first
+        # is still the longer, as count == 2 means length >= 2 * fewest.
+        first = min(round(length * FIRST_OF_TWO / 8) * 8, length - fewest)
         return axis, [(0, first), (first, length)]
     step = length // count // ALIGN * ALIGN  # at least `shortest`; the last block takes what is left
     starts = [index * step for index in range(count)]
