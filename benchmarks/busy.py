@@ -188,9 +188,9 @@ def run(workloads: list[Workload], repeats: int, busy: int, settle: float = 0.0)
         rows,
         [
             f"split: tinygrad_np's default, BLAS on one thread and products of at least {2 * parallel.BLOCK_WORK:,} "
-            f"float32 multiply-adds ({2 * parallel.FLOAT64_BLOCK_WORK:,} float64) cut into blocks that {cores} threads "
-            "claim in turn (tinygrad_np/parallel.py); while every "
-            f"core has a runnable task, products under {parallel.BUSY_SPLIT_WORK:,} run on the caller alone",
+            f"float32 multiply-adds ({2 * parallel.FLOAT64_BLOCK_WORK:,} float64) cut into blocks that {cores} "
+            "threads claim in turn (tinygrad_np/parallel.py); while every core has a runnable task, products under "
+            f"{parallel.BUSY_SPLIT_WORK:,} run on the caller alone",
             f"BLAS's own: unsplit products on BLAS's own thread count ({threads.blas_default()} here), NumPy's default "
             "and tinygrad_np's before it managed threads; 1 thread: unsplit products on one BLAS thread",
             f"loaded: {busy} processes spinning `while True: pass`, one per usable core, started and stopped by the "

@@ -85,8 +85,8 @@ def blocks(
     work_per_line = inner * (columns if axis == 0 else rows)
     if work_per_line == 0:
         return axis, [(0, length)]
-    shortest = -(-least // work_per_line)  # lines for `least` multiply-adds, up to a multiple of ALIGN
-    shortest = -(-shortest // ALIGN) * ALIGN
+    fewest = -(-least // work_per_line)  # lines for `least` multiply-adds
+    shortest = -(-fewest // ALIGN) * ALIGN  # the same, up to a multiple of ALIGN
     count = length // max(shortest, MIN_LINES)
     if count < FEW_BLOCKS:  # too short for FEW_BLOCKS blocks of MIN_LINES: thinner ones, down to `least` each
         count = min(FEW_BLOCKS, length // shortest)
@@ -94,7 +94,6 @@ def blocks(
     if count < 2:
         return axis, [(0, length)]
     if count == 2:
-        fewest = -(-least // work_per_line)  # lines for `least` multiply-adds
         # Off the multiple of 8 only where the second block needs every line left to keep `least`: then the first
         # is still the longer, as count == 2 means length >= 2 * fewest.
         first = min(round(length * FIRST_OF_TWO / 8) * 8, length - fewest)
@@ -107,7 +106,7 @@ def blocks(
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b, as np.matmul; while BLAS is on one thread (always inside `threads.limit`, so in every command), a
     2-D float product large enough to pay is computed in `blocks`, shared between `threads.current()` threads.
-    Its bits depend on the shapes alone: the same blocks on one thread or on many."""
+    Its bits depend on the shapes and the dtype alone: the same blocks on one thread or on many."""
     # The cheapest test first: most products are small, and this runs once per product.
     if a.ndim != 2 or b.ndim != 2:
         return np.matmul(a, b)
