@@ -795,3 +795,29 @@ def test_through_python_dash_m(tmp_path, sample, model_files, pictures):
         status, _, err = run_subprocess(*argv, cwd=tmp_path)
         assert_one_line_error(status, err, f"tinygrad-np {command}", *words)
     shutil.rmtree(folder)
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    # `tinygrad-np explain --offline | head -1`: the reader's end of the pipe is closed before the command writes.
+    process = subprocess.Popen([sys.executable, "-m", "tinygrad_np", "explain", "--offline"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, stderr  # 128 + SIGPIPE, as a shell reports such a tool
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_a_broken_pipe_elsewhere_is_a_bug_and_keeps_its_traceback(monkeypatch):
+    import dataclasses
+
+    from tinygrad_np import cli
+    from tinygrad_np.cli import inference
+
+    def broken(args):
+        raise BrokenPipeError("a socket, not stdout")
+
+    command = dataclasses.replace(inference.EVAL, run=broken)
+    monkeypatch.setattr(cli, "COMMANDS", tuple(command if c is inference.EVAL else c for c in cli.COMMANDS))
+    with pytest.raises(BrokenPipeError, match="a socket"):
+        cli.main(["eval", "--offline"])

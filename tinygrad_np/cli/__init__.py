@@ -11,13 +11,15 @@ products, default the usable cores; BLAS itself always on one: see tinygrad_np/t
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 from collections.abc import Iterable
 
 from tinygrad_np import __version__, threads
 from tinygrad_np.cli import compare, explain, export, graph, inference, train
 from tinygrad_np.cli.command import Command, installed_commands
-from tinygrad_np.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, add_threads_argument
+from tinygrad_np.cli.common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, add_threads_argument
 from tinygrad_np.errors import UserError
 
 COMMANDS: tuple[Command, ...] = (
@@ -82,9 +84,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ntinygrad-np: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # another pipe broke: a bug, with its traceback
+        # The reader of our output left (`tinygrad-np predict ... | head -1`): stop quietly, as Unix tools do.
+        # stdout goes to /dev/null, or Python would fail again flushing it at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except UserError as error:
         print(f"tinygrad-np {command.name}: error: {user_message(error)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe or socket whose reader has left (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no real stdout
+        return False
 
 
 def user_message(error: UserError) -> str:

@@ -18,6 +18,7 @@ from tinygrad_np.errors import MissingFileError, UserError, import_extra
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process that Ctrl-C ended
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a tool whose reader went away (`... | head`)
 MNIST_PIXELS = 784
 MNIST_CLASSES = 10
 
