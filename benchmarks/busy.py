@@ -182,7 +182,7 @@ def run(workloads: list[Workload], repeats: int, busy: int, settle: float = 0.0)
             cells[f"loaded / idle, {setting}"] = median[f"loaded, {setting}"] / median[f"idle, {setting}"]
         rows.append({"label": workload.label, "cells": cells})
     cores = threads.usable_cores()
-    return section(
+    return {"busy_processes": busy} | section(
         f"Busy machine: split products against BLAS's threads, idle and beside {busy} busy processes",
         "seconds per workload",
         rows,

@@ -240,6 +240,8 @@ def main(args: argparse.Namespace) -> int:
         skipped["pytorch"] = torch_note
 
     env["load_average_end"] = environment(torch, torch_note)["machine"]["load_average"]
+    # The busy section's own spinning processes raise the load that the end reading sees; the report discounts them.
+    env["own_busy_processes"] = sections.get("busy", {}).get("busy_processes", 0)
     results = {
         "environment": env,
         "mode": asdict(mode),

@@ -105,10 +105,15 @@ def _environment_lines(env: dict[str, Any]) -> list[str]:
     else:
         blas_text = f"{blas.get('name')} {blas.get('version')} ({blas.get('configuration')})"
     variables = ", ".join(f"{k}={v}" for k, v in env["thread_variables"].items() if v is not None) or "none set"
-    loads = [load[0] for load in (machine["load_average"], env.get("load_average_end")) if load]
+    # The 1-minute load decays over minutes, so the end reading still counts the busy section's own processes.
+    own = env.get("own_busy_processes", 0)
+    end = env.get("load_average_end")
+    loads = [load for load in (machine["load_average"] and machine["load_average"][0],
+                               end and max(end[0] - own, 0.0)) if load is not None]
     busy = (
-        [f"- **the machine was busy** (1-minute load up to {max(loads):.1f} on {machine['usable_cores']} cores): "
-         "other work competed for the cores, so expect wide ranges; rerun on a quiet machine"]
+        [f"- **the machine was busy** (1-minute load up to {max(loads):.1f} on {machine['usable_cores']} cores"
+         + (f", not counting the benchmark's own {own} busy processes" if own else "")
+         + "): other work competed for the cores, so expect wide ranges; rerun on a quiet machine"]
         if loads and max(loads) > machine["usable_cores"]
         else []
     )
@@ -117,7 +122,7 @@ def _environment_lines(env: dict[str, Any]) -> list[str]:
         f"- date: {env['date']}; mode: {env['mode']}; data: {env['data']}",
         f"- machine: {machine['cpu']}, {machine['usable_cores']} usable cores ({machine['platform']})",
         f"- load average (1/5/15 min) at start: {machine['load_average'] or 'n/a'}, "
-        f"at end: {env.get('load_average_end') or 'n/a'}",
+        f"at end: {end or 'n/a'}" + (f" (counting the busy section's own {own} busy processes)" if own else ""),
         f"- Python {env['python']}, NumPy {env['numpy']}, tinygrad_np {env['tinygrad_np']}, PyTorch {env['torch']}"
         + (f" ({_threads_text(env['torch_threads'])})" if env["torch_threads"] is not None else ""),
         f"- BLAS: {blas_text}; thread variables: {variables}",

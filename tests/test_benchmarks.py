@@ -355,6 +355,27 @@ def test_the_report_without_pytorch_gives_no_thread_count_for_it() -> None:
     assert "None" not in text
 
 
+def test_the_busy_warning_discounts_the_benchmarks_own_busy_processes() -> None:
+    # At 23:31 on 2026-11-30 the report called a quiet machine busy: the end reading counted the busy section's
+    # own spinning processes.
+    env = harness.environment(None, "not installed") | {"mode": "full", "data": "synthetic"}
+    cores = env["machine"]["usable_cores"]
+    env["machine"]["load_average"] = [0.5, 0.7, 0.9]
+
+    def text(end: float, own: int) -> str:
+        results = {"environment": env | {"load_average_end": [end, 1.0, 1.0], "own_busy_processes": own},
+                   "targets": [], "sections": {}, "skipped": {}}
+        return report.markdown(results)
+
+    ours = text(cores + 1.2, own=cores)
+    assert "the machine was busy" not in ours
+    assert f"(counting the busy section's own {cores} busy processes)" in ours
+    others = text(cores + 1.2, own=0)
+    assert f"**the machine was busy** (1-minute load up to {cores + 1.2:.1f} on {cores} cores)" in others
+    both = text(2 * cores + 1.2, own=cores)
+    assert f"up to {cores + 1.2:.1f} on {cores} cores, not counting the benchmark's own {cores} busy" in both
+
+
 def test_thread_counts_are_written_in_words() -> None:
     pool = {"internal_api": "openblas", "version": "0.3", "prefix": "libopenblas", "architecture": None}
     assert report._pool_text(pool | {"num_threads": 1}) == "openblas 0.3 (libopenblas, 1 thread)"
