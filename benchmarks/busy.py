@@ -11,8 +11,11 @@ matrix products. The baseline is BLAS's own threads, NumPy's default and tinygra
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -44,6 +47,41 @@ def busy_processes(count: int) -> Iterator[list[subprocess.Popen]]:
             process.kill()
         for process in started:
             process.wait()
+
+
+def wake_latency(count: int = 500) -> tuple[float, float]:
+    """Medians, in seconds, of what waking a thread that sleeps on a queue costs the waker (the `put`), and of how
+    long after the put it runs. The waker sleeps meanwhile, so the woken thread never waits for the GIL: this is the
+    machine's own price of a hand-over, which every split product pays and BLAS's spinning threads do not."""
+    jobs: queue.SimpleQueue[bool] = queue.SimpleQueue()
+    ran: queue.SimpleQueue[float] = queue.SimpleQueue()
+
+    def sleeper() -> None:
+        while jobs.get():
+            ran.put(time.perf_counter())
+
+    thread = threading.Thread(target=sleeper, name="wake-latency", daemon=True)
+    thread.start()
+    pinned = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1
+    if pinned:  # on two cores, as parallel.py's workers keep off the caller's
+        before = os.sched_getaffinity(0)
+        cores = sorted(before)
+        os.sched_setaffinity(0, {cores[0]})
+        os.sched_setaffinity(thread.native_id, set(cores[1:]))
+    waking, woken = [], []
+    try:
+        for _ in range(count):
+            time.sleep(0.0003)  # long enough for the sleeper's core to go idle, as between products
+            start = time.perf_counter()
+            jobs.put(True)
+            waking.append(time.perf_counter() - start)
+            woken.append(ran.get() - start)
+    finally:
+        jobs.put(False)
+        thread.join()
+        if pinned:
+            os.sched_setaffinity(0, before)
+    return float(np.median(waking)), float(np.median(woken))
 
 
 @dataclass(frozen=True)
@@ -163,6 +201,7 @@ def run(workloads: list[Workload], repeats: int, busy: int, settle: float = 0.0)
     why_not = threads.unavailable()
     if why_not is not None:
         raise RuntimeError(f"can't vary BLAS threads here: {why_not}")
+    waking, woken = wake_latency()
     progress(f"busy: {len(workloads)} workloads x {len(SETTINGS)} thread settings, {repeats} rounds, idle")
     idle = _time(workloads, repeats, warmup=1, settle=settle)
     progress(f"busy: the same beside {busy} busy processes (one per core)")
@@ -182,7 +221,8 @@ def run(workloads: list[Workload], repeats: int, busy: int, settle: float = 0.0)
             cells[f"loaded / idle, {setting}"] = median[f"loaded, {setting}"] / median[f"idle, {setting}"]
         rows.append({"label": workload.label, "cells": cells})
     cores = threads.usable_cores()
-    return {"busy_processes": busy} | section(
+    wake = {"waking": waking, "woken": woken}
+    return {"busy_processes": busy, "wake_latency": wake} | section(
         f"Busy machine: split products against BLAS's threads, idle and beside {busy} busy processes",
         "seconds per workload",
         rows,
@@ -197,5 +237,9 @@ def run(workloads: list[Workload], repeats: int, busy: int, settle: float = 0.0)
             "benchmark",
             "targets: split / BLAS's own, idle <= 1.05 (nothing slower on an idle machine than before); "
             "loaded / idle, split <= 2",
+            f"hand-over on this machine, idle: waking a thread that sleeps on a queue cost the waker "
+            f"{waking * 1e6:.1f} us, and the thread ran {woken * 1e6:.1f} us after the wake began (medians of 500). "
+            "A split product pays this at least once, as its worker wakes, and again when the caller finishes "
+            "first and sleeps; BLAS's own threads spin between products instead",
         ],
     )

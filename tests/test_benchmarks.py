@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -416,6 +418,18 @@ def test_quick_modes_busy_table_has_every_cell_and_the_ratios(quick_run: tuple[i
                 median[f"loaded, {setting}"] / median[f"idle, {setting}"])
     targets = report.check_targets({"busy": results["sections"]["busy"]})
     assert len(targets) == 2 * len(rows) and {t["limit"] for t in targets} == {1.05, 2.0}
+    wake = results["sections"]["busy"]["wake_latency"]
+    assert 0 < wake["waking"] < 0.01 and 0 < wake["woken"] < 0.1
+    assert f"the thread ran {wake['woken'] * 1e6:.1f} us after" in "".join(results["sections"]["busy"]["notes"])
+    assert results["environment"]["own_busy_processes"] == results["sections"]["busy"]["busy_processes"] >= 1
+
+
+def test_wake_latency_times_a_real_hand_over_and_gives_the_cores_back() -> None:
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    waking, woken = busy.wake_latency(count=20)
+    assert 0 < waking < 0.01 and 0 < woken < 0.1
+    assert (os.sched_getaffinity(0) if before is not None else None) == before
+    assert not [thread for thread in threading.enumerate() if thread.name == "wake-latency"]
 
 
 def test_bench_threads_default_to_one_in_quick_mode_and_can_be_set(quick_run, tmp_path, capsys) -> None:
