@@ -260,6 +260,12 @@ def permutation(builder: Builder, node: Node) -> tuple[int, ...] | None:
     return tuple(builder.draw(st.sampled_from([a, a - ndim])) for a in builder.draw(st.permutations(range(ndim))))
 
 
+def two_axes(builder: Builder, node: Node) -> tuple[int, int]:
+    """Two axes to swap, each positive or negative, maybe the same one (a 0-d tensor's are 0 and -1)."""
+    ndim = max(len(node.shape), 1)
+    return builder.draw(st.integers(-ndim, ndim - 1)), builder.draw(st.integers(-ndim, ndim - 1))
+
+
 @st.composite
 def indices(draw: Callable[..., Any], shape: tuple[int, ...]) -> tuple[Any, bool]:
     """Every kind of index NumPy takes, and whether its arrays come as Tensors."""
@@ -527,6 +533,17 @@ def _batch_norm(functional: Callable[..., Any], wrap: Callable[[np.ndarray], Any
     return call
 
 
+def _torch_batch_norm(x: Any, *args: Any, **params: Any) -> Any:
+    """PyTorch's batch_norm, handed a contiguous upstream gradient: PyTorch 2.13's CPU backward reads an upstream that
+    is channels-last contiguous, of a contiguous input, with the input's strides, in training and in eval. For x of
+    shape (1, 2, 3, 1) and `y.permute(3, 2, 1, 0)` downstream, two of x's six gradients came back with the wrong sign
+    (found by test_grad_runs_only_the_ops_between_the_outputs_and_its_input, 2026-12-01; the class of pytorch#64100)."""
+    out = torch.nn.functional.batch_norm(*promote(x, *args), **params)
+    if out.requires_grad:
+        out.register_hook(lambda grad: None if grad is None else grad.contiguous())
+    return out
+
+
 def _torch_batch_norm_composite(x: Any, mean: Any, var: Any, *affine: Any, training: bool, momentum: float,
                                 eps: float) -> Any:
     """batch_norm's definition in PyTorch's elementary ops, the reference at third order: PyTorch's fused op takes
@@ -608,8 +625,16 @@ OPS: dict[str, Op] = {
     # shape
     "reshape": Op(one_tensor_and(shape=new_shape), lambda x, shape: x.reshape(shape),
                   lambda x, shape: x.reshape(shape)),
-    "transpose": Op(one_tensor_and(axes=permutation), lambda x, axes: x.transpose(*(axes or ())),
+    # NumPy's transpose: none (reversed) or the order as one tuple; PyTorch's: two ints swap those axes, whatever
+    # the dimensions (on a matrix, NumPy's transpose(0, 1) would be the identity).
+    "transpose": Op(one_tensor_and(axes=permutation),
+                    lambda x, axes: x.transpose() if axes is None else x.transpose(axes),
                     lambda x, axes: x.permute(*(reversed(range(x.ndim)) if axes is None else axes))),
+    "permute": Op(one_tensor_and(axes=permutation),
+                  lambda x, axes: x.permute(*(reversed(range(x.ndim)) if axes is None else axes)),
+                  lambda x, axes: x.permute(*(reversed(range(x.ndim)) if axes is None else axes))),
+    "transpose(d0, d1)": Op(one_tensor_and(axes=two_axes), lambda x, axes: x.transpose(*axes),
+                            lambda x, axes: x.transpose(*axes)),
     "T": _unary(lambda x: x.T, lambda x: x.permute(*reversed(range(x.ndim)))),
     "flatten": Op(one_tensor_and(start_dim=single_axis), Tensor.flatten,
                   lambda x, start_dim: _new_node(x, x.flatten(start_dim))),
@@ -634,9 +659,7 @@ OPS: dict[str, Op] = {
     "F.avg_pool2d": Op(pool_operands(max_pool=False), F.avg_pool2d,
                        lambda x, **params: torch.nn.functional.avg_pool2d(x, **params)),
     "F.batch_norm": Op(batch_norm_operands, _batch_norm(F.batch_norm, lambda a: a),
-                       _batch_norm(lambda x, mean, var, *affine, **params: torch.nn.functional.batch_norm(
-                           *promote(x, mean, var, *affine), **params),
-                                   lambda a: torch.from_numpy(a))),
+                       _batch_norm(_torch_batch_norm, lambda a: torch.from_numpy(a))),
     "nn.Flatten": Op(one_tensor_and(start_dim=single_axis), lambda x, start_dim: nn.Flatten(start_dim)(x),
                      lambda x, start_dim: _new_node(x, torch.nn.Flatten(start_dim)(x))),
 }
@@ -650,7 +673,7 @@ OPS: dict[str, Op] = {
 # through are a documented difference (README, Conventions). Indices with repeats only ever assign a number, since
 # which of several values lands is unspecified in both frameworks.
 
-ALIASING = {"getitem", "reshape", "transpose", "T", "flatten", "detach", "F.dropout"}
+ALIASING = {"getitem", "reshape", "transpose", "permute", "transpose(d0, d1)", "T", "flatten", "detach", "F.dropout"}
 IN_PLACE = {"+=": "add_", "-=": "sub_", "*=": "mul_", "/=": "div_"}
 
 

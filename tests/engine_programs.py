@@ -104,6 +104,7 @@ class Loss:
     upstreams: tuple[np.ndarray | None, ...]
     direct: bool
     twice: bool  # backward(retain_graph=True), then backward again: leaf gradients accumulate
+    grad_first: tuple[int, ...] = ()  # before backward: grad(the same loss, these nodes, retain_graph=True)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,9 @@ class Program:
                 lines.append(f"({' + '.join(f'(v{t} * {u.tolist()!r}).sum()' for t, u in pairs)}).backward()")
             if loss.twice:
                 lines.append("(backward twice, the first with retain_graph=True)")
+            if loss.grad_first:
+                wrt = ", ".join(f"v{i}" for i in loss.grad_first)
+                lines.append(f"(before backward: tg.grad(that loss, [{wrt}], retain_graph=True, allow_unused=True))")
         return "Program:\n    " + "\n    ".join(lines)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # how Hypothesis prints a failing example
@@ -306,10 +310,12 @@ def _draw_loss(draw: Callable[..., Any], builder: Builder) -> Loss | None:
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     upstreams = tuple(rng.choice(UPSTREAM, builder.node(t).shape).astype(builder.node(t).dtype) for t in targets)
     twice = draw(st.integers(0, 3)) == 0
+    # grad() with respect to leaves and intermediates, one of them maybe the loss's own target
+    grad_first = tuple(dict.fromkeys(draw(st.lists(st.sampled_from(differentiable), max_size=2))))
     if len(targets) == 1 and draw(st.booleans()):
         implicit = builder.node(last).value.numel() == 1 and draw(st.booleans())  # backward() with no argument
-        return Loss(targets, (None,) if implicit else upstreams, direct=True, twice=twice)
-    return Loss(targets, upstreams, direct=False, twice=twice)
+        return Loss(targets, (None,) if implicit else upstreams, direct=True, twice=twice, grad_first=grad_first)
+    return Loss(targets, upstreams, direct=False, twice=twice, grad_first=grad_first)
 
 
 # ---- the interpreter --------------------------------------------------------------------------------------------
@@ -365,8 +371,23 @@ class Record:
     requires_grad: list[bool] = field(default_factory=list)
     grads: list[dict[int, np.ndarray | None]] = field(default_factory=list)  # one per backward pass
     recording_after: bool = True  # whether gradient recording is on again when the program is done
+    recording_in_hooks: set[bool] = field(default_factory=set)  # is_grad_enabled() as backward ran each tensor hook
+    first_grads: list[np.ndarray | None] = field(default_factory=list)  # what the grad() before backward gave
     shared_memory: list[str] = field(default_factory=list)  # gradients that share memory with another array
     error: str | None = None
+
+
+def forward(program: Program, framework: Framework) -> list[Any]:
+    """The program's values in `framework`, with no backward pass."""
+    values: list[Any] = []
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for node in program.nodes:
+            if isinstance(node, Leaf):
+                values.append(framework.leaf(node.data, node.requires_grad))
+            else:
+                values.append(run_step(node, values, framework))
+    return values
 
 
 def run(program: Program, framework: Framework) -> Record:
@@ -390,6 +411,11 @@ def run(program: Program, framework: Framework) -> Record:
                 values.append(value)
                 record.values.append(np.array(framework.array(value), copy=True))  # as it is now: in place may follow
                 record.requires_grad.append(bool(value.requires_grad))
+            for value in values:
+                if value.requires_grad:  # a hook on every tensor that may get a gradient: the mode it runs in
+                    value.register_hook(lambda grad: record.recording_in_hooks.add(framework.recording()))
+            if program.loss is not None and program.loss.grad_first:
+                record.first_grads = _grad_first(program.loss, values, framework)
             for retain_graph in [True, False] if program.loss and program.loss.twice else [False]:
                 if program.loss is not None:
                     _backward(program.loss, values, framework, retain_graph)
@@ -418,6 +444,20 @@ def _sharing_memory(values: Sequence[Tensor], watched: Sequence[int]) -> list[st
     return found
 
 
+def _grad_first(loss: Loss, values: Sequence[Any], framework: Framework) -> list[np.ndarray | None]:
+    """grad() of the loss with respect to `loss.grad_first`, the graph kept for the backward passes that follow."""
+    outputs, upstreams = loss_outputs(loss, values, framework)
+    wrt = [values[i] for i in loss.grad_first]
+    if framework is TINYGRAD:
+        found = tg.grad(outputs, wrt, upstreams, retain_graph=True, allow_unused=True)
+    else:
+        found = torch.autograd.grad(outputs, wrt, upstreams, retain_graph=True, allow_unused=True)
+        for value in values:  # PyTorch fills retain_grad()'s .grad on grad()'s path; tinygrad_np's grad() touches
+            if value.retains_grad:  # no .grad (README, Conventions)
+                value.grad = None
+    return [None if g is None else np.array(framework.array(g), copy=True) for g in found]
+
+
 def _backward(loss: Loss, values: Sequence[Any], framework: Framework, retain_graph: bool) -> None:
     if loss.direct:
         upstream = loss.upstreams[0]
@@ -435,6 +475,9 @@ def assert_same(program: Program, ours: Record, theirs: Record) -> None:
     """Same values, dtypes, requires_grad flags and gradients, to 1e-10 (float64) or 2e-4 (any float32 in it)."""
     assert ours.error is None and theirs.error is None, f"tinygrad_np: {ours.error}; PyTorch: {theirs.error}"
     assert ours.recording_after == theirs.recording_after, "gradient recording is still off after the program"
+    assert ours.recording_in_hooks == theirs.recording_in_hooks, (
+        f"hooks ran with is_grad_enabled() {sorted(ours.recording_in_hooks)}, PyTorch's "
+        f"{sorted(theirs.recording_in_hooks)}")
     assert not ours.shared_memory, f"gradients share memory: {', '.join(ours.shared_memory)}"
     float32 = any(value.dtype == np.float32 for value in theirs.values)
     tolerance = 2e-4 if float32 else 1e-10
@@ -443,6 +486,10 @@ def assert_same(program: Program, ours: Record, theirs: Record) -> None:
         assert ours.requires_grad[i] == theirs.requires_grad[i], f"{label}: requires_grad is {ours.requires_grad[i]}"
         assert_close(ours.values[i], theirs.values[i], f"{label}, forward", tolerance)
     assert len(ours.grads) == len(theirs.grads)
+    assert len(ours.first_grads) == len(theirs.first_grads)
+    for i, mine, reference in zip(program.loss.grad_first if program.loss else (), ours.first_grads,
+                                  theirs.first_grads, strict=True):
+        assert_close(mine, reference, f"grad() with respect to v{i}", tolerance)
     for k, (mine, reference) in enumerate(zip(ours.grads, theirs.grads, strict=True)):
         for i in reference:
             assert_close(mine[i], reference[i], f"v{i}.grad after backward {k + 1}", tolerance)
@@ -514,7 +561,7 @@ def run_higher(program: Program, framework: Framework, order: int, seed: int) ->
                               run_step(node, values, framework))
             record.float32 = any(framework.array(value).dtype == np.float32 for value in values)
             leaves = [i for i, node in enumerate(program.nodes) if isinstance(node, Leaf) and node.requires_grad]
-            outputs, upstreams = _loss_outputs(program.loss, values, framework)
+            outputs, upstreams = loss_outputs(program.loss, values, framework)
             rng = np.random.default_rng(seed)
             for _ in range(order):
                 if outputs is None or not all(output.requires_grad for output in outputs):  # a constant
@@ -534,7 +581,7 @@ def run_higher(program: Program, framework: Framework, order: int, seed: int) ->
     return record
 
 
-def _loss_outputs(loss: Loss, values: Sequence[Any], framework: Framework) -> tuple[list[Any], Any]:
+def loss_outputs(loss: Loss, values: Sequence[Any], framework: Framework) -> tuple[list[Any], Any]:
     """What backward differentiates: the outputs and their upstream gradients (None: the output is a scalar)."""
     if loss.direct:
         upstream = loss.upstreams[0]

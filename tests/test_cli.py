@@ -19,6 +19,8 @@ NOT_USER_ERRORS = {
     "TrainingInterrupted": "control flow: Ctrl-C asked training to stop at a batch boundary",
     "RequestError": "the demo server's 4xx answers to a browser, never raised to the command line",
     "ArchiveError": "inside npz.py: its callers turn it into ModelFileError or CheckpointError, naming the file",
+    "AxesTypeError": "a wrong argument in Python code (axes that are not integers), like the ops' ValueErrors for "
+                     "shapes; no command passes axes",
 }
 
 

@@ -59,6 +59,49 @@ def max_ties(torch):
     assert t.grad.tolist() in ([0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
 
 
+def max_returns(torch):
+    x = [[1.0, 5.0], [7.0, 2.0]]
+    ours, theirs = Tensor(x), torch.tensor(x)
+    np.testing.assert_array_equal(ours.max(1).data, theirs.max(1).values.numpy())
+    np.testing.assert_array_equal(ours.argmax(1).data, theirs.max(1).indices.numpy())
+    np.testing.assert_array_equal(ours.max(1)[0].data, 5.0)  # the first row's maximum, not the values
+    assert theirs.max(1)[0].tolist() == [5.0, 7.0]
+
+
+def transpose_semantics(torch):
+    data = np.arange(24.0).reshape(2, 3, 4)
+    for axes in [(0, 1), (-1, 0), (2, 2)]:  # two ints: the same swap in both
+        same_as_pytorch(torch, lambda t, axes=axes: t.transpose(*axes), lambda t, axes=axes: t.transpose(*axes), data,
+                        upstream=data.transpose(_swapped(3, *axes)))
+    for order in [(2, 0, 1), (1, 0, 2)]:  # an order: NumPy's transpose, PyTorch's permute
+        upstream = np.arange(24.0).reshape(2, 3, 4).transpose(order)
+        same_as_pytorch(torch, lambda t, order=order: t.transpose(order), lambda t, order=order: t.permute(order),
+                        data, upstream=upstream)
+        same_as_pytorch(torch, lambda t, order=order: t.permute(*order), lambda t, order=order: t.permute(*order),
+                        data, upstream=upstream)
+    matrix = Tensor(np.arange(6.0).reshape(2, 3))
+    assert matrix.transpose(0, 1).shape == (3, 2) and matrix.transpose((0, 1)).shape == (2, 3)
+    assert tuple(torch.zeros(2, 3).transpose(0, 1).shape) == (3, 2)
+
+
+def _swapped(ndim, first, second):
+    order = list(range(ndim))
+    order[first], order[second] = order[second], order[first]
+    return order
+
+
+def grad_and_dot_grad(torch):
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    h = (x * 3).retain_grad()
+    tg.grad((h * h).sum(), x)
+    assert h.grad is None and x.grad is None
+    t = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    th = t * 3
+    th.retain_grad()
+    torch.autograd.grad((th * th).sum(), t)
+    assert th.grad.tolist() == [6.0, 12.0] and t.grad is None
+
+
 def maximum_ties(torch):
     same_as_pytorch(torch, tg.maximum, torch.maximum, [1.0, 2.0, 0.0], [1.0, 1.0, 3.0], expected=[0.5, 1.0, 0.0])
 
@@ -214,6 +257,19 @@ def backward_twice(torch):
     z.backward()
     z.backward()  # nothing saved, nothing freed: PyTorch lets it through
     assert t.grad.item() == 2.0
+    # grad() past a freed op that a path to the requested input might cross: tinygrad_np can't tell, so it raises
+    with pytest.raises(RuntimeError, match="already freed"):
+        _freed_side_branch(tg.grad, lambda data: Tensor(np.array(data), requires_grad=True))
+    (found,) = _freed_side_branch(torch.autograd.grad, lambda data: torch.tensor(data, requires_grad=True))
+    assert found.tolist() == [4.0, 8.0]
+
+
+def _freed_side_branch(framework, leaf):
+    x = leaf([1.0, 2.0])
+    a = x.exp()
+    a.sum().backward()  # frees the exp
+    b = x * 2
+    return framework((a + b * b).sum(), b)  # a path that never reaches b, through the freed exp
 
 
 def max_pool_ties(torch):
@@ -292,6 +348,8 @@ def _squared_in_place(x):
 
 CONVENTIONS = {
     "max/min ties": max_ties,
+    "max(axis) returns": max_returns,
+    "transpose": transpose_semantics,
     "maximum ties": maximum_ties,
     "kinks": kinks,
     "NaN inputs": nan_inputs,
@@ -307,6 +365,7 @@ CONVENTIONS = {
     "0-d axes": zero_d_axes,
     "float32 sums": float32_sums,
     "backward twice": backward_twice,
+    "grad() and .grad": grad_and_dot_grad,
     "max-pool ties": max_pool_ties,
     "max-pool window in the padding": max_pool_window_in_padding,
     "in place through a view": in_place_through_a_view,

@@ -169,7 +169,7 @@ def test_transpose_gradient_for_every_permutation_of_every_rank_up_to_4_with_eve
     for rank, order, axes in _every_permutation_with_every_sign():
         shape = (2, 3, 4, 5)[:rank]
         x = Tensor(rng.standard_normal(shape), requires_grad=True)
-        y = x.transpose(*axes) if axes else x.transpose()
+        y = x.transpose(axes) if axes else x.transpose()  # NumPy's order as one tuple (two ints would swap)
         expected = np.transpose(x.data, order if axes else None)
         np.testing.assert_array_equal(y.data, expected)
         upstream = rng.standard_normal(y.shape)
@@ -184,7 +184,9 @@ def test_transpose_rejects_what_is_not_a_permutation():
     x = Tensor(np.zeros((2, 3, 4)))
     for axes in [(0, 1), (0, 1, 1), (0, -3, 1), (0, 1, 3)]:
         with pytest.raises(ValueError, match=r"Transpose: .*\(input shapes: \(2, 3, 4\)\)"):
-            x.transpose(*axes)
+            x.transpose(axes)
+        with pytest.raises(ValueError, match=r"Transpose: .*\(input shapes: \(2, 3, 4\)\)"):
+            x.permute(*axes)
 
 
 # ---- 3. indices given as tuples, with repeats -------------------------------------------------------------------

@@ -9,6 +9,7 @@ float64, to 2e-4 when anything in the program is float32. The number of programs
 import importlib.util
 import os
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -18,9 +19,14 @@ from engine_programs import (
     SHAPES,
     TINYGRAD,
     TORCH,
+    Leaf,
+    Step,
+    assert_close,
     assert_same,
     assert_same_higher,
     assert_same_in_place,
+    forward,
+    loss_outputs,
     programs,
     run,
     run_higher,
@@ -34,9 +40,10 @@ from tinygrad_np.nn import functional as F
 
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "dev")
 # Programs per test and profile: dev takes seconds; ci runs 5,600 programs (5,200 took about a minute on the project's
-# 2 cores; with the convolutional family, 5 minutes while the machine was shared, 2026-11-30), and 600 with in-place
-# ops (90 s more on the shared machine). The higher-order tests differentiate 3,600 programs (1,000 of them aimed at
-# the convolutional family, about 20 s); the whole file took 2 minutes on the shared machine (2026-11-30).
+# 2 cores; with the convolutional family, 5 minutes while the machine was shared, 2026-11-30), 600 with in-place ops
+# (90 s more on the shared machine), and 500 that take grad() and then run backward (28 s, 2026-12-01). The
+# higher-order tests differentiate 3,600 programs (1,000 of them aimed at the convolutional family, about 20 s); the
+# whole file took 2 minutes on the shared machine (2026-11-30), 2 min 13 s on the quiet one (2026-12-01).
 PROGRAMS = {
     "float64": {"dev": 40, "ci": 2000, "thorough": 20000},
     "float32": {"dev": 20, "ci": 1000, "thorough": 10000},
@@ -46,6 +53,7 @@ PROGRAMS = {
     "losses": {"dev": 20, "ci": 400, "thorough": 4000},
     "convolutional": {"dev": 20, "ci": 400, "thorough": 4000},
     "in place": {"dev": 30, "ci": 600, "thorough": 6000},
+    "grad, then backward": {"dev": 20, "ci": 500, "thorough": 5000},
     "errors": {"dev": 50, "ci": 1000, "thorough": 10000},
     "float32 sums": {"dev": 5, "ci": 40, "thorough": 400},
     "second order": {"dev": 30, "ci": 1500, "thorough": 15000},
@@ -138,6 +146,38 @@ def test_in_place_programs_agree_with_pytorch(program):
     event(assert_same_in_place(program, run(program, TINYGRAD), run(program, TORCH)))
 
 
+@fuzz("grad, then backward")
+@given(program=programs(OPS, dtypes=[np.float64], max_steps=6), data=st.data())
+def test_grad_runs_only_the_ops_between_the_outputs_and_its_input(program, data):
+    """grad(loss, t) with t an intermediate runs, and frees, only the ops between the loss and t: a backward from t
+    afterwards works and gives the same gradients as in PyTorch, whose grad() never goes below its inputs."""
+    assume(program.loss is not None)
+    steps = [i for i, node in enumerate(program.nodes) if isinstance(node, Step)]
+    assume(steps)
+    target = data.draw(st.sampled_from(steps))
+    upstream = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).choice([-1.0, 0.5, 2.0], (1,))[0]
+    found = {}
+    for framework in (TINYGRAD, TORCH):
+        values = forward(program, framework)
+        assume(values[target].requires_grad)
+        outputs, upstreams = loss_outputs(program.loss, values, framework)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if framework is TINYGRAD:
+                first = tg.grad(outputs, [values[target]], upstreams, allow_unused=True)
+            else:
+                first = torch.autograd.grad(outputs, [values[target]], upstreams, allow_unused=True)
+            (values[target] * upstream).sum().backward()
+        leaves = [i for i, node in enumerate(program.nodes) if isinstance(node, Leaf) and node.requires_grad]
+        found[framework.name] = ([None if g is None else np.array(framework.array(g)) for g in first],
+                                 {i: None if values[i].grad is None else np.array(framework.array(values[i].grad))
+                                  for i in leaves})
+    (ours, our_grads), (theirs, their_grads) = found["tinygrad_np"], found["PyTorch"]
+    assert_close(ours[0], theirs[0], f"grad() with respect to v{target}", 1e-10)
+    for i in their_grads:
+        assert_close(our_grads[i], their_grads[i], f"v{i}.grad after v{target}'s backward", 1e-10)
+
+
 # ---- higher order ----------------------------------------------------------------------------------------------------
 
 
@@ -211,7 +251,8 @@ def test_third_derivatives_agree_with_pytorch(program, seed):
 
 # ---- what PyTorch rejects ------------------------------------------------------------------------------------------
 
-_AXES = st.integers(-5, 5) | st.lists(st.integers(-5, 5), min_size=1, max_size=4).map(tuple)
+_AXES = (st.integers(-5, 5) | st.lists(st.integers(-5, 5), min_size=1, max_size=4).map(tuple)
+         | st.sampled_from([1.0, (0, 1.0), "0", True]))  # not integers: a TypeError naming the op
 
 
 def _other(shape_strategy=SHAPES):
@@ -227,8 +268,14 @@ WILD = {
     },
     "softmax": (st.fixed_dictionaries({"axis": st.integers(-5, 5)}), lambda x, axis: x.softmax(axis),
                 lambda x, axis: x.softmax(axis)),
-    "transpose": (st.fixed_dictionaries({"axes": st.lists(st.integers(-5, 5), min_size=1, max_size=5)}),
-                  lambda x, axes: x.transpose(*axes), lambda x, axes: x.permute(*axes)),
+    "transpose": (st.fixed_dictionaries({"axes": st.lists(st.integers(-5, 5), min_size=1, max_size=5).map(tuple)}),
+                  lambda x, axes: x.transpose(axes), lambda x, axes: x.permute(*axes)),
+    "permute": (st.fixed_dictionaries({"axes": st.lists(st.integers(-5, 5), min_size=1, max_size=5)}),
+                lambda x, axes: x.permute(*axes), lambda x, axes: x.permute(*axes)),
+    "transpose(d0, d1)": (st.fixed_dictionaries({"first": st.integers(-5, 5) | st.just(1.0),
+                                                 "second": st.integers(-5, 5)}),
+                          lambda x, first, second: x.transpose(first, second),
+                          lambda x, first, second: x.transpose(first, second)),
     "reshape": (st.fixed_dictionaries({"shape": st.lists(st.integers(-1, 5), max_size=4).map(tuple)}),
                 lambda x, shape: x.reshape(shape), lambda x, shape: x.reshape(shape)),
     "flatten": (st.fixed_dictionaries({"start": st.integers(-5, 5)}), lambda x, start: x.flatten(start),

@@ -204,8 +204,13 @@ def test_reshape_and_flatten(data, shape, seed):
 def test_transpose(data, shape, seed):
     x = data.draw(arrays(shape))
     axes = tuple(data.draw(st.permutations(range(len(shape)))))
-    check_op(lambda t: t.transpose(*axes), lambda a: np.transpose(a, axes), [x], seed)
+    check_op(lambda t: t.transpose(axes), lambda a: np.transpose(a, axes), [x], seed)  # NumPy's order, one tuple
+    check_op(lambda t: t.permute(*axes), lambda a: np.transpose(a, axes), [x], seed)
     check_op(lambda t: t.T, lambda a: a.T, [x], seed)
+    bound = max(len(shape), 1)
+    first, second = (data.draw(st.integers(-bound, bound - 1)) for _ in range(2))
+    swapped = (lambda a: np.swapaxes(a, first, second)) if shape else (lambda a: a)
+    check_op(lambda t: t.transpose(first, second), swapped, [x], seed)  # two ints: PyTorch's swap
 
 
 @given(data=st.data(), shape=nonscalar_shapes, seed=seeds)

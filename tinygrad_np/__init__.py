@@ -7,7 +7,7 @@ from tinygrad_np.creation import as_generator, full, manual_seed, ones, randn, u
 from tinygrad_np.inplace import InPlaceError, increment_version
 from tinygrad_np.ops import concatenate, maximum, stack, where
 from tinygrad_np.tape import explain
-from tinygrad_np.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad
+from tinygrad_np.tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,7 @@ __all__ = [
     "ones",
     "optim",
     "randn",
+    "set_grad_enabled",
     "stack",
     "uniform",
     "where",

@@ -57,6 +57,11 @@ def _constant(array: np.ndarray) -> Tensor:
     return Tensor._make(np.asarray(array), False, None)
 
 
+class AxesTypeError(TypeError):
+    """Axes that are not integers: a TypeError, as in NumPy and PyTorch, that `Function.apply` prefixes with the op's
+    name and input shapes, as it does every ValueError of a forward."""
+
+
 def normalize_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
     """Axes as non-negative ints (None: all of them), checked. Every op that takes axes reads them through here.
 
@@ -64,12 +69,18 @@ def normalize_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
     """
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if isinstance(axis, (int, np.integer)):
+        axes: tuple[Any, ...] = (axis,)
+    else:
+        try:
+            axes = tuple(axis)
+        except TypeError:
+            raise AxesTypeError(f"axes must be integers, or a tuple or list of them, got {axis!r}") from None
     bound = max(ndim, 1)
     normalized = []
     for ax in axes:
         if not isinstance(ax, (int, np.integer)) or isinstance(ax, bool):
-            raise TypeError(f"axes must be integers, got {ax!r}")
+            raise AxesTypeError(f"axes must be integers, got {ax!r}")
         if not -bound <= ax < bound:
             raise ValueError(f"axis {ax} is out of range for a tensor with {ndim} dimension{'' if ndim == 1 else 's'}")
         normalized.append(int(ax) % bound)
@@ -590,10 +601,16 @@ class Reshape(Function):
 
 
 class Transpose(Function):
-    """y = a with its axes permuted (reversed when none are given);  da = g with the inverse permutation"""
+    """y = a with its axes permuted (reversed when none are given, or two swapped);  da = g permuted back"""
 
-    def forward(self, a: np.ndarray, axes: tuple[int, ...] | None) -> np.ndarray:
-        if axes is None:
+    def forward(self, a: np.ndarray, axes: tuple[int, ...] | None, swap: tuple[int, int] | None = None) -> np.ndarray:
+        if swap is not None:  # PyTorch's transpose(d0, d1): those two axes exchanged
+            first, second = (normalize_axes(ax, a.ndim) for ax in swap)
+            swapped = list(range(a.ndim))
+            if a.ndim:
+                swapped[first[0]], swapped[second[0]] = swapped[second[0]], swapped[first[0]]
+            order = tuple(swapped)
+        elif axes is None:
             order = tuple(reversed(range(a.ndim)))
         else:
             order = normalize_axes(axes, a.ndim)

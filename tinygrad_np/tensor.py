@@ -116,6 +116,28 @@ class enable_grad(_GradModeContext):  # noqa: N801
     enabled = True
 
 
+class set_grad_enabled(_GradModeContext):  # noqa: N801
+    """Recording switched on or off (`mode`): from the call on, or, as a `with` block or decorator, inside it only
+    (PyTorch's `set_grad_enabled`)."""
+
+    def __init__(self, mode: bool) -> None:
+        super().__init__()
+        self.enabled = bool(mode)
+        self._before: bool | None = _grad_mode.enabled  # what the call switched from, until a block takes it over
+        _grad_mode.enabled = self.enabled
+
+    def __enter__(self) -> None:
+        before, self._before = self._before, None
+        super().__enter__()
+        if before is not None:  # `with set_grad_enabled(m):` restores the mode from before the call, not after it
+            self._found.modes[-1] = before
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if self._before is not None:  # a decorator switches the mode in the function only
+            _grad_mode.enabled, self._before = self._before, None
+        return super().__call__(func)
+
+
 def is_grad_enabled() -> bool:
     return _grad_mode.enabled
 
@@ -160,9 +182,9 @@ class Function:
         ctx = cls()
         try:
             data = ctx.forward(*[t.data for t in inputs], **kwargs)
-        except ValueError as err:
+        except (ValueError, ops.AxesTypeError) as err:  # bad arguments: named with the op (other errors are bugs)
             shapes = ", ".join(str(t.shape) for t in inputs)
-            raise ValueError(f"{cls.__name__}: {err} (input shapes: {shapes})") from None
+            raise type(err)(f"{cls.__name__}: {err} (input shapes: {shapes})") from None
         if type(data) is not np.ndarray:  # NumPy returns scalars from 0-d ufuncs and full reductions
             data = np.asarray(data)
         if _anomaly is not None:
@@ -322,7 +344,11 @@ class Tensor:
         return self.data
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        return self.data if dtype is None else self.data.astype(dtype)
+        """NumPy's protocol: np.asarray(t) shares t's memory (as t.numpy()), np.array(t) copies it."""
+        if copy is False and dtype is not None and np.dtype(dtype) != self.data.dtype:
+            raise ValueError(f"can't view a {self.data.dtype} tensor as {np.dtype(dtype)} without a copy")
+        array = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return array.copy() if copy and array is self.data else array
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph (shares memory, as in PyTorch)."""
@@ -550,9 +576,26 @@ class Tensor:
         return ops.Reshape.apply(self, shape=shape)
 
     def transpose(self, *axes: int | Sequence[int]) -> Tensor:
-        if len(axes) == 1 and not isinstance(axes[0], int):
+        """`t.transpose(d0, d1)`: axes d0 and d1 swapped (PyTorch's). Otherwise NumPy's: `t.transpose()` reverses
+        the axes, `t.transpose(order)` or `t.transpose(*order)` permutes them (as `permute`). Two ints always swap,
+        so PyTorch's `x.transpose(0, 1)` on a matrix transposes it, where NumPy's would leave it as it is."""
+        if len(axes) == 2 and all(isinstance(ax, (int, np.integer)) for ax in axes):
+            return self.swapaxes(*axes)
+        if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
             axes = tuple(axes[0])
         return ops.Transpose.apply(self, axes=axes or None)
+
+    def permute(self, *dims: int | Sequence[int]) -> Tensor:
+        """The axes in the order `dims` (a permutation of all of them), as PyTorch's `permute`."""
+        if len(dims) == 1 and not isinstance(dims[0], (int, np.integer)):
+            dims = tuple(dims[0])
+        if not dims and self.ndim:
+            raise ValueError(f"permute needs the order of all {self.ndim} dimensions, got none")
+        return ops.Transpose.apply(self, axes=dims or None)
+
+    def swapaxes(self, axis0: int, axis1: int) -> Tensor:
+        """Axes axis0 and axis1 exchanged (`t.transpose(axis0, axis1)`)."""
+        return ops.Transpose.apply(self, axes=None, swap=(axis0, axis1))
 
     def flatten(self, start_dim: int = 0) -> Tensor:
         """Merge dimensions start_dim.. into one (start_dim=1 keeps the batch dimension); a 0-d tensor becomes (1,)."""
@@ -661,6 +704,23 @@ def _backward(
     Gradients are ndarrays; with `create_graph` they are Tensors and every op's `graph_backward` computes them,
     with Tensor ops that are recorded (under `enable_grad`, whatever the caller's mode).
     """
+    # As in PyTorch, a backward pass records (hooks' ops, say) only when it is recorded itself: a hook may then
+    # update a parameter in place, and its ops keep no graph.
+    found = _grad_mode.enabled
+    _grad_mode.enabled = create_graph
+    try:
+        return _backward_pass(roots, seeds, retain_graph, create_graph, inputs)
+    finally:
+        _grad_mode.enabled = found
+
+
+def _backward_pass(
+    roots: Sequence[Tensor],
+    seeds: Sequence[Any],
+    retain_graph: bool,
+    create_graph: bool,
+    inputs: Sequence[Tensor] | None,
+) -> dict[int, Any] | None:
     # grads[id(t)]: the gradient reaching tensor t so far, summed over the paths seen. `private` holds the ids whose
     # array nothing outside this function can reach (the rule is where it is decided, below): only such an array may
     # take the next sum in place, or become a leaf's .grad without a copy (a Linear's dW, for one, is not copied).
@@ -670,10 +730,10 @@ def _backward(
     private: set[int] = set()
     order = _topological_order(roots)
     versions = inplace.VersionCheck.if_needed(order, _clock)  # None unless an op here ran before an in-place write
-    wanted = None
+    wanted = onward = None
     if inputs is not None:
         wanted = dict.fromkeys(map(id, inputs))
-        order = _leading_to(order, wanted)
+        order, onward = _leading_to(order, wanted)
     for node in reversed(order):
         key = id(node)
         upstream = grads.pop(key, None)
@@ -688,8 +748,8 @@ def _backward(
                 _accumulate_into(node, upstream, key in private)
             elif key in wanted:
                 wanted[key] = upstream if create_graph or key in private else upstream.copy()
-            if ctx is None:
-                continue
+            if ctx is None or (onward is not None and key not in onward):
+                continue  # a leaf, or an input of grad() below which no other input lies: its graph is left alone
         if ctx.released:
             raise RuntimeError(
                 f"backward through a graph that was already freed (at {ctx.name}): the first backward() "
@@ -735,15 +795,27 @@ def _backward(
     return wanted
 
 
-def _leading_to(order: list[Tensor], targets: Mapping[int, Any]) -> list[Tensor]:
-    """The tensors of `order` (inputs first) from which a path leads to one of `targets`: the only ones whose
-    gradient `grad()` needs (and those whose graph was freed, which must raise)."""
+def _leading_to(order: list[Tensor], targets: Mapping[int, Any]) -> tuple[list[Tensor], set[int]]:
+    """The tensors of `order` (inputs first) that `grad()` visits: the targets, and those from which a path leads
+    to one; and the ids of those whose op's backward must run, the ones with a path onward to a target below them.
+
+    A freed graph keeps no inputs, so where a path goes below a freed op is unknown: a tensor made by one counts as
+    leading (its backward then raises), except a target when it is the only one, below which nothing is wanted.
+    """
     leading = set(targets)
+    onward: set[int] = set()
     for node in order:
         ctx = node._ctx
-        if ctx is not None and (ctx.released or any(id(parent) in leading for parent in ctx.inputs)):
+        if ctx is None:
+            continue
+        if ctx.released:
+            through = len(targets) > 1 or id(node) not in targets
+        else:
+            through = any(id(parent) in leading for parent in ctx.inputs)
+        if through:
             leading.add(id(node))
-    return [node for node in order if id(node) in leading]
+            onward.add(id(node))
+    return [node for node in order if id(node) in leading], onward
 
 
 def _recorded_step(ctx: Function, output: Tensor, upstream: Tensor, grads: dict[int, Any]) -> None:

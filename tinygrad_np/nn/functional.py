@@ -13,10 +13,26 @@ from tinygrad_np.tensor import ArrayLike, Seed, Tensor, accurate_sum
 from tinygrad_np.tensor import as_tensor as _tensor
 
 
-def linear(x: ArrayLike, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y = x W^T + b, one fused node."""
-    inputs = (_tensor(x), weight) if bias is None else (_tensor(x), weight, bias)
-    return ops.Linear.apply(*inputs)
+def linear(x: ArrayLike, weight: Tensor, bias: ArrayLike | None = None) -> Tensor:
+    """y = x W^T + b, one fused node when b has one value per output feature (nn.Linear's); any other bias that
+    broadcasts against x W^T is added by a node of its own, whose gradient sums over what broadcasting stretched."""
+    x, weight = _tensor(x), _tensor(weight)
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+    if bias is None:
+        return ops.Linear.apply(x, weight)
+    bias = _tensor(bias)
+    if bias.shape == (weight.shape[0],):
+        return ops.Linear.apply(x, weight, bias)
+    out = ops.Linear.apply(x, weight)
+    try:
+        np.broadcast_shapes(out.shape, bias.shape)
+    except ValueError:
+        raise ValueError(
+            f"linear: bias of shape {bias.shape} doesn't broadcast against the output's {out.shape}; give "
+            f"{weight.shape[0]} values, one per output feature (shape ({weight.shape[0]},))"
+        ) from None
+    return out + bias
 
 
 def relu(x: ArrayLike) -> Tensor:
@@ -39,6 +55,8 @@ def log_softmax(x: ArrayLike, axis: int = -1) -> Tensor:
 
 def dropout(x: ArrayLike, p: float = 0.5, training: bool = True, generator: Seed = None) -> Tensor:
     """Inverted dropout: zero each element with probability p, scale the rest by 1 / (1 - p)."""
+    if not 0 <= p <= 1:  # also refuses nan
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
     x = _tensor(x)
     if not training or p == 0:
         return x
