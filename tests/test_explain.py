@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import tinygrad_np as tg
-from tinygrad_np import Function, Tensor, nn, ops
+from tinygrad_np import Function, Tensor, nn, ops, ops_conv
 from tinygrad_np.cli import main
 from tinygrad_np.data import load_offline_sample
 from tinygrad_np.models import mlp as mlp_reference
@@ -172,13 +172,33 @@ def test_other_models_are_named_by_their_parameters_and_get_no_tutorial_formulas
 
 
 def test_every_op_has_a_docstring_formula_for_each_input():
-    functions = [f for _, f in inspect.getmembers(ops, inspect.isclass) if issubclass(f, Function)]
-    functions.remove(Function)
-    assert len(functions) > 25
+    functions = {f for module in (ops, ops_conv) for _, f in inspect.getmembers(module, inspect.isclass)
+                 if issubclass(f, Function) and f is not Function}
+    assert len(functions) > 30
     for function in functions:
         clauses = _clauses(function)
         assert clauses, f"{function.__name__}'s docstring has no 'da = ...' formula"
         assert all(text.startswith("d") and " = " in text for _, text in clauses), (function.__name__, clauses)
+        assert all(not text.rstrip().endswith((",", "the first")) for _, text in clauses), (function.__name__, clauses)
+
+
+def test_a_cnns_tape_writes_every_convolution_and_pooling_step_as_a_formula():
+    # The formulas came from the docstring's first line only: a convolution's, on its second, became
+    # "Conv2d.backward(dt5)", and max-pooling's stopped mid-sentence.
+    from tinygrad_np.spec import model_from_spec
+    from tinygrad_np.train import network_spec
+
+    x, y = batch(2)
+    model = model_from_spec(network_spec("cnn"))
+    tape = backward_tape(F.cross_entropy(model(Tensor(x.reshape(-1, 1, 28, 28).astype(np.float32))), y), model)
+    equations = {step.op: [] for step in tape.steps}
+    for step in tape.steps:
+        equations[step.op].append(step.equation)
+    assert not [e for es in equations.values() for e in es if ".backward(" in e], equations
+    assert any(e.startswith("dt") and "col2im(" in e for e in equations["Conv2d"]), equations
+    assert any(".weight = " in e and "cols(" in e for e in equations["Conv2d"]), equations
+    assert all(e.endswith("routed to each window's maximum, summed where windows overlap")
+               for e in equations["MaxPool2d"]), equations
 
 
 def test_explain_refuses_what_it_cant_show():

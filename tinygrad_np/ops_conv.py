@@ -169,7 +169,7 @@ class Col2Im(Function):
 
 class Conv2d(Function):
     """y[n, o] = sum_c W[o, c] * x[n, c] + b[o] (cross-correlation, as PyTorch), by im2col: Y = cols(x) W^T;
-    dW = g^T cols(x), dcols = g W, dx = col2im(dcols) (each window's share added back), db = sum(g)"""
+    dx = col2im(g W) (each window's share added back), dW = g^T cols(x), db = sum(g)"""
 
     saved_for: ClassVar[dict[str, int]] = {"x": 1, "xp": 1, "weight": 0}
 
@@ -254,8 +254,8 @@ class Conv2d(Function):
 
 
 class MaxPool2d(Function):
-    """y = the maximum of each window (padding counts as -inf);  dx = g routed to each window's maximum, the first
-    in row-major order on ties and the last NaN if there is one (PyTorch's choice), summed where windows overlap"""
+    """y = the maximum of each window (padding counts as -inf);  dx = g routed to each window's maximum, summed where
+    windows overlap; on ties the first in row-major order, and the last NaN if there is one (PyTorch's choice)"""
 
     def forward(self, x: np.ndarray, *, kernel: Pair, stride: Pair, padding: Padding, dilation: Pair) -> np.ndarray:
         h, w = x.shape[2:]
@@ -390,9 +390,8 @@ def _window_counts(size: int, out_size: int, kernel: int, stride: int, padding: 
 
 class BatchNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * w + b per channel (axis 1), statistics over the other axes;
-    with the batch's statistics (training): dx = w / sqrt(var + eps) * (g - mean(g) - x^ mean(g x^)), where
-    x^ = (x - mean) / sqrt(var + eps); with fixed (running) ones: dx = g w / sqrt(var + eps); dw = sum(g x^),
-    db = sum(g)"""
+    dx = w / sqrt(var + eps) * (g - mean(g) - x^ mean(g x^)) (with fixed running statistics: g w / sqrt(var + eps)),
+    dw = sum(g x^), db = sum(g); where x^ = (x - mean) / sqrt(var + eps) and means and sums are per channel"""
 
     def forward(
         self, x: np.ndarray, *affine: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float,

@@ -183,9 +183,9 @@ def _reduced(grad: np.ndarray, inp: Tensor) -> np.ndarray:
 
 @functools.cache
 def _clauses(op: type) -> tuple[tuple[str, str], ...]:
-    """((input symbol, clause), ...) from the first docstring line: "y = a * b;  da = g * b, db = g * a"."""
-    doc = (op.__doc__ or "").strip().splitlines()
-    _, _, backward = (doc[0] if doc else "").partition(";")
+    """((input symbol, clause), ...) from the docstring's first paragraph: "y = a * b;  da = g * b, db = g * a"."""
+    paragraph = (op.__doc__ or "").strip().split("\n\n")[0]
+    _, _, backward = " ".join(line.strip() for line in paragraph.splitlines()).partition(";")
     backward = re.split(r";\s", backward.strip())[0]  # "...; ties split g evenly": a remark, not a formula
     backward = re.sub(r"\s{2,}\(.*\)$", "", backward)  # "  (the subgradient at 0 is 0)": likewise
     starts = list(_CLAUSE.finditer(backward))
