@@ -123,6 +123,21 @@ def test_an_optimizer_setting_left_unset_is_the_optimizers_default():
     assert (group["betas"], group["eps"]) == (defaults["betas"].default, defaults["eps"].default)
 
 
+@pytest.mark.parametrize(("optimizer", "cls"), [("sgd", optim.SGD), ("rmsprop", optim.RMSprop), ("adam", optim.Adam),
+                                               ("adamw", optim.AdamW)])
+def test_weight_decay_left_unset_is_the_optimizers_default(optimizer, cls):
+    # `train --optimizer adamw` used to run plain Adam: the config's weight decay was 0 for every optimizer
+    config = recipe_config("two_layer", optimizer=optimizer)
+    default = inspect.signature(cls).parameters["weight_decay"].default
+    assert config.weight_decay == default == (0.01 if optimizer == "adamw" else 0.0)
+    (group,) = build_optimizer(config, build_model(config)).param_groups
+    assert group["weight_decay"] == default
+    if optimizer == "adamw":  # and its default decay has parameters to spare
+        spared = recipe_config("two_layer", optimizer=optimizer, no_weight_decay=["bias"])
+        assert [g["weight_decay"] for g in build_optimizer(spared, build_model(spared)).param_groups] == [0.01, 0.0]
+    assert recipe_config("two_layer", optimizer=optimizer, weight_decay=0.0).weight_decay == 0.0
+
+
 def test_no_weight_decay_puts_the_spared_parameters_in_a_group_without_decay():
     """Issue 12: the trainer uses parameter groups when asked, through optim.param_groups."""
     config = recipe_config("mlp", hidden_sizes=(4,), no_weight_decay=["bias"])

@@ -3,6 +3,7 @@ the objects a config builds."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -41,8 +42,9 @@ class TrainConfig:
     """One training run: the network (a spec), the optimizer, the schedule, batches, epochs and the seed.
 
     `seed` seeds everything random: the weights (it replaces the spec's own seed), the data order and dropout.
-    `betas` and `eps` are None for the optimizer's own default. `no_weight_decay` names the parameters weight
-    decay spares (patterns of `optim.param_groups`, e.g. ("bias",)), which then form a group of their own.
+    `betas` and `eps` are None for the optimizer's own default; `weight_decay` None becomes the optimizer's own
+    default (AdamW's 0.01, PyTorch's; the others' 0). `no_weight_decay` names the parameters weight decay spares
+    (patterns of `optim.param_groups`, e.g. ("bias",)), which then form a group of their own.
     Values are checked where they are used (the spec, the optimizer, the scheduler); here only settings that
     contradict each other, or that the optimizer would ignore (`OPTIMIZER_SETTINGS`), are refused.
     """
@@ -56,7 +58,7 @@ class TrainConfig:
     betas: tuple[float, float] | None = None
     eps: float | None = None
     amsgrad: bool = False
-    weight_decay: float = 0.0
+    weight_decay: float | None = None
     no_weight_decay: tuple[str, ...] = ()
     epochs: int = 10
     batch_size: int | None = 64
@@ -72,6 +74,9 @@ class TrainConfig:
         for name, takers in OPTIMIZER_SETTINGS.items():
             if self.optimizer not in takers and getattr(self, name) != defaults[name]:
                 raise ConfigError(f"{name} is for {_the_optimizers(takers)}; {self.optimizer} would ignore it", name)
+        if self.weight_decay is None:
+            default = inspect.signature(_OPTIMIZER_CLASSES[self.optimizer]).parameters["weight_decay"].default
+            object.__setattr__(self, "weight_decay", default)
         spared = self.no_weight_decay
         object.__setattr__(self, "no_weight_decay", (spared,) if isinstance(spared, str) else tuple(spared))
         if self.betas is not None:
