@@ -213,9 +213,14 @@ def main(args: argparse.Namespace) -> int:
     from tinygrad_np.benchmarks import report
     from tinygrad_np.benchmarks.harness import environment, import_torch, progress
     from tinygrad_np.data import load_mnist
+    from tinygrad_np.files import check_output_dir, check_output_file
 
     mode = QUICK if args.quick else FULL
     selected = _selected(args.only)
+    # Before the benchmarks, which take up to an hour: a folder they can't write to would lose every result.
+    check_output_dir(args.out, "--out")
+    for name in ("results.json", "results.md", "scaling.png"):
+        check_output_file(args.out / name, f"--out ({name})")
     # --threads or $TINYGRAD_NP_THREADS for every benchmark but busy, which varies the threads itself.
     asked = threads.asked_for(args.threads)
     thread_count = asked.threads if asked is not None else mode.blas_threads

@@ -78,6 +78,25 @@ def test_unknown_benchmark_name_is_refused(tmp_path: Path, capsys: pytest.Captur
     assert not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.parametrize("where", ["a file", "a file inside", "results.md a folder", "read-only"])
+def test_an_out_folder_that_cant_take_the_results_is_refused_before_any_benchmark_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    out = tmp_path / "out"
+    if where == "a file":
+        out.write_text("not a folder")
+    elif where == "a file inside":
+        tmp_path.joinpath("file").write_text("")
+        out = tmp_path / "file" / "out"
+    elif where == "results.md a folder":
+        (out / "results.md").mkdir(parents=True)
+    else:
+        monkeypatch.setattr(os, "access", lambda path, mode, **kwargs: False)  # as for a read-only folder, even as root
+    monkeypatch.setitem(cli.BENCHMARKS, "full_batch", lambda data, mode: pytest.fail("a benchmark ran"))
+    assert cli.run(["--quick", "--only", "full_batch", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinygrad-np bench: error: --out") and len(err.strip().splitlines()) == 1, err
+
+
 def test_interleaved_rotates_the_order_and_drops_warmup_rounds() -> None:
     calls: list[str] = []
     timings = harness.interleaved({name: (lambda n=name: calls.append(n)) for name in "abc"}, repeats=3, warmup=1)

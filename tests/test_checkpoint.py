@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tinygrad_np import nn, optim
-from tinygrad_np.checkpoint import CheckpointError, CheckpointManager, load_state, save_state
+from tinygrad_np.checkpoint import SHOWN_DIFFERENCES, CheckpointError, CheckpointManager, load_state, save_state
 from tinygrad_np.cli import main
 from tinygrad_np.nn import functional as F
 from tinygrad_np.serialization import load_model, save_model
@@ -684,6 +684,20 @@ def error_line(err: str) -> str:
     errors = [line for line in lines if not line.startswith(("tinygrad_np: ", "tinygrad-np: "))]
     assert "Traceback" not in err and len(errors) == 1 and lines[-1] == errors[0], err
     return errors[0]
+
+
+@pytest.mark.parametrize(("written", "resumed"), [("mlp", "two_layer"), ("two_layer", "mlp")])
+def test_resume_into_another_network_names_a_few_fields_that_differ(tmp_path, capsys, written, resumed):
+    # A larger network's checkpoint was refused as "more bytes than expected ... or tampered with", and a smaller
+    # one's with every field of its spec on one line.
+    folder = ["--output-dir", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "ck"), "--epochs", "1"]
+    assert run_main(capsys, *folder, "--recipe", written)[0] == 0  # mlp: 784-256-128-10, 2.8 MB of arrays
+    status, err = run_main(capsys, *folder, "--resume", "--recipe", resumed)
+    line = error_line(err)
+    assert status == 2 and "different configuration" in line and "tampered" not in line
+    shown = re.search(r"configuration \((.*)\); resume with", line)[1].split("; ")
+    assert len(shown) == SHOWN_DIFFERENCES + 1 and re.fullmatch(r"and \d+ more", shown[-1]), line
+    assert all(" there, " in difference for difference in shown[:-1])
 
 
 def test_resume_refuses_a_checkpoint_from_other_options(tmp_path, capsys):

@@ -100,6 +100,11 @@ def assert_one_line_error(status: int, err: str, command: str, *words: str) -> s
         (["--gamma", "0.5"], ["--gamma", "needs step_size"]),
         (["--cosine", "--step-size", "5"], ["--cosine", "two schedules"]),
         (["--model", "mlp", "--model-spec", "net.json"], ["--model-spec", "not allowed with argument --model"]),
+        # A value the user didn't give conflicts: the recipe that set it is named, not an option never typed.
+        (["--model", "two_layer", "--recipe", "mlp"],
+         ["--recipe mlp sets --hidden-sizes: ", "don't apply to the two_layer network"]),
+        (["--model", "cnn", "--recipe", "mlp"], ["--recipe mlp sets --hidden-sizes: ", "cnn"]),
+        (["--optimizer", "sgd", "--recipe", "two_layer", "--eps", "1e-3"], ["--eps: ", "sgd would ignore it"]),
     ],
 )
 def test_impossible_training_options(capsys, options, words):
@@ -326,9 +331,11 @@ def test_corrupt_idx_files(capsys, tmp_path, sample, how, words):
         ({"train_labels": np.full(300, 12, np.uint8)}, ["label 12", "outside 0..9"]),
         ({"train_labels": np.zeros(299, np.uint8)}, ["300 images", "299 labels"]),
         ({"train_images": np.zeros((300, 27, 27), np.uint8)}, ["(27, 27)", "28x28"]),
-        ({"train_images": np.zeros(300, np.uint8)}, ["expected an image file", "label file?"]),
+        ({"train_images": np.zeros(300, np.uint8)}, ["expected an image file", "(a label file's)", "swapped"]),
+        ({"train_labels": np.zeros((300, 28, 28), np.uint8)}, ["expected a label file", "(an image file's)"]),
     ],
-    ids=["label out of range", "count mismatch", "wrong image size", "labels where images belong"],
+    ids=["label out of range", "count mismatch", "wrong image size", "labels where images belong",
+         "images where labels belong"],
 )
 def test_idx_files_that_are_not_mnist(capsys, tmp_path, sample, replace, words):
     folder = idx_folder(tmp_path / "data", sample, **replace)
@@ -336,11 +343,31 @@ def test_idx_files_that_are_not_mnist(capsys, tmp_path, sample, replace, words):
     assert_one_line_error(status, err, "tinygrad-np train", *words)
 
 
+def test_an_image_file_with_a_label_files_header_is_named_so(capsys, tmp_path, sample):
+    # A label header (1 dimension, 300 values) before 300 images' pixels: it was blamed on "trailing bytes".
+    folder = idx_folder(tmp_path / "data", sample)
+    images = folder / IDX_NAMES["train_images"]
+    images.write_bytes(bytes([0, 0, 8, 1]) + (300).to_bytes(4, "big") + sample["train_images"].tobytes())
+    status, _, err = train_on(capsys, folder, tmp_path)
+    line = assert_one_line_error(status, err, "tinygrad-np train", str(images), "expected an image file",
+                                 "0x00000801 (a label file's)", "swapped")
+    assert "trailing" not in line
+
+
 def test_a_missing_idx_file(capsys, tmp_path, sample):
     folder = idx_folder(tmp_path / "data", sample)
     (folder / IDX_NAMES["test_labels"]).unlink()
     status, _, err = train_on(capsys, folder, tmp_path)
-    assert_one_line_error(status, err, "tinygrad-np train", "missing", "t10k-labels-idx1-ubyte")
+    line = assert_one_line_error(status, err, "tinygrad-np train", "missing t10k-labels-idx1-ubyte")
+    assert "[" not in line.split("looked for")[0]  # names, not Python lists
+
+
+def test_half_a_csv_pair_names_the_csv_file_missing(capsys, tmp_path, sample):
+    folder = csv_folder(tmp_path / "data", sample)
+    (folder / "mnist_test.csv").unlink()
+    status, _, err = train_on(capsys, folder, tmp_path)
+    line = assert_one_line_error(status, err, "tinygrad-np train", "found only mnist_train.csv, missing mnist_test.csv")
+    assert "idx" not in line.split("looked for")[0]
 
 
 def with_first_row(sample: dict, change) -> str:
@@ -662,6 +689,49 @@ def test_graph_and_export_outputs_are_checked_before_any_work(capsys, model_file
     for kind, path in special_paths(tmp_path / command).items():
         status, _, err = run_main(capsys, command, "--model-file", str(model_files["good"]), option, str(path))
         assert_one_line_error(status, err, f"tinygrad-np {command}", f"{option} {path}", kind)
+
+
+@pytest.mark.parametrize(("output", "fmt", "words"), [
+    ("graph.png", None, ["--output", "graph writes dot, mermaid, svg, not .png", ".svg (svg)", "--format"]),
+    ("graph.svg", "dot", ["names svg, but --format is dot"]),
+    ("graph.dot", "mermaid", ["names dot, but --format is mermaid"]),
+])
+def test_a_graph_output_suffix_must_name_the_format_written(capsys, tmp_path, output, fmt, words):
+    args = ["graph", "--output", str(tmp_path / output), *(["--format", fmt] if fmt else [])]
+    status, _, err = run_main(capsys, *args)
+    assert_one_line_error(status, err, "tinygrad-np graph", *words)
+    assert not (tmp_path / output).exists()
+
+
+@pytest.mark.parametrize(("output", "fmt", "starts"), [
+    ("g.gv", None, "digraph"), ("g.mmd", None, "flowchart"), ("g", None, "digraph"), ("g.txt", "mermaid", "flowchart"),
+])
+def test_a_graph_output_suffix_that_names_a_format_gets_it(capsys, tmp_path, output, fmt, starts):
+    status, _, err = run_main(capsys, "graph", "--output", str(tmp_path / output), *(["--format", fmt] if fmt else []))
+    assert status == 0, err
+    assert (tmp_path / output).read_text().lstrip().startswith(starts)
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["train", "--offline", "--data-dir", "somewhere"], ["--data-dir: not allowed with argument --offline"]),
+    (["eval", "--data-dir", "somewhere", "--offline"], ["--offline: not allowed with argument --data-dir"]),
+    (["predict", "--image", "digit.png", "--data-dir", "/nonexistent"], ["--data-dir picks the data set for --index"]),
+    (["predict", "--image", "digit.png", "--offline"], ["--offline picks the data set for --index"]),
+    (["graph", "--batch-size", "100000"], ["--batch-size must be at most 4000", "100000"]),
+])
+def test_options_the_command_would_ignore_or_cut_down_are_refused(capsys, argv, words):
+    status, _, err = run_main(capsys, *argv)
+    assert_one_line_error(status, err, f"tinygrad-np {argv[0]}", *words)
+
+
+def test_a_checkpoint_given_as_a_model_file_is_named_a_checkpoint(capsys, tmp_path):
+    from tinygrad_np.checkpoint import save_state
+
+    checkpoint = save_state({"config": {}, "trainer": {"epoch": 1}}, tmp_path / "checkpoint.npz")
+    status, _, err = run_main(capsys, "eval", "--offline", "--model-file", str(checkpoint))
+    line = assert_one_line_error(status, err, "tinygrad-np eval", "a training checkpoint", "train --resume",
+                                 "the model file that train saves")
+    assert "np.savez" not in line
 
 
 def test_a_missing_model_file_says_how_to_make_one(capsys, tmp_path):

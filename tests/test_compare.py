@@ -672,12 +672,17 @@ def test_cli_reaches_a_method_of_a_module_level_object_one_example_at_a_time(cap
          r"my_net.py:\d+ \(dZ1 = .*\); it was called with params=\{W1: \(8, 784\), .*X=\(784, 12\)"),
         ("raise ImportError('no module named mnist_loader')\n", ["--manual", "{path}"],
          "importing .*my_net.py raised ImportError: no module named mnist_loader"),
+        ("import sys\nsys.exit(5)\n", ["--manual", "{path}"], r"importing .*my_net.py called exit\(5\)"),
+        ((Path(__file__).resolve().parents[1] / "examples/backprop/torch_layout_style.py").read_text(),
+         ["--manual", "{path}", "--loss", "nll", "--l2", "reg * np.sum(W * W)"],
+         r"l2='reg \* np.sum\(W \* W\)' uses 'reg', which is not W, m or a given constant; .*--arg reg=0.7"),
         (None, ["--layout", "row"], "--layout describe your own code: use them with --manual"),
         (COLUMN_TANH, ["--hidden-sizes", "8", "--manual", "{path}", "--weight-decay", "0.1"],
          "--dropout and --weight-decay are for the reference networks"),
     ],
     ids=["no file", "no such function", "init needs sizes", "unbound argument", "the code raises",
-         "the file raises on import", "own-code option without --manual", "reference-network option"],
+         "the file raises on import", "the file exits on import", "an l2 term with an unknown name",
+         "own-code option without --manual", "reference-network option"],
 )
 def test_cli_manual_errors_are_one_line_and_exit_2(capsys, tmp_path, source, argv, message):
     path = tmp_path / "my_net.py"

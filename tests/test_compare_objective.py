@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tinygrad_np import Tensor
-from tinygrad_np.compare.objective import L2, Objective, make_objective, parse_l2
+from tinygrad_np.compare.objective import L2, Objective, ObjectiveError, make_objective, parse_l2
 
 
 @pytest.mark.parametrize(
@@ -47,10 +47,18 @@ def test_no_l2_term_is_none(nothing):
         ("-0.1 * W", "negative coefficient"),
         (-0.1, "must be >= 0"),
         (float("nan"), "must be >= 0"),
+        ("W +", "not an expression"),
+        ("foo(W)", "can't read 'foo\\(W\\)'"),
+        ("W ** W", "neither a gradient term"),
+        ("1e400 * W", "not finite"),
+        ("W / 0", "not finite"),
+        ("1 / 0 * W", "can't be computed .*division by zero"),
+        ("10.0 ** 400 * W", "can't be computed"),
     ],
 )
 def test_an_l2_term_that_cannot_be_read_gets_a_clear_error(written, message):
-    with pytest.raises(ValueError, match=message):
+    # A UserError: the command line prints its one line and exits 2 (tests/test_cli_errors.py)
+    with pytest.raises(ObjectiveError, match=message):
         parse_l2(written, {}, 8)
 
 

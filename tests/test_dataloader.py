@@ -136,7 +136,7 @@ def test_yields_tuples_in_dataset_order_for_any_number_of_arrays():
 
 @pytest.mark.parametrize("batch_size", [0, -3, 2.5, True, "8"])
 def test_bad_batch_size(batch_size):
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be a positive whole number, or None for the full batch"):
         DataLoader(indexed_dataset(10), batch_size=batch_size)
 
 

@@ -89,7 +89,8 @@ MALFORMED = [
     # (id, body, content type, status, words the error must contain)
     ("wrong-content-type", _canvas(), "text/plain", 415, "Content-Type must be application/json"),
     ("not-json", b"{width: 2", "application/json", 400, "not valid JSON"),
-    ("not-utf8", b'{"width": "\xff"}', "application/json", 400, "not valid JSON"),
+    ("not-utf8", b'{"width": "\xff"}', "application/json", 400, "not UTF-8 text: byte 11 is invalid"),
+    ("not-utf8-start", b"\xff\xfe{}", "application/json", 400, "not UTF-8 text: byte 0"),  # no 'utf-16' guessing
     ("nan-literal", b'{"width": 1, "height": 1, "pixels": [NaN]}', "application/json", 400, "NaN"),
     ("infinity-literal", b'{"width": 1, "height": 1, "pixels": [-Infinity]}', "application/json", 400,
      "-Infinity"),
@@ -98,7 +99,7 @@ MALFORMED = [
     ("huge-int", b'{"width": 1, "height": 1, "pixels": [1' + b"0" * 400 + b"]}", "application/json", 400,
      r"pixels\[0\] is not a finite"),
     ("thousands-of-digits", b'{"width": 1, "height": 1, "pixels": [' + b"9" * 5000 + b"]}",
-     "application/json", 400, "not valid JSON"),
+     "application/json", 400, "a number with thousands of digits; pixels must be numbers 0..255"),
     ("deep-nesting", b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "nested too deeply"),
     ("top-level-list", b"[1, 2]", "application/json", 400, "expected a JSON object"),
     ("missing-pixels", _canvas(pixels=...), "application/json", 400, "missing field.*pixels"),

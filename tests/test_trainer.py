@@ -63,6 +63,21 @@ def test_divergence_messages_name_no_command_line_flag(lr):
     assert "lower the learning rate" in str(raised.value) and "--" not in str(raised.value)
 
 
+@pytest.mark.parametrize("optimizer", [optim.Adam, optim.AdamW, optim.RMSprop])
+def test_eps_0_with_a_weight_that_never_gets_a_gradient_is_named_as_the_cause(optimizer):
+    # Like MNIST's blank border pixels: one input feature is 0 in every example, so its weights' gradients are 0
+    # and the step is 0 / (sqrt(0) + 0). Lowering the learning rate, the usual advice, can't help.
+    x, y = data()
+    x[:, 2] = 0.0
+    model = model_from_spec(mlp_spec(6, [5], 3, seed=1))
+    run = Trainer(model, optimizer(model.parameters(), lr=1e-6, eps=0.0), F.cross_entropy, (x, y), batch_size=8)
+    with pytest.raises(DivergenceError, match=r"eps is 0, .* 0 / 0; give eps a positive value") as raised:
+        run.fit(1)
+    assert "learning rate" not in str(raised.value)
+    model = model_from_spec(mlp_spec(6, [5], 3, seed=1))
+    Trainer(model, optimizer(model.parameters(), lr=1e-6), F.cross_entropy, (x, y), batch_size=8).fit(1)  # eps>0
+
+
 def grouped_trainer() -> tuple[Trainer, optim.StepLR]:
     """The first layer at lr 0.1, the second at 0.01, both halved every epoch."""
     model = model_from_spec(mlp_spec(6, [5], 3, seed=1))

@@ -92,6 +92,9 @@ class _Detector:
         if bad:
             # Every op's output is checked, so a non-finite input came from outside the checked ops.
             note = f"{', '.join(bad)} already: it came from the data, a parameter, or code run before detect_anomaly()"
+            if any(t.requires_grad and t._ctx is None and not _is_finite(t.data) for t in inputs):
+                note += ("; a parameter is written outside the graph, by an optimizer step: look at its settings "
+                         "(a learning rate too high, eps 0)")
         else:
             note = _finite_inputs_note(inputs)
         raise _error(ctx.name, "forward", output, site, inputs, None, note)

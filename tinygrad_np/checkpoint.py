@@ -154,6 +154,21 @@ def load_state(path: str | os.PathLike, max_bytes: int = MAX_STATE_BYTES) -> dic
     return state
 
 
+def _saved_config(path: Path) -> Any:
+    """The config a checkpoint was written with, read from its JSON document alone (no array is read)."""
+    try:
+        with NpzReader(path) as archive:
+            meta = _read_document(archive, path)
+    except ArchiveError as err:
+        raise CheckpointError(f"checkpoint {path} is damaged or not a checkpoint ({err})") from None
+    state = meta.get("state")
+    return state.get("config") if isinstance(state, dict) else None
+
+
+# Differences a refusal names; the rest are counted (another network differs in dozens of its spec's fields).
+SHOWN_DIFFERENCES = 3
+
+
 def _brief(err: BaseException) -> str:
     text = " ".join(f"{type(err).__name__}: {err}".split())
     return text if len(text) <= 160 else text[:157] + "..."
@@ -185,21 +200,27 @@ class CheckpointManager:
         """Load the checkpoint into `trainer` (on failure, build a fresh trainer: this one may be half loaded)."""
         if not self.path.is_file():
             raise MissingFileError(f"nothing to resume: no checkpoint at {self.path}")
-        parameters = [p.data for p in trainer.model.parameters()]
-        state = load_state(self.path, STATE_ARRAYS_PER_PARAMETER * sum(p.nbytes for p in parameters) + 2**20)
-        if not isinstance(state.get("trainer"), dict) or not isinstance(state.get("config"), dict):
-            raise CheckpointError(f"checkpoint {self.path} is damaged: it lacks the trainer state or the config")
-        saved = state["config"]
+        # The config first, from the JSON document alone: a larger network's checkpoint would otherwise be refused
+        # by the size limit below, which is this model's, as if it were damaged.
+        saved = _saved_config(self.path)
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"checkpoint {self.path} is damaged: it lacks the config")
         differences = [
             f"{key} {_shown(saved.get(key))} there, {_shown(self.config.get(key))} here"
             for key in sorted(set(saved) | set(self.config))
             if saved.get(key) != self.config.get(key)
         ]
         if differences:
+            more = len(differences) - SHOWN_DIFFERENCES
+            shown = "; ".join(differences[:SHOWN_DIFFERENCES]) + (f"; and {more} more" if more > 0 else "")
             raise CheckpointError(
-                f"checkpoint {self.path} was written by a different configuration ({'; '.join(differences)}); "
+                f"checkpoint {self.path} was written by a different configuration ({shown}); "
                 "resume with the same options, or use another --checkpoint-dir for a new run"
             )
+        parameters = [p.data for p in trainer.model.parameters()]
+        state = load_state(self.path, STATE_ARRAYS_PER_PARAMETER * sum(p.nbytes for p in parameters) + 2**20)
+        if not isinstance(state.get("trainer"), dict) or not isinstance(state.get("config"), dict):
+            raise CheckpointError(f"checkpoint {self.path} is damaged: it lacks the trainer state or the config")
         _check_dtypes(state["trainer"], trainer.model.state_dict(), {p.dtype for p in parameters}, self.path)
         try:
             trainer.load_state_dict(state["trainer"])

@@ -63,6 +63,11 @@ def save_model(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str,
 def _header(archive: NpzReader, path: Path) -> dict[str, Any]:
     """The JSON header, checked for size, nesting, format and version before any weight is looked at."""
     if HEADER_KEY not in archive.names:
+        if "__meta__" in archive.names:  # checkpoint.META_KEY: a training checkpoint, not a model file
+            raise ModelFileError(
+                f"{path}: a training checkpoint (what --checkpoint-dir holds, to resume with train --resume), not a "
+                "model file; give the model file that train saves (--save; by default runs/model.npz)"
+            )
         raise ModelFileError(
             f"{path}: not a tinygrad_np model file (no {HEADER_KEY!r} entry; was it written with np.savez "
             "instead of save_model?)"

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,11 @@ def thread_count(text: str) -> int | None:
 
 
 @contextlib.contextmanager
-def option_errors(options: Mapping[str, str]) -> Iterator[None]:
+def option_errors(options: Mapping[str, str], given: Collection[str] | None = None, source: str = "") -> Iterator[None]:
     """A ValueError raised in the block about an argument of `options` (its `field`, or a name in its message,
     e.g. "lr") becomes a UserError naming the option that set it ("--lr: ..."); any other propagates as it is.
+    When `given` lists the options the user gave and this one isn't among them, the value came from elsewhere and
+    `source` is named instead ("--recipe mlp sets --hidden-sizes: ...").
 
     Constructors are the one place that checks a value; the command line only says which option was at fault.
     """
@@ -103,6 +105,8 @@ def option_errors(options: Mapping[str, str]) -> Iterator[None]:
         )
         if argument not in options:
             raise
+        if given is not None and options[argument] not in given:
+            raise UserError(f"{source} sets {options[argument]}: {err}") from err
         raise UserError(f"{options[argument]}: {err}") from err
 
 
@@ -138,7 +142,8 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data")
+    # One source or the other: --offline with --data-dir used the folder, ignoring --offline without a word.
+    group = parser.add_argument_group("data").add_mutually_exclusive_group()
     group.add_argument(
         "--data-dir",
         type=Path,

@@ -13,6 +13,7 @@ from tinygrad_np.cli.command import Command
 from tinygrad_np.cli.common import as_model_input, model_from_options, non_negative_int, positive_int
 
 FORMATS = ("dot", "mermaid", "svg")
+SUFFIXES = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".svg": "svg"}
 DESCRIPTION = "Draw the loss graph of one MNIST batch (the tutorial's 784-10-10 network unless told otherwise)."
 
 
@@ -33,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Draw the loss graph as the options ask; write it to --output (atomically) or standard output."""
     from tinygrad_np.files import write_atomic
 
-    fmt = args.format or {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid"}.get(
-        args.output.suffix.lower() if args.output else "", "dot"
-    )
+    fmt = args.format or SUFFIXES.get(args.output.suffix.lower() if args.output else "", "dot")
     graph = loss_graph(args)
     text = {"dot": graph.to_dot, "mermaid": graph.to_mermaid, "svg": lambda: _svg(graph)}[fmt]()
     if args.output is None:
@@ -51,6 +50,7 @@ def _svg(graph) -> str:  # graph: tinygrad_np.graph.ComputationGraph
     """Graphviz's drawing where its `dot` program is installed; else our own layout, which needs nothing (Graphviz
     is no pip package, so no extra could install it)."""
     if shutil.which("dot") is not None:
+        print("tinygrad-np: drawing the SVG with Graphviz's dot", file=sys.stderr)
         return graph.to_svg()
     print("tinygrad-np: Graphviz's dot is not installed; drawing the SVG with the built-in layout (install Graphviz, "
           "e.g. apt install graphviz, for its drawing)", file=sys.stderr)
@@ -58,16 +58,28 @@ def _svg(graph) -> str:  # graph: tinygrad_np.graph.ComputationGraph
 
 
 def _check_output(args: argparse.Namespace) -> None:
-    """Before any work: a directory or device as --output is refused."""
+    """Before any work: a directory or device as --output is refused, and so is a suffix that names another
+    format than the one written (DOT text in a .png would open as a broken picture)."""
+    from tinygrad_np.errors import UserError
     from tinygrad_np.files import check_output_file
 
-    if args.output is not None:
-        check_output_file(args.output, "--output")
+    if args.output is None:
+        return
+    check_output_file(args.output, "--output")
+    suffix = args.output.suffix.lower()
+    named = SUFFIXES.get(suffix)
+    known = ", ".join(f"{s} ({f})" for s, f in SUFFIXES.items())
+    if suffix and named is None and args.format is None:
+        raise UserError(f"--output {args.output}: graph writes {', '.join(FORMATS)}, not {suffix}; name the file "
+                        f"with one of {known}, or choose with --format")
+    if named is not None and args.format is not None and named != args.format:
+        raise UserError(f"--output {args.output} names {named}, but --format is {args.format}; make them agree")
 
 
 def loss_graph(args: argparse.Namespace):  # -> tinygrad_np.graph.ComputationGraph
     """The graph of one batch's cross-entropy loss through the chosen model (the tutorial's 784-10-10 by default)."""
     from tinygrad_np.data import load_offline_sample, read_mnist_dir
+    from tinygrad_np.errors import UserError
     from tinygrad_np.graph import capture
     from tinygrad_np.nn import functional as F
     from tinygrad_np.tensor import Tensor
@@ -75,7 +87,9 @@ def loss_graph(args: argparse.Namespace):  # -> tinygrad_np.graph.ComputationGra
     model = model_from_options(args)
     model.train()  # the training graph, Dropout included
     images, labels = (read_mnist_dir(args.data_dir) if args.data_dir else load_offline_sample()).arrays("train")
-    batch = np.random.default_rng(args.seed).choice(len(labels), size=min(args.batch_size, len(labels)), replace=False)
+    if args.batch_size > len(labels):  # as explain says it: a smaller batch drawn silently isn't what was asked
+        raise UserError(f"--batch-size must be at most {len(labels)} (the training images), got {args.batch_size}")
+    batch = np.random.default_rng(args.seed).choice(len(labels), size=args.batch_size, replace=False)
     x = Tensor(as_model_input(model, images[batch]))
     loss = F.cross_entropy(model(x), labels[batch])
     graph = capture(loss, names=[("images", x), *model.named_parameters()], retain_grads=not args.no_grad)

@@ -131,6 +131,10 @@ def _serve_dependencies(args: argparse.Namespace) -> None:
 
 def _check_image(args: argparse.Namespace) -> None:
     if args.image is not None:
+        if args.data_dir is not None or args.offline:  # a picture needs no data set: the option would be ignored
+            given = "--data-dir" if args.data_dir is not None else "--offline"
+            raise UserError(f"{given} picks the data set for --index; --image classifies the picture alone, drop "
+                            f"{given}")
         check_input_file(args.image, "--image", "a PNG or JPEG picture of a digit")
 
 

@@ -140,7 +140,12 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.model_spec is not None:
         settings["model"] = load_spec(args.model_spec)
     recipe = args.recipe or (args.model if args.model in ("mlp", "cnn") else "two_layer")
-    with option_errors(OPTIONS):
+    # A value the user didn't give came from the recipe, or for the layers from the spec file: name that instead.
+    given = {OPTIONS.get(name, "--" + name.replace("_", "-")) for name in settings}
+    source = f"--recipe {recipe}" if args.recipe else f"the default recipe for this network ({recipe})"
+    if args.model_spec is not None:
+        source = f"--model-spec {args.model_spec}"
+    with option_errors(OPTIONS, given, source):
         return recipe_config(recipe, **settings)
 
 

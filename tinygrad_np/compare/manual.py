@@ -83,6 +83,9 @@ def load_manual(spec: str | Path) -> ManualCode:
     sys.modules[name] = module  # so that inspect can read its functions' sources
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exit_:  # sys.exit() or argparse at the top level: it would end compare without a word
+        raise binding.ManualCodeError(f"importing {path} called exit({exit_.code!r}) (code at the top level of the "
+                                      "file runs on import: put it under if __name__ == '__main__')") from None
     except Exception as error:
         raise binding.ManualCodeError(f"importing {path} raised {type(error).__name__}: {error} (code at the top "
                                       "level of the file runs on import: put training under if __name__ == "

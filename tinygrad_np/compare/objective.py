@@ -32,12 +32,17 @@ from typing import Any
 
 import numpy as np
 
+from tinygrad_np.errors import UserError
 from tinygrad_np.nn import functional as F
 from tinygrad_np.tensor import Tensor
 
 LOSSES = ("cross_entropy", "nll", "mse", "quadratic")
 REDUCTIONS = ("mean", "sum")
 LossCallable = Callable[[Tensor, np.ndarray], Tensor]
+
+
+class ObjectiveError(UserError, ValueError):
+    """A loss, reduction or L2 declaration that can't be read (`compare --loss/--reduction/--l2`, or the API's)."""
 
 
 @dataclass(frozen=True)
@@ -128,10 +133,10 @@ def make_objective(
 ) -> Objective:
     """Check the declaration and parse the L2 term; every mistake gets a message saying what is accepted."""
     if not callable(loss) and loss not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)} or a callable loss(output, y) -> Tensor, "
+        raise ObjectiveError(f"loss must be one of {', '.join(LOSSES)} or a callable loss(output, y) -> Tensor, "
                          f"got {loss!r}")
     if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be 'mean' (the gradient of the batch mean, the 1/m in dW) or 'sum', "
+        raise ObjectiveError(f"reduction must be 'mean' (the gradient of the batch mean, the 1/m in dW) or 'sum', "
                          f"got {reduction!r}")
     return Objective(loss, reduction, parse_l2(l2, constants, m), bool(maximize))
 
@@ -154,7 +159,8 @@ def parse_l2(l2: str | float | None, constants: Mapping[str, Any], m: int) -> L2
         return None
     if isinstance(l2, (int, float)) and not isinstance(l2, bool):
         if not math.isfinite(l2) or l2 < 0:
-            raise ValueError(f"l2 as a number is PyTorch's weight_decay wd (wd/2 ||W||^2) and must be >= 0, got {l2}")
+            raise ObjectiveError(
+                f"l2 as a number is PyTorch's weight_decay wd (wd/2 ||W||^2) and must be >= 0, got {l2}")
         return L2(f"{l2:g}/2 * ||W||^2", float(l2)) if l2 else None
     if not isinstance(l2, str):
         raise TypeError(f"l2 must be an expression such as 'lambd/m * W' or a number, got {type(l2).__name__}")
@@ -163,22 +169,26 @@ def parse_l2(l2: str | float | None, constants: Mapping[str, Any], m: int) -> L2
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError:
-        raise ValueError(f"l2={l2!r} is not an expression; write it as the code does, e.g. 'lambd/m * W', "
+        raise ObjectiveError(f"l2={l2!r} is not an expression; write it as the code does, e.g. 'lambd/m * W', "
                          "'reg * np.sum(W**2)' or 'wd/2 * ||W||^2'") from None
-    values = [_evaluate(tree.body, l2, np.full((1, 1), w), constants, m) for w in (1.0, 2.0, 3.0)]
+    try:
+        with np.errstate(all="ignore"):  # 'W / 0': inf, refused below as not finite
+            values = [_evaluate(tree.body, l2, np.full((1, 1), w), constants, m) for w in (1.0, 2.0, 3.0)]
+    except (ZeroDivisionError, OverflowError) as error:  # Python numbers: '1/0 * W', '10.0**400 * W'
+        raise ObjectiveError(f"l2={l2!r} can't be computed with the given constants ({error})") from None
     totals = [float(np.sum(v)) for v in values]
     if not all(math.isfinite(t) for t in totals):
-        raise ValueError(f"l2={l2!r} is not finite with the given constants")
+        raise ObjectiveError(f"l2={l2!r} is not finite with the given constants")
     c = totals[0]
     if np.allclose(totals, [c, 2 * c, 3 * c], rtol=1e-12, atol=0) and np.ndim(values[0]) > 0:
         coefficient = c  # the gradient's form: c * W
     elif np.allclose(totals, [c, 4 * c, 9 * c], rtol=1e-12, atol=0):
         coefficient = 2 * c  # the penalty's form: c * ||W||^2, whose gradient is 2c W
     else:
-        raise ValueError(f"l2={l2!r} is neither a gradient term linear in W ('lambd/m * W') nor a penalty "
+        raise ObjectiveError(f"l2={l2!r} is neither a gradient term linear in W ('lambd/m * W') nor a penalty "
                          "quadratic in W ('reg * sum(W**2)')")
     if coefficient < 0:
-        raise ValueError(f"l2={l2!r} has a negative coefficient ({coefficient:g}); for gradient ascent declare the "
+        raise ObjectiveError(f"l2={l2!r} has a negative coefficient ({coefficient:g}); for gradient ascent declare the "
                          "penalty as for descent and maximize=True")
     return L2(l2, coefficient) if coefficient else None
 
@@ -196,7 +206,7 @@ def _evaluate(node: ast.AST, written: str, W: np.ndarray, constants: Mapping[str
                 return float(m)
             if _WEIGHT.match(node.id):
                 return W
-            raise ValueError(f"l2={written!r} uses {node.id!r}, which is not W, m or a given constant; "
+            raise ObjectiveError(f"l2={written!r} uses {node.id!r}, which is not W, m or a given constant; "
                              f"give its value in arguments (e.g. arguments={{{node.id!r}: 0.7}}, --arg {node.id}=0.7)")
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             return _OPERATORS[type(node.op)](value(node.left), value(node.right))
@@ -210,7 +220,7 @@ def _evaluate(node: ast.AST, written: str, W: np.ndarray, constants: Mapping[str
             name = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
             if name in _FUNCTIONS and len(node.args) == 1:
                 return _FUNCTIONS[name](value(node.args[0]))
-        raise ValueError(f"l2={written!r}: can't read {ast.unparse(node)!r}; use numbers, W, m, constants, "
+        raise ObjectiveError(f"l2={written!r}: can't read {ast.unparse(node)!r}; use numbers, W, m, constants, "
                          "+ - * / **, sum(), square(), norm() or ||W||")
 
     return value(node)

@@ -48,7 +48,8 @@ class DataLoader:
         if batch_size is None:
             batch_size = num_samples
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int or None (full batch), got {batch_size!r}")
+            raise ValueError(f"batch_size must be a positive whole number, or None for the full batch ('full' on "
+                             f"the command line), got {batch_size!r}")
         if drop_last and batch_size > num_samples:
             raise ValueError(
                 f"batch_size={batch_size} with drop_last=True drops all {num_samples} samples; "

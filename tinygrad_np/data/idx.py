@@ -93,8 +93,10 @@ def _read_into(stream: IO[bytes], out: np.ndarray) -> int:
     return filled
 
 
-def read_idx(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES) -> np.ndarray:
-    """An IDX file of unsigned bytes as a uint8 array of the shape its header declares (at most `max_bytes`)."""
+def read_idx(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES, expected: str | None = None) -> np.ndarray:
+    """An IDX file of unsigned bytes as a uint8 array of the shape its header declares (at most `max_bytes`).
+    `expected` ("images" or "labels") checks the header's dimensions before any data is read, so that the other
+    file of the pair is named as such, not blamed for the bytes it has."""
     with reading(path), open_data(path) as stream:
         head = stream.read(4)
         if len(head) < 4:
@@ -113,6 +115,13 @@ def read_idx(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES) -> np.nda
         ndim = head[3]
         if ndim == 0:
             raise MNISTFormatError(f"{path}: the IDX header declares 0 dimensions (magic 0x{magic:08x})")
+        wanted = {"images": (3, IMAGES_MAGIC, "an image"), "labels": (1, LABELS_MAGIC, "a label")}.get(expected or "")
+        if wanted is not None and ndim != wanted[0]:
+            found = {1: " (a label file's)", 3: " (an image file's)"}.get(ndim, "")
+            raise MNISTFormatError(
+                f"{path}: expected {wanted[2]} file (magic 0x{wanted[1]:08x}), found magic 0x{magic:08x}{found}; "
+                "are the image and label files swapped?"
+            )
         sizes = stream.read(4 * ndim)
         if len(sizes) < 4 * ndim:
             raise MNISTFormatError(
@@ -126,8 +135,8 @@ def read_idx(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES) -> np.nda
         if expected > max_bytes:
             raise MNISTFormatError(
                 f"{path}: the header declares shape {shape}, {expected:,} bytes of values, more than the "
-                f"{max_bytes:,} bytes allowed; the file is corrupt, or, if it really is that big, pass a larger "
-                "max_bytes"
+                f"{max_bytes:,} bytes allowed; the file is corrupt, or, if it really is that big, load it from "
+                "Python with a larger load_mnist(max_bytes=...)"
             )
         values = np.empty(expected, dtype=np.uint8)
         found = _read_into(stream, values)

@@ -123,15 +123,18 @@ def read_mnist_dir(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES) -> 
         train, test = read_mnist_csv(csv["train"], max_bytes), read_mnist_csv(csv["test"], max_bytes)
     else:
         found = sorted(str(p.relative_to(root)) for p in [*idx.values(), *csv.values()])
-        missing = [name for role, name in _IDX_ROLES.items() if role not in idx]
-        detail = f"found only {found} (missing {missing})" if found else "found no MNIST files"
+        if csv and not idx:  # half of the CSV pair: the IDX files were never the point
+            missing = [f"mnist_{split}.csv" for split in ("train", "test") if split not in csv]
+        else:
+            missing = [name for role, name in _IDX_ROLES.items() if role not in idx]
+        detail = f"found only {', '.join(found)}, missing {', '.join(missing)}" if found else "found no MNIST files"
         raise MNISTNotFoundError(f"{root}: {detail}; looked for {_LOOKED_FOR}")
     return MNIST(*train, *test, source=f"directory {root}", source_kind="directory")
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
     """Read and cross-check one split's image and label IDX files."""
-    images, labels = read_idx(images_path, max_bytes), read_idx(labels_path, max_bytes)
+    images, labels = read_idx(images_path, max_bytes, "images"), read_idx(labels_path, max_bytes, "labels")
     if images.ndim != 3:
         raise MNISTFormatError(
             f"{images_path}: expected an image file (magic 0x{IMAGES_MAGIC:08x}, 3 dimensions), found "
@@ -292,7 +295,7 @@ def _add_chunk(
     if count + len(lines) > max_images:
         raise MNISTFormatError(
             f"{path}: more than {max_images:,} images by line {lines[-1][0]}, beyond the limit for MNIST-like data; "
-            "if the file really is that big, pass a larger max_bytes"
+            "if the file really is that big, load it from Python with a larger load_mnist(max_bytes=...)"
         )
     chunk_pixels, chunk_labels = _parse_chunk(path, lines)
     pixels.append(chunk_pixels)
@@ -335,7 +338,11 @@ def load_mnist(
     `offline=True` asks for the bundled sample itself: it skips the environment variable and the download
     (an explicit `data_dir` still wins). `max_bytes` bounds each data file once decompressed (MAX_DATA_BYTES,
     256 MiB, fits every MNIST-like set; raise it for a bigger one, such as mnist8m)."""
-    explicit, origin = (data_dir, "data_dir") if data_dir is not None else (os.environ.get(ENV_VAR), ENV_VAR)
+    # Named as the command line and the API both call them: the line is printed by either.
+    if data_dir is not None:
+        explicit, origin = data_dir, "--data-dir (data_dir)"
+    else:
+        explicit, origin = os.environ.get(ENV_VAR), ENV_VAR
     if offline and data_dir is None:
         explicit = None
     if explicit:
@@ -344,7 +351,7 @@ def load_mnist(
         _report(verbose, f"MNIST from {mnist.source} (set by {origin})")
         return mnist
     if offline:
-        reason = "offline=True"
+        reason = "offline use was asked for (--offline, offline=True)"
     else:
         try:
             path = _kagglehub_download(download_timeout)

@@ -418,8 +418,8 @@ def _content_length(request: Request, limit: int) -> int:
     if length > limit:
         raise RequestError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            f"body of {length} bytes is over the {limit}-byte limit; send a smaller canvas "
-            f"(at most {MAX_SIDE}x{MAX_SIDE} pixels)",
+            f"body of {length} bytes is over the {limit}-byte limit; send a smaller canvas (at most "
+            f"{MAX_SIDE}x{MAX_SIDE} pixels) or shorter numbers (whole numbers 0..255 fit any canvas up to that size)",
         )
     return length
 
@@ -471,12 +471,20 @@ def _allowed_methods(path: str) -> tuple[str, ...]:
 
 def _parse_json(body: bytes | bytearray) -> Any:
     try:
-        return json.loads(body, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Decoded here, as UTF-8 only: json.loads would guess UTF-16 or -32 from the first bytes and name that codec.
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not UTF-8 text: byte {exc.start} is invalid") from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
         raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise RequestError(HTTPStatus.BAD_REQUEST, "body is nested too deeply to be a canvas") from exc
-    except ValueError as exc:  # NaN / Infinity literals, or integers with thousands of digits
+    except ValueError as exc:  # NaN / Infinity literals, or integers with thousands of digits (Python's own limit)
+        if "int_max_str_digits" in str(exc) or "integer string conversion" in str(exc):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "body holds a number with thousands of digits; pixels must "
+                                                       "be numbers 0..255") from exc
         raise RequestError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}") from exc
 
 

@@ -228,11 +228,19 @@ class Trainer:
         batch_loss = loss.item()
         if not np.isfinite(batch_loss):
             raise DivergenceError(
-                f"the training loss became {batch_loss} in epoch {self.epoch + 1}; lower the learning rate "
-                f"(now {self.optimizer.lr:g})",
+                f"the training loss became {batch_loss} in epoch {self.epoch + 1}; {self._non_finite_advice()}",
                 non_finite=True,
             )
         return batch_loss, int((logits.data.argmax(axis=1) == labels).sum())
+
+    def _non_finite_advice(self) -> str:
+        """What to change when the loss or a parameter became NaN or inf."""
+        if any(group.get("eps", 1.0) == 0 for group in self.optimizer.param_groups):
+            # sqrt(v) + eps is 0 for a weight whose gradient has always been 0: MNIST's blank border pixels give
+            # the first layer such weights, so with eps 0 its first step is 0 / 0, whatever the learning rate.
+            return ("eps is 0, so a weight whose gradient has always been 0 (the blank border pixels of MNIST's "
+                    "images, say) gets a step of 0 / 0; give eps a positive value (the default is 1e-8)")
+        return f"lower the learning rate (now {self.optimizer.lr:g})"
 
     def _check_divergence(self, mean_loss: float) -> None:
         """Refuse to go on from an epoch whose mean loss or final weights say training has blown up."""
@@ -240,8 +248,7 @@ class Trainer:
         for name, parameter in self.model.named_parameters():
             if not np.isfinite(parameter.data).all():
                 raise DivergenceError(
-                    f"parameter {name!r} became NaN or inf in epoch {epoch}; lower the learning rate "
-                    f"(now {self.optimizer.lr:g})",
+                    f"parameter {name!r} became NaN or inf in epoch {epoch}; {self._non_finite_advice()}",
                     non_finite=True,
                 )
         if self.divergence_threshold is not None and mean_loss > self.divergence_threshold:
