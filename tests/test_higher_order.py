@@ -320,6 +320,9 @@ def test_grad_with_respect_to_an_intermediate_tensor():
     gh, gx = tg.grad((h * h).sum(), [h, x])
     np.testing.assert_array_equal(gh.data, 2 * h.data)
     np.testing.assert_array_equal(gx.data, 6 * h.data)
+    # x lies below h, so grad() went on through x * 3, and freed it (test_engine_review.py: when nothing lies below)
+    with pytest.raises(RuntimeError, match="already freed"):
+        h.sum().backward()
 
 
 def test_allow_unused():
