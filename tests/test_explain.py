@@ -162,7 +162,9 @@ def test_other_models_are_named_by_their_parameters_and_get_no_tutorial_formulas
                           nn.Linear(5, 10, generator=1, dtype=np.float64))
     tape = backward_tape(F.cross_entropy(model(Tensor(x)), y), model)
     assert [s.input for s in tape.steps if s.tensor.is_leaf] == ["2.weight", "2.bias", "0.weight", "0.bias"]
-    assert "d2.weight = dt4^T @ t3" in [s.equation for s in tape.steps] and not tape.formulas
+    equations = [s.equation for s in tape.steps]
+    assert "d2.weight = dt3^T @ t2" in equations and "d0.weight = dt1^T @ X" in equations and not tape.formulas
+    assert ("X", "the batch (8, 784)") in tape.legend  # the input, as the tutorial's tape names it
 
     tutorial_net = tutorial.two_layer(0, dtype=np.float64)
     decayed = F.cross_entropy(tutorial_net(Tensor(x)), y) + (tutorial_net[0].weight ** 2).sum() * 0.01
@@ -199,6 +201,8 @@ def test_a_cnns_tape_writes_every_convolution_and_pooling_step_as_a_formula():
     assert any(".weight = " in e and "cols(" in e for e in equations["Conv2d"]), equations
     assert all(e.endswith("routed to each window's maximum, summed where windows overlap")
                for e in equations["MaxPool2d"]), equations
+    assert ("X", "the batch (2, 1, 28, 28)") in tape.legend  # the input, named as in the tutorial's tape
+    assert any(e.endswith("cols(X)") for e in equations["Conv2d"]), equations
 
 
 def test_explain_refuses_what_it_cant_show():

@@ -163,6 +163,15 @@ def test_partial_directory_names_the_missing_files(tmp_path, rng):
         read_mnist_dir(tmp_path)
 
 
+def test_a_folder_by_a_data_files_name_without_the_file_is_named_a_folder(tmp_path, rng):
+    write_idx_dir(tmp_path, fake_mnist(rng))
+    (tmp_path / "t10k-labels-idx1-ubyte").unlink()
+    (tmp_path / "t10k-labels-idx1-ubyte").mkdir()  # as Kaggle nests the files, but empty
+    with pytest.raises(MNISTNotFoundError, match=r"missing t10k-labels-idx1-ubyte \(there is a folder of that name, "
+                                                 r"without the file in it\)"):
+        read_mnist_dir(tmp_path)
+
+
 def assert_dir_error(root: Path, culprit: str, *fragments: str) -> None:
     with pytest.raises(MNISTFormatError) as info:
         read_mnist_dir(root)

@@ -260,6 +260,10 @@ def _names(
             for name, parameter in model.named_parameters():
                 if id(parameter) in in_graph:
                     name_of[id(parameter)] = name
+            batch = _model_input(model, tensors)
+            if batch is not None:
+                name_of[id(batch)] = "X"
+                legend.append(("X", f"the batch {batch.shape}"))
     if names is not None:
         pairs = names.items() if isinstance(names, Mapping) else names
         for name, tensor in pairs:
@@ -280,6 +284,20 @@ def _names(
                 "a leaf that requires grad" if tensor.requires_grad else "a constant")
             legend.append((f"t{unnamed}", f"{made} {tensor.shape}"))
     return legend, name_of, tutorial
+
+
+def _model_input(model: nn.Module, tensors: list[Tensor]) -> Tensor | None:
+    """The batch the model was given: the constant that enters an op together with the model's first parameter
+    (its first layer's weight), if there is exactly one such."""
+    first = next(iter(model.parameters()), None)
+    found: dict[int, Tensor] = {}
+    for tensor in tensors:
+        ctx = tensor._ctx
+        if ctx is not None and any(given is first for given in ctx.inputs):
+            for given in ctx.inputs:
+                if given._ctx is None and not given.requires_grad and given.ndim >= 1:
+                    found[id(given)] = given
+    return next(iter(found.values())) if len(found) == 1 else None
 
 
 def _tutorial_layers(model: nn.Module, tensors: list[Tensor]) -> list[tuple[nn.Linear, Tensor, Tensor, int]] | None:

@@ -127,6 +127,10 @@ def read_mnist_dir(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES) -> 
             missing = [f"mnist_{split}.csv" for split in ("train", "test") if split not in csv]
         else:
             missing = [name for role, name in _IDX_ROLES.items() if role not in idx]
+        # A folder by a data file's name (Kaggle nests each file in one) that holds no such file: say so, or
+        # "missing train-images-idx3-ubyte" reads as wrong beside the train-images-idx3-ubyte that is there.
+        missing = [f"{name} (there is a folder of that name, without the file in it)" if (root / name).is_dir()
+                   else name for name in missing]
         detail = f"found only {', '.join(found)}, missing {', '.join(missing)}" if found else "found no MNIST files"
         raise MNISTNotFoundError(f"{root}: {detail}; looked for {_LOOKED_FOR}")
     return MNIST(*train, *test, source=f"directory {root}", source_kind="directory")
