@@ -168,6 +168,19 @@ def mixed_dtypes(torch):
         assert (x32**number).dtype == np.float32
 
 
+def integer_tensors(torch):
+    ints, floats = np.array([1, 2]), np.ones(2, dtype=np.float32)
+    assert (Tensor(floats) * Tensor(ints)).dtype == np.float64  # NumPy's promotion of int64 with float32
+    assert (torch.from_numpy(floats) * torch.from_numpy(ints)).dtype == torch.float32
+    assert (Tensor(ints) / Tensor(ints)).dtype == np.float64 and (torch.tensor([1, 2]) / 2).dtype == torch.float32
+    int32 = np.array([1, 2], dtype=np.int32)
+    for number in (3, np.int64(3)):  # a whole number keeps an integer tensor's dtype, as in PyTorch
+        assert (Tensor(int32) * number).dtype == np.int32 and (number - Tensor(int32)).dtype == np.int32
+        assert (torch.from_numpy(int32) * number).dtype == torch.int32
+    assert (Tensor(int32) + 2**40).dtype == np.int64  # one that doesn't fit: NumPy's wider type
+    assert (Tensor(int32) + 2.5).dtype == np.float64 and (torch.from_numpy(int32) + 2.5).dtype == torch.float32
+
+
 def integer_results(torch):
     x = Tensor(np.array([1.5, -2.5]), requires_grad=True)
     for result in (x.astype(np.int64), x > 0, x.argmax(), x == x):
@@ -356,6 +369,7 @@ CONVENTIONS = {
     "zero upstream": zero_upstream,
     "0 ** b": power_at_zero,
     "float32 with float64": mixed_dtypes,
+    "integer tensors": integer_tensors,
     "integer results": integer_results,
     "views under no_grad": views_under_no_grad,
     "casts": casts_copy,

@@ -422,11 +422,17 @@ class Tensor:
 
     def _lift(self, other: ArrayLike) -> Tensor:
         """Wrap a constant operand. A Python or NumPy number takes this tensor's dtype, so float32 stays float32
-        (PyTorch's rule); arrays, 0-d ones too, promote as in NumPy."""
+        (PyTorch's rule), and so does an integer tensor's for a whole number that fits it (int32 * 3 is int32, as
+        in NumPy 2 and PyTorch); arrays, 0-d ones too, and other mixes promote as in NumPy."""
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, _NUMBERS) and type(other) is not bool and self.data.dtype.kind == "f":
-            return Tensor._make(np.asarray(other, dtype=self.data.dtype), False, None)
+        if isinstance(other, _NUMBERS) and type(other) is not bool:
+            dtype = self.data.dtype
+            if dtype.kind == "f" or (
+                dtype.kind in "iu" and isinstance(other, (int, np.integer))
+                and np.iinfo(dtype).min <= int(other) <= np.iinfo(dtype).max
+            ):
+                return Tensor._make(np.asarray(other, dtype=dtype), False, None)
         return Tensor(other)
 
     def __add__(self, other: ArrayLike) -> Tensor:
