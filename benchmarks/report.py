@@ -108,8 +108,9 @@ def _environment_lines(env: dict[str, Any]) -> list[str]:
     # The 1-minute load decays over minutes, so the end reading still counts the busy section's own processes.
     own = env.get("own_busy_processes", 0)
     end = env.get("load_average_end")
-    loads = [load for load in (machine["load_average"] and machine["load_average"][0],
-                               end and max(end[0] - own, 0.0)) if load is not None]
+    loads = [machine["load_average"][0]] if machine["load_average"] else []
+    if end:
+        loads.append(max(end[0] - own, 0.0))
     busy = (
         [f"- **the machine was busy** (1-minute load up to {max(loads):.1f} on {machine['usable_cores']} cores"
          + (f", not counting the benchmark's own {own} busy processes" if own else "")

@@ -134,10 +134,10 @@ def make_objective(
     """Check the declaration and parse the L2 term; every mistake gets a message saying what is accepted."""
     if not callable(loss) and loss not in LOSSES:
         raise ObjectiveError(f"loss must be one of {', '.join(LOSSES)} or a callable loss(output, y) -> Tensor, "
-                         f"got {loss!r}")
+                             f"got {loss!r}")
     if reduction not in REDUCTIONS:
         raise ObjectiveError(f"reduction must be 'mean' (the gradient of the batch mean, the 1/m in dW) or 'sum', "
-                         f"got {reduction!r}")
+                             f"got {reduction!r}")
     return Objective(loss, reduction, parse_l2(l2, constants, m), bool(maximize))
 
 
@@ -170,7 +170,7 @@ def parse_l2(l2: str | float | None, constants: Mapping[str, Any], m: int) -> L2
         tree = ast.parse(source, mode="eval")
     except SyntaxError:
         raise ObjectiveError(f"l2={l2!r} is not an expression; write it as the code does, e.g. 'lambd/m * W', "
-                         "'reg * np.sum(W**2)' or 'wd/2 * ||W||^2'") from None
+                             "'reg * np.sum(W**2)' or 'wd/2 * ||W||^2'") from None
     try:
         with np.errstate(all="ignore"):  # 'W / 0': inf, refused below as not finite
             values = [_evaluate(tree.body, l2, np.full((1, 1), w), constants, m) for w in (1.0, 2.0, 3.0)]
@@ -186,10 +186,10 @@ def parse_l2(l2: str | float | None, constants: Mapping[str, Any], m: int) -> L2
         coefficient = 2 * c  # the penalty's form: c * ||W||^2, whose gradient is 2c W
     else:
         raise ObjectiveError(f"l2={l2!r} is neither a gradient term linear in W ('lambd/m * W') nor a penalty "
-                         "quadratic in W ('reg * sum(W**2)')")
+                             "quadratic in W ('reg * sum(W**2)')")
     if coefficient < 0:
         raise ObjectiveError(f"l2={l2!r} has a negative coefficient ({coefficient:g}); for gradient ascent declare the "
-                         "penalty as for descent and maximize=True")
+                             "penalty as for descent and maximize=True")
     return L2(l2, coefficient) if coefficient else None
 
 
@@ -206,8 +206,8 @@ def _evaluate(node: ast.AST, written: str, W: np.ndarray, constants: Mapping[str
                 return float(m)
             if _WEIGHT.match(node.id):
                 return W
-            raise ObjectiveError(f"l2={written!r} uses {node.id!r}, which is not W, m or a given constant; "
-                             f"give its value in arguments (e.g. arguments={{{node.id!r}: 0.7}}, --arg {node.id}=0.7)")
+            raise ObjectiveError(f"l2={written!r} uses {node.id!r}, which is not W, m or a given constant; give "
+                                 f"its value in arguments (e.g. arguments={{{node.id!r}: 0.7}}, --arg {node.id}=0.7)")
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             return _OPERATORS[type(node.op)](value(node.left), value(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
@@ -221,6 +221,6 @@ def _evaluate(node: ast.AST, written: str, W: np.ndarray, constants: Mapping[str
             if name in _FUNCTIONS and len(node.args) == 1:
                 return _FUNCTIONS[name](value(node.args[0]))
         raise ObjectiveError(f"l2={written!r}: can't read {ast.unparse(node)!r}; use numbers, W, m, constants, "
-                         "+ - * / **, sum(), square(), norm() or ||W||")
+                             "+ - * / **, sum(), square(), norm() or ||W||")
 
     return value(node)

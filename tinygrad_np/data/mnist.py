@@ -21,7 +21,7 @@ import numpy as np
 from tinygrad_np.errors import UserError
 from tinygrad_np.files import describe_path
 
-from .idx import IMAGES_MAGIC, LABELS_MAGIC, MAX_DATA_BYTES, MNISTFormatError, open_data, read_idx, reading
+from .idx import MAX_DATA_BYTES, MNISTFormatError, open_data, read_idx, reading
 
 __all__ = [
     "ENV_VAR",
@@ -138,17 +138,8 @@ def read_mnist_dir(path: str | os.PathLike, max_bytes: int = MAX_DATA_BYTES) -> 
 
 def _read_idx_pair(images_path: Path, labels_path: Path, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
     """Read and cross-check one split's image and label IDX files."""
+    # read_idx checks each header's dimensions (3 for images, 1 for labels) before reading the values.
     images, labels = read_idx(images_path, max_bytes, "images"), read_idx(labels_path, max_bytes, "labels")
-    if images.ndim != 3:
-        raise MNISTFormatError(
-            f"{images_path}: expected an image file (magic 0x{IMAGES_MAGIC:08x}, 3 dimensions), found "
-            f"{images.ndim} dimensions {images.shape}; is it a label file?"
-        )
-    if labels.ndim != 1:
-        raise MNISTFormatError(
-            f"{labels_path}: expected a label file (magic 0x{LABELS_MAGIC:08x}, 1 dimension), found "
-            f"{labels.ndim} dimensions {labels.shape}; is it an image file?"
-        )
     _check_split(images, labels, images_path, labels_path)
     return images, labels.astype(np.int64)
 
